@@ -63,9 +63,10 @@ def _student(parser):
     group.add_argument("--max_vocab_size", type=int, default=50000, help="Cap on a vocabulary built from the data.")
     group.add_argument("--min_freq", type=int, default=1, help="Minimum count for a word of a built vocabulary.")
     group.add_argument("--embedding", default="random",
-                       help="Embedding init: 'random', 'teacher' (the teacher's word-piece embeddings, needs "
-                       "--teacher_dir and wordpiece tokens), a paddlenlp TokenEmbedding name, or a local vector "
-                       "file (word then values per line, as word2vec/GloVe text).")
+                       help="Embedding init: 'random'; a BERT model directory (its word-piece embeddings, with "
+                       "wordpiece tokens and that model's vocab.txt); 'teacher' (the same, from --teacher_dir); a "
+                       "local vector file (word then values per line, word2vec/GloVe text); or a paddlenlp "
+                       "TokenEmbedding name (downloaded).")
     group.add_argument("--emb_dim", type=int, help="Embedding size: 300 for random init, else the vectors' own size.")
     group.add_argument("--hidden_size", type=int, default=300, help="LSTM size per direction and of the hidden layer.")
     group.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="Hidden layer activation.")

@@ -54,23 +54,28 @@ class Example:
 
 def load_examples(args, task):
     """Train and dev examples of the task, from local files when given, else through PaddleNLP's download."""
-    files = {"train": args.train_file, "dev": args.dev_file}
-    if bool(files["train"]) != bool(files["dev"]):
+    if bool(args.train_file) != bool(args.dev_file):
         raise UserError("give both --train_file and --dev_file, or neither (to download the dataset)")
-    if files["train"]:
-        for split, path in files.items():
-            check_tsv(path, f"--{split}_file", *task.layouts[split], task.labels)
-        splits = load_dataset(*task.dataset, splits=("train", "dev"), data_files=(files["train"], files["dev"]),
-                              lazy=False)
-    else:
-        try:
-            splits = load_dataset(*task.dataset, splits=("train", "dev"), lazy=False)
-        except Exception as error:  # any network or hub failure
-            raise UserError(f"could not download {'/'.join(task.dataset)} ({type(error).__name__}); "
-                            "pass local copies with --train_file and --dev_file") from None
-    limits = (args.max_train_samples, args.max_dev_samples)
-    return [[Example(tuple(row[f] for f in task.text_fields), int(row[task.label_field])) for row in split][:limit]
-            for split, limit in zip(splits, limits)]
+    if args.train_file:
+        return [read_split(task, "train", args.train_file, "--train_file", args.max_train_samples),
+                read_split(task, "dev", args.dev_file, "--dev_file", args.max_dev_samples)]
+    try:
+        splits = load_dataset(*task.dataset, splits=("train", "dev"), lazy=False)
+    except Exception as error:  # any network or hub failure
+        raise UserError(f"could not download {'/'.join(task.dataset)} ({type(error).__name__}); "
+                        "pass local copies with --train_file and --dev_file") from None
+    return [_examples(split, task, limit) for split, limit in zip(splits, (args.max_train_samples,
+                                                                          args.max_dev_samples))]
+
+
+def read_split(task, split, path, flag, limit=None):
+    """Examples of one split from a local file in the layout of PaddleNLP's reader, validated first."""
+    check_tsv(path, flag, *task.layouts[split], task.labels)
+    return _examples(load_dataset(*task.dataset, splits=split, data_files=path, lazy=False), task, limit)
+
+
+def _examples(rows, task, limit):
+    return [Example(tuple(row[f] for f in task.text_fields), int(row[task.label_field])) for row in rows][:limit]
 
 
 def check_tsv(path, flag, n_fields, label_index, labels):
@@ -148,11 +153,12 @@ class StudentVocab:
 def load_vocab_file(path, flag="--vocab_path"):
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path}: no such file")
-    vocab = Vocab.load_vocabulary(path, unk_token=UNK, pad_token=PAD)
-    missing = [t for t in (PAD, UNK, MASK) if t not in vocab.token_to_idx]
+    with open(path, encoding="utf-8") as f:
+        tokens = set(f.read().split("\n"))
+    missing = [t for t in (PAD, UNK, MASK) if t not in tokens]
     if missing:
         raise UserError(f"{flag} {path}: vocabulary lacks the special tokens {missing}")
-    return vocab
+    return Vocab.load_vocabulary(path, unk_token=UNK, pad_token=PAD)
 
 
 def bert_tokenizer_from(path, flag):
@@ -174,29 +180,29 @@ def bert_tokenizer_from(path, flag):
 def build_student_side(args, task, train_examples, teacher_dir=None):
     """The Analyzer and StudentVocab for this run, following --tokenization / --vocab_path."""
     use_pieces = task.language == "en" and args.tokenization == "wordpiece"
-    bert_path = teacher_dir or (args.vocab_path if use_pieces else None)
-    if bert_path is None and use_pieces:
+    if use_pieces and not (args.vocab_path or teacher_dir):
         raise UserError("--vocab_path: wordpiece tokenization needs a BERT vocab.txt (or a teacher directory)")
-    if bert_path is None:  # word-level student without a teacher: words only, no pieces needed
+    vocab = None
+    if args.vocab_path:
+        vocab = load_vocab_file(args.vocab_path)
+    elif use_pieces:
+        vocab = load_vocab_file(os.path.join(teacher_dir, "vocab.txt"), "--teacher_dir")
+    bert_path = teacher_dir or (args.vocab_path if use_pieces else None)
+    analyzer = make_analyzer(task.language, bert_path, "--teacher_dir" if teacher_dir else "--vocab_path")
+    if vocab is None:
+        counter = collections.Counter(w for ex in train_examples for t in ex.texts for w in analyzer.words(t))
+        words = [w for w, count in counter.most_common(args.max_vocab_size) if count >= args.min_freq]
+        vocab = Vocab.from_dict({t: i for i, t in enumerate([PAD, UNK, MASK] + words)}, unk_token=UNK, pad_token=PAD)
+    return analyzer, StudentVocab(vocab, use_pieces)
+
+
+def make_analyzer(language, bert_path, flag):
+    """An Analyzer with the WordPieces of the BERT vocabulary at bert_path, or for whole words when it is None."""
+    if bert_path is None:
         from paddlenlp.transformers.bert.tokenizer import BasicTokenizer
 
-        tokenizer = _WordsOnly(BasicTokenizer(do_lower_case=True))
-    else:
-        tokenizer = bert_tokenizer_from(bert_path, "--teacher_dir" if teacher_dir else "--vocab_path")
-    analyzer = Analyzer(task.language, tokenizer)
-    if use_pieces:
-        vocab = load_vocab_file(args.vocab_path) if args.vocab_path else Vocab.load_vocabulary(
-            os.path.join(teacher_dir, "vocab.txt"), unk_token=UNK, pad_token=PAD)
-    elif args.vocab_path:
-        vocab = load_vocab_file(args.vocab_path)
-    else:
-        counter = collections.Counter(w for ex in train_examples for t in ex.texts for w in analyzer.words(t))
-        vocab = Vocab.build_vocab([counter], max_size=args.max_vocab_size, min_freq=args.min_freq,
-                                  pad_token=PAD, unk_token=UNK, mask_token=MASK)
-        tokens = [vocab.idx_to_token[i] for i in range(len(vocab))]
-        vocab = Vocab.from_dict({t: i for i, t in enumerate([PAD, UNK, MASK] + [
-            t for t in tokens if t not in (PAD, UNK, MASK)])}, unk_token=UNK, pad_token=PAD)
-    return analyzer, StudentVocab(vocab, use_pieces)
+        return Analyzer(language, _WordsOnly(BasicTokenizer(do_lower_case=True)))
+    return Analyzer(language, bert_tokenizer_from(bert_path, flag))
 
 
 class _WordsOnly:

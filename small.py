@@ -57,14 +57,14 @@ def embedding_matrix(args, vocab, teacher_dir=None):
     if choice == "teacher":
         if not teacher_dir:
             raise UserError("--embedding teacher needs a teacher (--teacher_dir)")
+        choice = teacher_dir
+    if os.path.isdir(choice):
         if not vocab.use_pieces:
-            raise UserError("--embedding teacher needs --tokenization wordpiece (the teacher's own vocabulary)")
-        state = paddle.load(teacher_weights_path(teacher_dir))
-        key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
-        weights = np.asarray(state[key])
+            raise UserError(f"--embedding {choice}: BERT embeddings need --tokenization wordpiece (its vocabulary)")
+        weights = bert_word_embeddings(choice)
         if weights.shape[0] != len(vocab):
-            raise UserError(f"--embedding teacher: {teacher_dir} has {weights.shape[0]} word pieces but the student "
-                            f"vocabulary has {len(vocab)}")
+            raise UserError(f"--embedding {choice}: {weights.shape[0]} word pieces, but the student vocabulary has "
+                            f"{len(vocab)} (use that model's vocab.txt as --vocab_path)")
         return weights
     if os.path.isfile(choice):
         vectors = _read_vector_file(choice)
@@ -88,6 +88,24 @@ def embedding_matrix(args, vocab, teacher_dir=None):
     weights[vocab.pad_id] = 0
     print(f"embedding: {found}/{len(vocab)} vocabulary entries found in {choice}")
     return weights
+
+
+def bert_word_embeddings(model_dir):
+    """The word-piece embedding matrix of a BERT directory, from Paddle or safetensors weights."""
+    paddle_weights = os.path.join(model_dir, "model_state.pdparams")
+    torch_weights = os.path.join(model_dir, "model.safetensors")
+    if os.path.isfile(paddle_weights):
+        state = paddle.load(paddle_weights)
+    elif os.path.isfile(torch_weights):
+        from safetensors.numpy import load_file
+
+        state = load_file(torch_weights)
+    else:
+        raise UserError(f"--embedding {model_dir}: no model_state.pdparams or model.safetensors")
+    key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
+    if key is None:
+        raise UserError(f"--embedding {model_dir}: its weights have no word_embeddings")
+    return np.asarray(state[key], dtype="float32")
 
 
 def _read_vector_file(path):
@@ -114,6 +132,10 @@ def teacher_weights_path(teacher_dir):
     return path
 
 
+MODEL_KEYS = ("vocab_size", "emb_dim", "hidden_size", "num_labels", "dropout_prob", "activation", "is_pair",
+              "padding_idx")
+
+
 def build_student(args, task, vocab, teacher_dir=None):
     """The student model and its config, from flags, --embedding and --init_from_ckpt."""
     weights = embedding_matrix(args, vocab, teacher_dir)
@@ -128,21 +150,40 @@ def build_student(args, task, vocab, teacher_dir=None):
     return model, config
 
 
-def load_student_weights(model, config, ckpt_dir):
+def load_student_weights(model, config, ckpt_dir, flag="--init_from_ckpt"):
     """Load a student directory's weights after checking that its config (and vocabulary size) match."""
     config_path = os.path.join(ckpt_dir, "config.json")
     weights_path = os.path.join(ckpt_dir, "model.pdparams")
     for path in (config_path, weights_path):
         if not os.path.isfile(path):
-            raise UserError(f"--init_from_ckpt {ckpt_dir}: missing {os.path.basename(path)}")
+            raise UserError(f"{flag} {ckpt_dir}: missing {os.path.basename(path)}")
     saved = read_json(config_path)
     if saved["vocab_size"] != config["vocab_size"]:
-        raise UserError(f"--init_from_ckpt {ckpt_dir}: checkpoint vocabulary has {saved['vocab_size']} entries, "
+        raise UserError(f"{flag} {ckpt_dir}: checkpoint vocabulary has {saved['vocab_size']} entries, "
                         f"this run's has {config['vocab_size']} (use the same --vocab_path)")
     differing = {k: (saved.get(k), v) for k, v in config.items() if k != "dropout_prob" and saved.get(k) != v}
     if differing:
-        raise UserError(f"--init_from_ckpt {ckpt_dir}: model settings differ: {differing}")
-    model.set_state_dict(paddle.load(weights_path))
+        raise UserError(f"{flag} {ckpt_dir}: model settings differ: {differing}")
+    state = paddle.load(weights_path)
+    if tuple(state["embedder.weight"].shape) != (config["vocab_size"], config["emb_dim"]):
+        raise UserError(f"{flag} {weights_path}: embedding of shape {list(state['embedder.weight'].shape)} does "
+                        f"not match its config.json")
+    model.set_state_dict(state)
+
+
+def load_student(directory, flag="--model_dir"):
+    """A saved student directory (best/ of small.py or bert_distill.py) as (model, config, analyzer, vocab)."""
+    for name in ("config.json", "model.pdparams", "vocab.txt"):
+        if not os.path.isfile(os.path.join(directory, name)):
+            raise UserError(f"{flag} {directory}: missing {name} (not a student directory)")
+    config = read_json(os.path.join(directory, "config.json"))
+    vocab_file = os.path.join(directory, "vocab.txt")
+    vocab = data.StudentVocab(data.load_vocab_file(vocab_file, flag), config["use_pieces"])
+    model = BiLSTM(**{k: config[k] for k in MODEL_KEYS})
+    load_student_weights(model, {k: config[k] for k in MODEL_KEYS}, directory, flag)
+    model.eval()
+    analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None, flag)
+    return model, config, analyzer, vocab
 
 
 def make_optimizer(args, model):

@@ -1,0 +1,45 @@
+"""Print the results of runs side by side, read from their results.json files, as a Markdown table.
+
+    python results_table.py runs/teacher-sst-2 runs/small-sst-2 runs/distill-sst-2
+    python results_table.py runs/*          # every run directory under runs/
+"""
+import argparse
+import os
+import sys
+
+from utils import read_json
+
+ROWS = (("teacher", "Teacher (BERT)"), ("small", "Bi-LSTM baseline"), ("distill", "Distilled Bi-LSTM"))
+COLUMNS = ("sst-2", "qqp", "chnsenticorp")
+
+
+def cell(results):
+    metrics = results["metrics"]
+    text = f"{metrics['acc']:.4f}" + (f" / {metrics['f1']:.4f}" if "f1" in metrics else "")
+    return f"{text} ({results['train_seconds'] / 60:.0f} min)"
+
+
+def table(results):
+    """Markdown table: one row per script, one column per task; later runs of the same kind win."""
+    by_kind = {(r["script"], r["task"]): r for r in results}
+    tasks = [t for t in COLUMNS if any(task == t for _, task in by_kind)]
+    lines = ["| model | " + " | ".join(f"{t} dev acc" + (" / F1" if t == "qqp" else "") for t in tasks) + " |",
+             "|---" * (len(tasks) + 1) + "|"]
+    for script, name in ROWS:
+        lines.append(f"| {name} | " + " | ".join(cell(by_kind[script, t]) if (script, t) in by_kind else "-"
+                                                 for t in tasks) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", help="Output directories of teacher.py, small.py, bert_distill.py.")
+    args = parser.parse_args(argv)
+    found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]
+    if not found:
+        sys.exit("error: no results.json in " + ", ".join(args.run_dirs))
+    print(table([read_json(path) for path in found]))
+
+
+if __name__ == "__main__":
+    main()

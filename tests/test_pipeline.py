@@ -1,0 +1,113 @@
+"""End to end on tiny data in each task layout: teacher fine-tuning, baseline, distillation; outputs load back."""
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+from conftest import FAST, STUDENT_FAST, data_flags
+from paddlenlp.transformers import BertForSequenceClassification
+
+import bert_distill
+import data
+import small
+import teacher
+from utils import classification_metrics, read_json
+
+
+def student_eval(best_dir, task_name, dev_file):
+    """Reload a saved student directory on its own and score the dev file."""
+    model, config, analyzer, vocab = small.load_student(best_dir)
+    task = data.TASKS[task_name]
+    dev = data.read_split(task, "dev", dev_file, "dev")
+    records = [data.student_record([analyzer.sentence(t) for t in ex.texts], vocab, config["max_seq_length"],
+                                   ex.label) for ex in dev]
+    loader = data.make_loader(records, data.record_lengths(records, task.is_pair),
+                              data.student_batchify(task.is_pair, vocab.pad_id), 7, shuffle=False)
+    return classification_metrics(*small.predict_logits(model, loader, task.is_pair), task)
+
+
+@pytest.fixture(scope="module")
+def teachers(task_files, tiny_bert, tmp_path_factory):
+    """Fine-tune the tiny BERT once per task."""
+    out = {}
+    for task in task_files:
+        output_dir = str(tmp_path_factory.mktemp(f"teacher-{task}"))
+        results = teacher.main(data_flags(task_files, task) + FAST + [
+            "--model_name_or_path", tiny_bert, "--output_dir", output_dir, "--max_epoch", "2", "--lr", "1e-3"])
+        out[task] = (output_dir, results)
+    return out
+
+
+@pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
+def test_teacher_saves_a_loadable_best_model(teachers, task_files, task):
+    output_dir, results = teachers[task]
+    on_disk = read_json(os.path.join(output_dir, "results.json"))
+    assert on_disk["metrics"] == results["metrics"] and on_disk["script"] == "teacher"
+    assert ("f1" in on_disk["metrics"]) == (task == "qqp")
+    best = os.path.join(output_dir, "best")
+    model = teacher.load_bert(best)
+    tokenizer = data.bert_tokenizer_from(best, "dir")
+    analyzer = data.Analyzer(data.TASKS[task].language, tokenizer)
+    dev = data.read_split(data.TASKS[task], "dev", task_files[task][1], "dev")
+    encoded = [data.teacher_ids([analyzer.sentence(t) for t in ex.texts], tokenizer, 128) for ex in dev]
+    logits = teacher.teacher_logits(model, encoded, 5, tokenizer.pad_token_id)
+    metrics = classification_metrics(logits, [ex.label for ex in dev], data.TASKS[task])
+    assert metrics["acc"] == pytest.approx(results["metrics"]["acc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
+def test_baseline_trains_and_its_best_model_reproduces_its_metric(task_files, tiny_bert, tmp_path, task):
+    output_dir = str(tmp_path / "small")
+    vocab = ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")] if task != "chnsenticorp" else []
+    results = small.main(data_flags(task_files, task) + STUDENT_FAST + vocab + [
+        "--output_dir", output_dir, "--max_epoch", "6", "--optimizer", "adam", "--lr", "0.01"])
+    assert sorted(os.listdir(output_dir)) == ["best", "checkpoint", "eval_log.jsonl", "results.json"]
+    assert results["steps"] == 6 * 10  # 160 examples in batches of 16
+    reloaded = student_eval(os.path.join(output_dir, "best"), task, task_files[task][1])
+    assert reloaded["acc"] == pytest.approx(results["metrics"]["acc"], abs=1e-6)
+    if task == "sst-2":
+        assert results["metrics"]["acc"] > 0.6  # learns the sentiment words (chance is about 0.5)
+    log = [json.loads(line) for line in open(os.path.join(output_dir, "eval_log.jsonl"))]
+    assert max(r["acc"] for r in log) == results["metrics"]["acc"]
+
+
+@pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
+def test_distillation_runs_the_teacher_once_per_transfer_example(teachers, task_files, tmp_path, monkeypatch, task):
+    rows = []
+    forward = BertForSequenceClassification.forward
+
+    def counting_forward(self, input_ids, *args, **kwargs):
+        rows.append(input_ids.shape[0])
+        return forward(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", counting_forward)
+    teacher_dir = os.path.join(teachers[task][0], "best")
+    flags = data_flags(task_files, task) + STUDENT_FAST + [
+        "--teacher_dir", teacher_dir, "--n_iter", "3", "--max_epoch", "2", "--cache_dir", str(tmp_path / "cache"),
+        "--alpha", "0.2", "--save_transfer_set", "--num_workers", "1"]
+    results = bert_distill.main(flags + ["--output_dir", str(tmp_path / "run1")])
+    lines = open(tmp_path / "run1" / "transfer_set.tsv", encoding="utf-8").read().splitlines()
+    transfer_size = len(lines) - 1
+    assert transfer_size > 160  # originals plus augmented copies
+    assert sum(rows) == transfer_size  # one teacher pass over the transfer set for both epochs
+    assert results["steps"] == 2 * -(-transfer_size // 16)
+    assert lines[1].split("\t")[-3] in ("0", "1") and lines[-1].split("\t")[-3] == "-1"
+    rows.clear()
+    again = bert_distill.main(flags + ["--output_dir", str(tmp_path / "run2")])
+    assert sum(rows) == 0  # a rerun takes the cached logits
+    assert again["metrics"] == results["metrics"]  # and, with the same seed, trains the same student
+    reloaded = student_eval(os.path.join(tmp_path, "run1", "best"), task, task_files[task][1])
+    assert reloaded["acc"] == pytest.approx(results["metrics"]["acc"], abs=1e-6)
+
+
+def test_teacher_embedding_init_copies_the_word_pieces(teachers, task_files, tmp_path):
+    teacher_dir = os.path.join(teachers["sst-2"][0], "best")
+    args = small.parse_args("distill", data_flags(task_files, "sst-2") + [
+        "--teacher_dir", teacher_dir, "--output_dir", str(tmp_path), "--embedding", "teacher"])
+    vocab = data.StudentVocab(data.load_vocab_file(os.path.join(teacher_dir, "vocab.txt")), use_pieces=True)
+    model, config = small.build_student(args, data.TASKS["sst-2"], vocab, teacher_dir)
+    state = paddle.load(os.path.join(teacher_dir, "model_state.pdparams"))
+    expected = next(v for k, v in state.items() if k.endswith("word_embeddings.weight"))
+    np.testing.assert_allclose(model.embedder.weight.numpy(), np.asarray(expected))
+    assert config["emb_dim"] == 64
