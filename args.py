@@ -42,6 +42,8 @@ def _common(parser):
     group.add_argument("--dropout_prob", type=float, default=0.2, help="Dropout probability.")
     group.add_argument("--eval_steps", type=int, default=500, help="Evaluate on dev every N steps (and at each epoch end).")
     group.add_argument("--logging_steps", type=int, default=100, help="Log the training loss every N steps.")
+    group.add_argument("--visualdl", action="store_true", help="Also log every evaluation's metrics to VisualDL in "
+                       "<output_dir>/vdl (visualdl --logdir <output_dir>/vdl); skipped when visualdl is missing.")
 
 
 def _teacher(parser):
@@ -85,6 +87,10 @@ def _distill(parser):
                        help="Distillation loss on logits: mean squared error (paper) or KL with --temperature.")
     group.add_argument("--temperature", type=float, default=1.0, help="Softmax temperature for --loss kl.")
     group.add_argument("--teacher_batch_size", type=int, default=128, help="Batch size when labelling with the teacher.")
+    group.add_argument("--teacher_backend", default="inference", choices=("inference", "dygraph"),
+                       help="How the teacher labels the transfer set: 'inference' exports it to a static graph run by "
+                       "paddle.inference (oneDNN on CPU, fp16 on GPU; falls back to dygraph when that fails), "
+                       "'dygraph' runs the Paddle model as is (the slower reference).")
     group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
     group = parser.add_argument_group("transfer-set augmentation")
     group.add_argument("--n_iter", type=int, default=20, help="Augmented copies drawn per training example.")
@@ -106,15 +112,49 @@ def _distill(parser):
                        help="Also write <output_dir>/transfer_set.tsv: each sentence and the teacher's logits.")
 
 
+def _export(parser):
+    group = parser.add_argument_group("export")
+    source = group.add_mutually_exclusive_group(required=True)
+    source.add_argument("--student_dir", help="Student directory to export (best/ of small.py or bert_distill.py).")
+    source.add_argument("--teacher_dir", help="Teacher directory to export (best/ of teacher.py), for comparison.")
+    group.add_argument("--task_name", choices=TASK_NAMES, help="With --teacher_dir: the task it was fine-tuned on "
+                       "(a student directory records its own).")
+    group.add_argument("--max_seq_length", type=int, help="With --teacher_dir: longest input in tokens, as in its "
+                       "training (default 128; a student directory records its own).")
+    group.add_argument("--output_dir", required=True, help="Directory of the exported model (replaced if it holds "
+                       "an earlier export).")
+
+
+def _predict(parser):
+    group = parser.add_argument_group("prediction")
+    group.add_argument("--model_dir", required=True, help="Directory written by export_model.py.")
+    group.add_argument("--input_file", help="UTF-8 text, one example per line (pairs: the two texts separated by "
+                       "a TAB). Default: standard input.")
+    group.add_argument("--batch_size", type=int, default=64, help="Examples per predictor run.")
+    group.add_argument("--json", action="store_true", help="Print JSON lines instead of tab-separated text.")
+
+
+def _plot(parser):
+    group = parser.add_argument_group("learning curves")
+    group.add_argument("run_dirs", nargs="+", help="Output directories of training runs (with eval_log.jsonl).")
+    group.add_argument("--metric", default="acc", help="Dev metric to plot (acc, or f1 for qqp).")
+    group.add_argument("--output", default="curves.png", help="PNG file to write.")
+
+
 GROUPS = {"teacher": (_common, _teacher), "small": (_common, _student),
-          "distill": (_common, _student, _distill)}
+          "distill": (_common, _student, _distill), "export": (_export,), "predict": (_predict,), "plot": (_plot,)}
+TRAINING_SCRIPTS = ("teacher", "small", "distill")
 
 
 def parse_args(script, argv=None):
-    """Parse argv for `script` ('teacher', 'small' or 'distill'), applying the default tables."""
+    """Parse argv for `script` (a key of GROUPS), applying the default tables to the training scripts."""
     parser = argparse.ArgumentParser(description=f"{script} ({__doc__.splitlines()[0]})")
     for add_group in GROUPS[script]:
         add_group(parser)
+    if script not in TRAINING_SCRIPTS:
+        args = parser.parse_args(argv)
+        args.script = script
+        return args
     known, _ = parser.parse_known_args(argv)
     if known.task_name in STUDENT_TASK_DEFAULTS:
         parser.set_defaults(**(TEACHER_DEFAULTS if script == "teacher" else STUDENT_TASK_DEFAULTS[known.task_name]))

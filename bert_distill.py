@@ -18,7 +18,7 @@ import paddle.nn.functional as F
 import data
 from args import parse_args
 from small import make_optimizer, split_batch, student_setup, teacher_weights_path
-from teacher import load_bert, teacher_logits
+from teacher import label_with_teacher, load_bert
 from utils import fit, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
@@ -58,8 +58,9 @@ def cached_teacher_logits(teacher_dir, encoded, args):
         return np.load(path)
     teacher = load_bert(teacher_dir, flag="--teacher_dir")
     tokenizer = data.bert_tokenizer_from(teacher_dir, "--teacher_dir")
-    logger.info("labelling %d transfer-set examples with the teacher", len(encoded))
-    logits = teacher_logits(teacher, encoded, args.teacher_batch_size, tokenizer.pad_token_id)
+    logger.info("labelling %d transfer-set examples with the teacher (%s)", len(encoded), args.teacher_backend)
+    logits = label_with_teacher(teacher, encoded, args.teacher_batch_size, tokenizer.pad_token_id,
+                                args.teacher_backend)
     os.makedirs(args.cache_dir, exist_ok=True)
     with open(path + ".tmp", "wb") as f:
         np.save(f, logits)

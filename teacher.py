@@ -6,11 +6,14 @@
         --train_file ../shared/data/SST-2/train.tsv --dev_file ../shared/data/SST-2/dev.tsv \
         --max_seq_length 64 --max_epoch 1 --output_dir teachers/sst-2
 """
+import logging
 import os
+import tempfile
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+from paddle.static import InputSpec
 from paddlenlp.data import Pad, Stack, Tuple
 from paddlenlp.transformers import BertForSequenceClassification, LinearDecayWithWarmup
 
@@ -19,6 +22,7 @@ from args import parse_args
 from utils import UserError, classification_metrics, fit, prepare_output_dir, run_main, set_device, set_seed
 
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+logger = logging.getLogger("distill")
 
 
 def load_bert(name_or_dir, num_labels=None, flag="--model_name_or_path"):
@@ -49,20 +53,88 @@ def teacher_batchify(pad_id):
     return Tuple(Pad(axis=0, pad_val=pad_id, dtype="int64"), Pad(axis=0, pad_val=0, dtype="int64"))
 
 
-@paddle.no_grad()
-def teacher_logits(model, encoded, batch_size, pad_id):
-    """Logits for (input_ids, token_type_ids) pairs, batched by length (no padding to max length),
-    returned in the input order."""
-    model.eval()
+def batched_logits(run, encoded, batch_size, pad_id):
+    """run(input_ids, token_type_ids) -> logits, over (input_ids, token_type_ids) pairs batched by length
+    (no padding to max length), returned in the input order."""
     order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
     batchify = teacher_batchify(pad_id)
-    parts = []
-    for start in range(0, len(order), batch_size):
-        ids, segments = batchify([encoded[i] for i in order[start:start + batch_size]])
-        parts.append(model(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(segments)).numpy())
-    logits = np.empty_like(np.concatenate(parts)) if parts else np.zeros((0, 0), dtype="float32")
-    logits[order] = np.concatenate(parts) if parts else logits
+    parts = [run(*batchify([encoded[i] for i in order[start:start + batch_size]]))
+             for start in range(0, len(order), batch_size)]
+    if not parts:
+        return np.zeros((0, 0), dtype="float32")
+    sorted_logits = np.concatenate(parts)
+    logits = np.empty_like(sorted_logits)
+    logits[order] = sorted_logits
     return logits
+
+
+@paddle.no_grad()
+def teacher_logits(model, encoded, batch_size, pad_id):
+    """Logits of the dygraph model, batched by length, in the input order."""
+    model.eval()
+    return batched_logits(lambda ids, segments: model(paddle.to_tensor(ids),
+                                                      token_type_ids=paddle.to_tensor(segments)).numpy(),
+                          encoded, batch_size, pad_id)
+
+
+def export_static(model, directory):
+    """Save the eval-mode model as a static graph in `directory`; returns the path prefix of its files."""
+    model.eval()
+    prefix = os.path.join(directory, "model")
+    # jit.save converts a copy of forward with to_static, so `model` itself stays a plain dygraph model.
+    paddle.jit.save(model, prefix, input_spec=[InputSpec([None, None], "int64", "input_ids"),
+                                               InputSpec([None, None], "int64", "token_type_ids")])
+    return prefix
+
+
+def make_predictor(model_prefix, onednn=True):
+    """A paddle.inference predictor for an exported model: fp16 on GPU, else all CPU cores (with oneDNN)."""
+    # Paddle 3 (PIR) saves <prefix>.json, Paddle 2 <prefix>.pdmodel.
+    program = next(model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext))
+    config = paddle.inference.Config(program, model_prefix + ".pdiparams")
+    config.switch_ir_optim(True)
+    config.disable_glog_info()
+    device = paddle.get_device()
+    if device.startswith("gpu") and paddle.device.is_compiled_with_cuda():
+        config.enable_use_gpu(256, int(device.partition(":")[2] or 0), paddle.inference.PrecisionType.Half)
+    else:
+        config.set_cpu_math_library_num_threads(os.cpu_count() or 1)
+        if onednn:
+            config.enable_mkldnn()
+            # oneDNN caches primitives per input shape; batches come sorted by length, so each shape is
+            # used in one run of batches and a small cache suffices while memory stays bounded.
+            config.set_mkldnn_cache_capacity(8)
+    return paddle.inference.create_predictor(config)
+
+
+def predictor_logits(predictor, encoded, batch_size, pad_id):
+    """Logits of a paddle.inference predictor, batched by length, in the input order."""
+    inputs = [predictor.get_input_handle(name) for name in predictor.get_input_names()]
+    output = predictor.get_output_handle(predictor.get_output_names()[0])
+
+    def run(ids, segments):
+        for handle, array in zip(inputs, (ids, segments)):
+            handle.reshape(array.shape)
+            handle.copy_from_cpu(array)
+        predictor.run()
+        return output.copy_to_cpu().astype("float32")
+
+    return batched_logits(run, encoded, batch_size, pad_id)
+
+
+def label_with_teacher(model, encoded, batch_size, pad_id, backend="inference"):
+    """Teacher logits for (input_ids, token_type_ids) pairs in the input order, with the chosen backend
+    (see --teacher_backend); falls back to the dygraph model when no inference predictor can be built."""
+    if backend != "dygraph":
+        with tempfile.TemporaryDirectory() as directory:
+            try:
+                predictor = make_predictor(export_static(model, directory))
+            except Exception as error:  # any export or predictor failure: the dygraph model still works
+                logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
+                               backend, type(error).__name__, error)
+            else:
+                return predictor_logits(predictor, encoded, batch_size, pad_id)
+    return teacher_logits(model, encoded, batch_size, pad_id)
 
 
 def main(argv=None):

@@ -1,0 +1,65 @@
+"""The paddle.inference labelling path gives the dygraph teacher's logits, in the input order."""
+import logging
+
+import numpy as np
+import paddle
+import pytest
+
+import data
+import teacher
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert):
+    paddle.set_device("cpu")
+    tokenizer = data.bert_tokenizer_from(tiny_bert, "--teacher_dir")
+    return teacher.load_bert(tiny_bert), tokenizer
+
+
+def encode(task_files, task, tokenizer, max_seq_length=32):
+    """Dev examples of the task as teacher inputs (one sentence, or a sentence pair for qqp)."""
+    task_spec = data.TASKS[task]
+    examples = data.read_split(task_spec, "dev", task_files[task][1], "--dev_file")
+    analyzer = data.Analyzer(task_spec.language, tokenizer)
+    return [data.teacher_ids([analyzer.sentence(t) for t in ex.texts], tokenizer, max_seq_length) for ex in examples]
+
+
+@pytest.mark.parametrize("task", ["sst-2", "qqp"])
+def test_inference_backend_matches_dygraph(bert, task_files, task, caplog):
+    model, tokenizer = bert
+    encoded = encode(task_files, task, tokenizer)
+    assert len({len(ids) for ids, _ in encoded}) > 3  # batches of several shapes
+    if task == "qqp":
+        assert all(segments.max() == 1 for _, segments in encoded)
+    reference = teacher.teacher_logits(model, encoded, 16, tokenizer.pad_token_id)
+    with caplog.at_level(logging.WARNING, logger="distill"):
+        logits = teacher.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, "inference")
+    assert not caplog.records, "the inference backend fell back to dygraph"
+    np.testing.assert_allclose(logits, reference, atol=1e-4)
+    assert (logits.argmax(-1) == reference.argmax(-1)).all()
+
+
+def test_logits_come_back_in_input_order(bert, task_files):
+    model, tokenizer = bert
+    encoded = encode(task_files, "sst-2", tokenizer)[:12]
+    lengths = [len(ids) for ids, _ in encoded]
+    assert lengths != sorted(lengths)  # the batches are sorted by length, so order must be restored
+    logits = teacher.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+    with paddle.no_grad():
+        one_by_one = np.concatenate([model(paddle.to_tensor(ids[None]), token_type_ids=paddle.to_tensor(seg[None]))
+                                     .numpy() for ids, seg in encoded])
+    np.testing.assert_allclose(logits, one_by_one, atol=1e-4)
+
+
+def test_falls_back_to_dygraph_with_one_warning(bert, task_files, caplog, monkeypatch):
+    model, tokenizer = bert
+    encoded = encode(task_files, "sst-2", tokenizer)[:8]
+
+    def broken_predictor(*args, **kwargs):
+        raise RuntimeError("no predictor")
+
+    monkeypatch.setattr(teacher, "make_predictor", broken_predictor)
+    with caplog.at_level(logging.WARNING, logger="distill"):
+        logits = teacher.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+    assert len(caplog.records) == 1 and "no predictor" in caplog.text
+    np.testing.assert_allclose(logits, teacher.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-6)
