@@ -13,6 +13,7 @@ import numpy as np
 import paddle
 from paddlenlp.data import Pad, Stack, Tuple, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
+from tqdm import tqdm
 
 from utils import UserError
 
@@ -378,11 +379,18 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
     workers = num_workers or os.cpu_count() or 1
     chunk = max(1, min(2000, len(sentences) // (workers * 4) or 1))
     ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
-    if workers > 1 and len(ranges) > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as workers_pool:
-            parts = workers_pool.map(_augment_range, ranges)
-    else:
-        parts = [_augment_range(r) for r in ranges]
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 and len(ranges) > 1 else None
+    parts = []
+    try:
+        # imap hands back the ranges in order, so the set does not depend on which worker finishes first.
+        results = pool.imap(_augment_range, ranges) if pool else map(_augment_range, ranges)
+        with tqdm(total=len(sentences), desc="augmenting", unit="example", mininterval=1.0) as bar:
+            for (start, stop), part in zip(ranges, results):
+                parts.append(part)
+                bar.update(stop - start)
+    finally:
+        if pool:
+            pool.terminate()
     _WORK.clear()
     seen = {_key(s) for _, s, _ in transfer}
     index = 0

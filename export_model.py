@@ -1,0 +1,102 @@
+"""Export a trained student (or, for comparison, a teacher) as a Paddle static inference model for predict.py.
+
+    python export_model.py --student_dir runs/distill-sst-2/best --output_dir exported/distill-sst-2
+    python export_model.py --teacher_dir runs/teacher-sst-2/best --task_name sst-2 --max_seq_length 64 \
+        --output_dir exported/teacher-sst-2
+
+The output directory holds the static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams), the
+vocabulary (a student's vocab.txt, or the teacher's tokenizer files) and export_config.json: the kind of model,
+task, label names, language, WordPieces or whole words, lower-casing, max_seq_length, padding id and input names,
+everything needed to turn text into the model's inputs. It is written to <output_dir>.tmp and renamed at the end.
+"""
+import os
+
+import paddle
+from paddle.static import InputSpec
+
+import data
+import small
+import teacher
+from args import parse_args
+from utils import UserError, replace_dir, run_main, write_json
+
+CONFIG_NAME = "export_config.json"
+STUDENT_INPUTS = ("ids", "lengths", "ids2", "lengths2")
+TEACHER_INPUTS = ("input_ids", "token_type_ids")  # the names teacher.export_static gives
+
+
+def lower_cases(analyzer, use_pieces):
+    """Whether the text is lower-cased before lookup (jieba words are not; BERT's tokenizers may be)."""
+    return bool((analyzer.language == "en" or use_pieces) and analyzer.bert_tokenizer.basic_tokenizer.do_lower_case)
+
+
+def student_export(student_dir):
+    """(build, config): build(directory) writes the student's static model and vocabulary, returning the model's
+    path prefix."""
+    model, config, analyzer, vocab = small.load_student(student_dir, "--student_dir")
+    names = STUDENT_INPUTS[:4 if config["is_pair"] else 2]
+    specs = [InputSpec([None, None] if name.startswith("ids") else [None], "int64", name) for name in names]
+
+    def build(directory):
+        vocab.save(os.path.join(directory, "vocab.txt"))
+        prefix = os.path.join(directory, "model")
+        paddle.jit.save(model, prefix, input_spec=specs)  # converts forward with to_static
+        return prefix
+
+    return build, {"kind": "student", "task_name": config["task_name"], "labels": config["labels"],
+                   "is_pair": config["is_pair"], "language": config["language"], "use_pieces": config["use_pieces"],
+                   "do_lower_case": lower_cases(analyzer, config["use_pieces"]),
+                   "max_seq_length": config["max_seq_length"], "pad_id": vocab.pad_id, "inputs": list(names)}
+
+
+def teacher_export(teacher_dir, task_name, max_seq_length):
+    """(build, config): build(directory) writes the teacher's static model and tokenizer files, returning the
+    model's path prefix."""
+    if not task_name:
+        raise UserError("--task_name: needed with --teacher_dir (a teacher directory does not record its task)")
+    task = data.TASKS[task_name]
+    model = teacher.load_bert(teacher_dir, flag="--teacher_dir")
+    if model.classifier.weight.shape[-1] != len(task.labels):
+        raise UserError(f"--teacher_dir {teacher_dir}: {model.classifier.weight.shape[-1]} classes, but "
+                        f"--task_name {task_name} has {len(task.labels)}")
+    tokenizer = data.bert_tokenizer_from(teacher_dir, "--teacher_dir")
+    analyzer = data.Analyzer(task.language, tokenizer)
+
+    def build(directory):
+        tokenizer.save_pretrained(directory)
+        return teacher.export_static(model, directory)
+
+    return build, {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
+                   "language": task.language, "use_pieces": True, "do_lower_case": lower_cases(analyzer, True),
+                   "max_seq_length": max_seq_length or 128, "pad_id": tokenizer.pad_token_id,
+                   "inputs": list(TEACHER_INPUTS)}
+
+
+def main(argv=None):
+    args = parse_args("export", argv)
+    source_flag, source = ("--student_dir", args.student_dir) if args.student_dir else ("--teacher_dir",
+                                                                                         args.teacher_dir)
+    if not os.path.isdir(source):
+        raise UserError(f"{source_flag} {source}: no such directory")
+    if args.student_dir and (args.task_name or args.max_seq_length):
+        raise UserError("--task_name/--max_seq_length: only with --teacher_dir (a student directory records them)")
+    out = args.output_dir
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, CONFIG_NAME)):
+        raise UserError(f"--output_dir {out}: exists and is not an earlier export; choose another directory")
+    paddle.set_device("cpu")  # the export is device-independent; predict.py picks the device
+    if args.student_dir:
+        build, config = student_export(args.student_dir)
+    else:
+        build, config = teacher_export(args.teacher_dir, args.task_name, args.max_seq_length)
+
+    def write_all(directory):
+        config["model"] = os.path.basename(build(directory))  # path prefix of the model files in the directory
+        write_json(os.path.join(directory, CONFIG_NAME), config)
+
+    replace_dir(write_all, out)
+    print(f"exported {config['kind']} ({config['task_name']}) from {source} to {out}", flush=True)
+    return config
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,72 @@
+"""Plot a dev metric against training steps for several runs, e.g. the baseline next to the distilled student.
+
+    python plot_curves.py runs/small-sst-2 runs/distill-sst-2 --output curves-sst-2.png
+    python plot_curves.py runs/small-qqp runs/distill-qqp --metric f1 --output curves-qqp-f1.png
+
+Each run directory needs the eval_log.jsonl its training writes; a run is labelled by the script in its
+results.json (or, while it is still training, by its directory name) and its best value.
+"""
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from args import parse_args  # noqa: E402
+from utils import UserError, read_json, run_main  # noqa: E402
+
+
+def read_curve(run_dir, metric):
+    """Steps and metric values of a run's evaluations (a step logged twice keeps its last value)."""
+    path = os.path.join(run_dir, "eval_log.jsonl")
+    if not os.path.isfile(path):
+        raise UserError(f"run_dirs {run_dir}: no eval_log.jsonl (not a training output directory)")
+    by_step = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                by_step[record["step"]] = record[metric]
+            except (ValueError, KeyError):
+                raise UserError(f"run_dirs {path}:{number}: not an evaluation record with '{metric}'") from None
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
+def run_label(run_dir):
+    name = os.path.basename(os.path.normpath(run_dir))
+    results_path = os.path.join(run_dir, "results.json")
+    if os.path.isfile(results_path):
+        return f"{read_json(results_path)['script']} ({name})"
+    return f"{name} (running)"
+
+
+def main(argv=None):
+    args = parse_args("plot", argv)
+    curves = [(run_label(d), *read_curve(d, args.metric)) for d in args.run_dirs]
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for label, steps, values in curves:
+        best = max(range(len(values)), key=values.__getitem__, default=None)
+        if best is None:
+            continue
+        line, = axes.plot(steps, values, marker="o", markersize=3,
+                          label=f"{label}: best {args.metric} {values[best]:.4f} at step {steps[best]}")
+        axes.plot(steps[best], values[best], marker="*", markersize=14, color=line.get_color())
+    axes.set_xlabel("training step")
+    axes.set_ylabel(f"dev {args.metric}")
+    axes.set_title(f"dev {args.metric} during training")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    figure.tight_layout()
+    figure.savefig(args.output, dpi=120)
+    plt.close(figure)
+    print(f"wrote {args.output}", flush=True)
+    return args.output
+
+
+if __name__ == "__main__":
+    run_main(main)

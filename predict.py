@@ -1,0 +1,125 @@
+"""Label text with a model written by export_model.py, through paddle.inference (oneDNN on all CPU cores).
+
+    python predict.py --model_dir exported/distill-sst-2 --input_file sentences.txt
+    printf 'a great film\\nnot good at all\\n' | python predict.py --model_dir exported/distill-sst-2 --json
+    # pair tasks (qqp): the two questions of a line separated by a TAB
+    printf 'how do i learn python?\\twhat is the best way to learn python?\\n' | \\
+        python predict.py --model_dir exported/distill-qqp
+
+One output line per input line, in the input order: the label, then the probability of each label, tab-separated;
+with --json a JSON object per line: {"line": n, "label": ..., "probs": {label: probability}}. Empty lines,
+over-long lines (cut to max_seq_length tokens), unknown characters and invalid UTF-8 are labelled like any other
+text. A malformed line (on a pair task, a line without exactly one TAB) is reported on standard error with its line
+number and gets an empty output line (--json: {"line": n, "error": ...}); all other lines are still labelled, and
+the exit code is then 1 (0 when every line was labelled, 2 for bad flags or a bad model directory).
+"""
+import io
+import itertools
+import json
+import os
+import sys
+
+import numpy as np
+
+import data
+import teacher
+from args import parse_args
+from export_model import CONFIG_NAME
+from utils import UserError, read_json, run_main
+
+CHUNK_BATCHES = 50  # lines are read, sorted by length and labelled this many batches at a time
+
+
+class ExportedModel:
+    """An export_model.py directory: turns lists of texts into class probabilities."""
+
+    def __init__(self, directory):
+        config_path = os.path.join(directory, CONFIG_NAME)
+        if not os.path.isfile(config_path):
+            raise UserError(f"--model_dir {directory}: no {CONFIG_NAME} (write the directory with export_model.py)")
+        self.config = config = read_json(config_path)
+        prefix = os.path.join(directory, config["model"])
+        if not os.path.isfile(prefix + ".pdiparams"):
+            raise UserError(f"--model_dir {directory}: missing {config['model']}.pdiparams")
+        if config["kind"] == "student":
+            vocab_file = os.path.join(directory, "vocab.txt")
+            vocab = data.StudentVocab(data.load_vocab_file(vocab_file, "--model_dir"), config["use_pieces"])
+            analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
+                                          "--model_dir")
+            # student_record ends with the label, which prediction has not got.
+            self._encode = lambda sentences: data.student_record(sentences, vocab, config["max_seq_length"], None)[:-1]
+            self._batchify = data.student_batchify(config["is_pair"], config["pad_id"], extra=())
+            self._length = lambda record: record[1] + (record[3] if config["is_pair"] else 0)
+        else:
+            tokenizer = data.bert_tokenizer_from(directory, "--model_dir")
+            analyzer = data.Analyzer(config["language"], tokenizer)
+            self._encode = lambda sentences: data.teacher_ids(sentences, tokenizer, config["max_seq_length"])
+            self._batchify = teacher.teacher_batchify(config["pad_id"])
+            self._length = lambda record: len(record[0])
+        self._analyzer = analyzer
+        self.predictor = teacher.make_predictor(prefix)
+
+    def probabilities(self, examples, batch_size):
+        """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
+        records = [self._encode([self._analyzer.sentence(text) for text in texts]) for texts in examples]
+        inputs = [self.predictor.get_input_handle(name) for name in self.config["inputs"]]
+        output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        probs = np.zeros((len(records), len(self.config["labels"])))
+        for indices in data.BucketBatchSampler([self._length(r) for r in records], batch_size, shuffle=False):
+            for handle, array in zip(inputs, self._batchify([records[i] for i in indices])):
+                handle.reshape(array.shape)
+                handle.copy_from_cpu(array)
+            self.predictor.run()
+            logits = output.copy_to_cpu().astype("float64")
+            exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            probs[indices] = exp / exp.sum(axis=-1, keepdims=True)
+        return probs
+
+
+def parse_line(line, is_pair):
+    """The texts of one input line, or an error message."""
+    texts = tuple(line.rstrip("\r\n").split("\t")) if is_pair else (line.rstrip("\r\n"),)
+    if is_pair and len(texts) != 2:
+        return None, f"expected two texts separated by one TAB, found {len(texts) - 1} TABs"
+    return texts, None
+
+
+def main(argv=None):
+    args = parse_args("predict", argv)
+    if args.input_file and not os.path.isfile(args.input_file):
+        raise UserError(f"--input_file {args.input_file}: no such file")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
+    model = ExportedModel(args.model_dir)
+    labels, is_pair = model.config["labels"], model.config["is_pair"]
+    source = args.input_file or "<stdin>"
+    stream = open(args.input_file, encoding="utf-8", errors="replace") if args.input_file else \
+        io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    malformed = 0
+    with stream:
+        numbered = enumerate(stream, start=1)
+        while chunk := list(itertools.islice(numbered, args.batch_size * CHUNK_BATCHES)):
+            parsed = [(number, *parse_line(line, is_pair)) for number, line in chunk]
+            good = [(number, texts) for number, texts, error in parsed if error is None]
+            probs = dict(zip((number for number, _ in good),
+                             model.probabilities([texts for _, texts in good], args.batch_size)))
+            for number, _, error in parsed:
+                if error is not None:
+                    malformed += 1
+                    print(f"{source}:{number}: {error}", file=sys.stderr)
+                    print(json.dumps({"line": number, "error": error}) if args.json else "")
+                    continue
+                label = labels[int(probs[number].argmax())]
+                if args.json:
+                    print(json.dumps({"line": number, "label": label,
+                                      "probs": dict(zip(labels, probs[number].tolist()))}, ensure_ascii=False))
+                else:
+                    print("\t".join([label] + [f"{p:.4f}" for p in probs[number]]))
+            sys.stdout.flush()
+    if malformed:
+        print(f"{malformed} malformed line(s) in {source} were not labelled", file=sys.stderr)
+    return 1 if malformed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,163 @@
+"""From checkpoint to service: export a trained student (or a teacher), label text with predict.py, plot curves."""
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from conftest import STUDENT_FAST, data_flags
+
+import data
+import export_model
+import plot_curves
+import predict
+import small
+import teacher
+from utils import read_json, run_main
+
+
+@pytest.fixture(scope="module")
+def students(task_files, tiny_bert, tmp_path_factory):
+    """task -> (run directory, export directory) of a baseline student trained for two epochs."""
+    out = {}
+    for task in task_files:
+        run_dir = str(tmp_path_factory.mktemp(f"small-{task}"))
+        vocab = ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")] if task != "chnsenticorp" else []
+        small.main(data_flags(task_files, task) + STUDENT_FAST + vocab + [
+            "--output_dir", run_dir, "--max_epoch", "2", "--eval_steps", "5", "--optimizer", "adam", "--lr", "0.01"])
+        export_dir = os.path.join(run_dir, "export")
+        export_model.main(["--student_dir", os.path.join(run_dir, "best"), "--output_dir", export_dir])
+        out[task] = run_dir, export_dir
+    return out
+
+
+def dev_lines(task, dev_file):
+    examples = data.read_split(data.TASKS[task], "dev", dev_file, "dev")
+    return ["\t".join(ex.texts) for ex in examples], np.array([ex.label for ex in examples])
+
+
+def run_predict(capsys, argv, stdin_bytes=None, monkeypatch=None):
+    """predict.main's exit code, JSON records (or text lines) on stdout, and stderr lines."""
+    capsys.readouterr()
+    if stdin_bytes is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin_bytes)))
+    code = predict.main(argv)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    return code, [json.loads(line) for line in lines] if "--json" in argv else lines, err.splitlines()
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
+def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_path, capsys, task):
+    run_dir, export_dir = students[task]
+    config = read_json(os.path.join(export_dir, export_model.CONFIG_NAME))
+    assert config["kind"] == "student" and config["task_name"] == task and config["is_pair"] == (task == "qqp")
+    assert config["use_pieces"] == (task != "chnsenticorp") and config["labels"] == ["0", "1"]
+    assert {"vocab.txt", "model.pdiparams", export_model.CONFIG_NAME} <= set(os.listdir(export_dir))
+    assert not os.path.exists(export_dir + ".tmp")
+
+    lines, labels = dev_lines(task, task_files[task][1])
+    (tmp_path / "dev.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, records, _ = run_predict(capsys, ["--model_dir", export_dir, "--input_file", str(tmp_path / "dev.txt"),
+                                            "--json", "--batch_size", "7"])
+    assert code == 0 and [r["line"] for r in records] == list(range(1, len(lines) + 1))
+    probs = np.array([[r["probs"][label] for label in config["labels"]] for r in records])
+    predicted = np.array([int(r["label"]) for r in records])
+    results = read_json(os.path.join(run_dir, "results.json"))
+    assert (predicted == labels).mean() == pytest.approx(results["metrics"]["acc"], abs=1e-9)
+
+    # The same examples through the dygraph student, in the order of the dev file.
+    model, student_config, analyzer, vocab = small.load_student(os.path.join(run_dir, "best"))
+    records = [data.student_record([analyzer.sentence(t) for t in line.split("\t")], vocab,
+                                   student_config["max_seq_length"], 0) for line in lines]
+    loader = data.make_loader(records, list(range(len(records))), data.student_batchify(task == "qqp", vocab.pad_id),
+                              1, shuffle=False)
+    logits, _ = small.predict_logits(model, loader, task == "qqp")
+    np.testing.assert_allclose(probs, softmax(logits.astype("float64")), atol=1e-5)
+
+
+def test_teacher_export_labels_pairs_like_the_dygraph_teacher(tiny_bert, task_files, tmp_path, capsys):
+    export_dir = str(tmp_path / "teacher-export")
+    export_model.main(["--teacher_dir", tiny_bert, "--task_name", "qqp", "--max_seq_length", "24",
+                       "--output_dir", export_dir])
+    lines, _ = dev_lines("qqp", task_files["qqp"][1])
+    lines = lines[:20] + ["how do i learn python ? " * 20 + "\tshort"]  # cut to 24 pieces
+    (tmp_path / "pairs.txt").write_text("\n".join(lines), encoding="utf-8")  # no final newline
+    code, records, _ = run_predict(capsys, ["--model_dir", export_dir, "--input_file", str(tmp_path / "pairs.txt"),
+                                            "--json"])
+    assert code == 0 and len(records) == len(lines)
+    model = teacher.load_bert(tiny_bert)
+    tokenizer = data.bert_tokenizer_from(tiny_bert, "dir")
+    analyzer = data.Analyzer("en", tokenizer)
+    encoded = [data.teacher_ids([analyzer.sentence(t) for t in line.split("\t")], tokenizer, 24) for line in lines]
+    assert len(encoded[-1][0]) == 24
+    expected = softmax(teacher.teacher_logits(model, encoded, 8, tokenizer.pad_token_id).astype("float64"))
+    np.testing.assert_allclose([[r["probs"]["0"], r["probs"]["1"]] for r in records], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["sst-2", "chnsenticorp"])
+def test_predict_survives_awkward_text(students, capsys, monkeypatch, task):
+    awkward = ["a great film", "", "   ", "good " * 1000, "ok 😀 très bien 好极了 ✓ ٱلسَّلَامُ Ω\x07 \u200b\ufeff",
+               "很好" * 2500, "x" * 5000]
+    stdin = ("\r\n".join(awkward) + "\n").encode() + b"caf\xe9 \xff\xfe broken utf-8\n"
+    code, lines, err = run_predict(capsys, ["--model_dir", students[task][1]], stdin, monkeypatch)
+    assert code == 0 and not err
+    assert len(lines) == len(awkward) + 1
+    for line in lines:
+        label, *probs = line.split("\t")
+        assert label in ("0", "1") and len(probs) == 2 and sum(map(float, probs)) == pytest.approx(1, abs=2e-4)
+
+
+def test_malformed_pair_lines_are_reported_and_the_rest_labelled(students, capsys, monkeypatch):
+    text = "how do i learn python ?\twhat is python ?\nno tab at all\na\tb\tc\n\nwhat is math ?\thow is math ?\n"
+    code, lines, err = run_predict(capsys, ["--model_dir", students["qqp"][1]], text.encode(), monkeypatch)
+    assert code == 1
+    assert lines[1] == lines[2] == lines[3] == "" and len(lines) == 5
+    assert lines[0].split("\t")[0] in ("0", "1") and lines[4].split("\t")[0] in ("0", "1")
+    assert err[0].startswith("<stdin>:2: expected two texts") and err[1].startswith("<stdin>:3:")
+    assert err[2].startswith("<stdin>:4:") and "3 malformed" in err[-1]
+    code, records, _ = run_predict(capsys, ["--model_dir", students["qqp"][1], "--json"], text.encode(), monkeypatch)
+    assert code == 1 and [r["line"] for r in records] == [1, 2, 3, 4, 5]
+    assert "error" in records[1] and "label" in records[4]
+
+
+def fails_cleanly(capsys, main, argv, *expected):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, argv)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    for part in expected:
+        assert part in message, message
+
+
+def test_bad_export_and_predict_input(students, tiny_bert, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", str(tmp_path / "nope"), "--output_dir", out],
+                  "--student_dir", "no such directory")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", tiny_bert, "--output_dir", out],
+                  "--student_dir", "not a student directory")
+    fails_cleanly(capsys, export_model.main, ["--teacher_dir", tiny_bert, "--output_dir", out], "--task_name")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", os.path.join(students["sst-2"][0], "best"),
+                                              "--output_dir", students["sst-2"][0]], "--output_dir", "not an earlier")
+    assert not os.path.exists(out) and not os.path.exists(out + ".tmp")
+    fails_cleanly(capsys, predict.main, ["--model_dir", tiny_bert], "--model_dir", "export_config.json")
+    fails_cleanly(capsys, predict.main, ["--model_dir", students["sst-2"][1], "--input_file", out], "--input_file")
+
+
+def test_plot_curves_writes_a_png(students, tmp_path, capsys):
+    runs = [students["sst-2"][0], students["chnsenticorp"][0]]
+    output = str(tmp_path / "curves.png")
+    plot_curves.main(runs + ["--output", output])
+    with open(output, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(output) > 10000
+    assert plot_curves.run_label(runs[0]).startswith("small (")
+    steps, values = plot_curves.read_curve(runs[0], "acc")
+    assert steps == [5, 10, 15, 20] and len(values) == 4
+    fails_cleanly(capsys, plot_curves.main, [str(tmp_path), "--output", output], str(tmp_path), "eval_log.jsonl")

@@ -1,0 +1,190 @@
+"""An interrupted run, rerun with the same command, ends exactly where an uninterrupted run ends; checkpoints are
+written atomically."""
+import json
+import os
+import signal
+
+import numpy as np
+import paddle
+import pytest
+from conftest import FAST, STUDENT_FAST, data_flags
+
+import bert_distill
+import small
+import teacher
+import utils
+from utils import read_json, replace_dir
+
+
+def interrupt_at(call, signum):
+    """Wrap a function so that its call number `call` sends the process `signum` (as Ctrl-C or kill would)
+    once the wrapped function has returned."""
+    def wrap(function):
+        calls = []
+
+        def wrapped(*args, **kwargs):
+            result = function(*args, **kwargs)
+            calls.append(1)
+            if len(calls) == call:
+                signal.raise_signal(signum)
+            return result
+        return wrapped
+    return wrap
+
+
+def final_state(output_dir):
+    """What a finished run leaves: its results, its evaluations, and its final and best weights."""
+    results = read_json(os.path.join(output_dir, "results.json"))
+    with open(os.path.join(output_dir, "eval_log.jsonl")) as f:
+        log = [json.loads(line) for line in f]
+    weights = {path: paddle.load(os.path.join(output_dir, path))
+               for path in ("checkpoint/model.pdparams", "best/model.pdparams", "best/model_state.pdparams")
+               if os.path.exists(os.path.join(output_dir, path))}
+    return results, log, weights
+
+
+def assert_same_run(resumed_dir, straight_dir):
+    resumed, straight = final_state(resumed_dir), final_state(straight_dir)
+    for key in ("metrics", "best_step", "steps"):
+        assert resumed[0][key] == straight[0][key], key
+    assert resumed[1] == straight[1]  # the same evaluations at the same steps, none skipped or repeated
+    assert resumed[2].keys() == straight[2].keys() and len(straight[2]) == 2
+    for name in straight[2]:
+        for key, value in straight[2][name].items():
+            np.testing.assert_array_equal(np.asarray(resumed[2][name][key]), np.asarray(value), err_msg=key)
+
+
+def run_interrupted(main, argv, expected_step):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 130
+    ckpt = os.path.join(argv[argv.index("--output_dir") + 1], "checkpoint")
+    assert {"model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"} <= set(os.listdir(ckpt))
+    assert read_json(os.path.join(ckpt, "state.json"))["step"] == expected_step
+    assert not os.path.exists(ckpt + ".tmp") and not os.path.exists(ckpt + ".old")
+    assert not os.path.exists(os.path.join(os.path.dirname(ckpt), "results.json"))
+
+
+def test_student_resumes_after_sigterm_between_optimizer_step_and_bookkeeping(task_files, tiny_bert, tmp_path,
+                                                                            monkeypatch):
+    # Adadelta's accumulators, dropout's random state and evaluations every 4 steps all have to carry over.
+    flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "3", "--eval_steps", "4"]
+    small.main(flags + ["--output_dir", str(tmp_path / "straight")])
+
+    make_optimizer = small.make_optimizer
+
+    def interrupting_optimizer(args, model):
+        optimizer = make_optimizer(args, model)
+        optimizer.step = interrupt_at(13, signal.SIGTERM)(optimizer.step)  # mid-epoch 2, after the update
+        return optimizer
+
+    monkeypatch.setattr(small, "make_optimizer", interrupting_optimizer)
+    resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
+    run_interrupted(small.main, resumed, expected_step=13)
+    monkeypatch.undo()
+    small.main(resumed)
+    assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+
+
+def test_distilled_student_resumes_after_ctrl_c(task_files, tiny_bert, tmp_path, monkeypatch):
+    flags = data_flags(task_files, "qqp") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--n_iter", "1", "--max_epoch", "2", "--alpha", "0.5", "--eval_steps", "6",
+        "--num_workers", "1", "--cache_dir", str(tmp_path / "cache")]
+    straight = bert_distill.main(flags + ["--output_dir", str(tmp_path / "straight")])
+    steps_per_epoch = straight["steps"] // 2
+    interrupted_at = steps_per_epoch + 6  # a step that is also evaluated: the evaluation runs before stopping
+    monkeypatch.setattr(bert_distill, "distill_loss", interrupt_at(interrupted_at, signal.SIGINT)(
+        bert_distill.distill_loss))
+    resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
+    run_interrupted(bert_distill.main, resumed, expected_step=interrupted_at)
+    monkeypatch.undo()
+    bert_distill.main(resumed)
+    assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+
+
+def test_teacher_resumes_with_its_learning_rate_schedule(task_files, tiny_bert, tmp_path, monkeypatch):
+    flags = data_flags(task_files, "sst-2") + FAST + [
+        "--model_name_or_path", tiny_bert, "--max_train_samples", "64", "--max_dev_samples", "20",
+        "--max_epoch", "3", "--lr", "1e-3"]
+    teacher.main(flags + ["--output_dir", str(tmp_path / "straight")])
+    monkeypatch.setattr(teacher.F, "cross_entropy", interrupt_at(6, signal.SIGTERM)(teacher.F.cross_entropy))
+    resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
+    run_interrupted(teacher.main, resumed, expected_step=6)  # 4 steps per epoch: mid-epoch 2
+    assert paddle.load(str(tmp_path / "resumed" / "checkpoint" / "lr.pdparams"))["last_epoch"] == 6
+    monkeypatch.undo()
+    teacher.main(resumed)
+    assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(task_files, tiny_bert, tmp_path, monkeypatch):
+    flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_train_samples", "48", "--max_epoch", "3"]
+    small.main(flags + ["--output_dir", str(tmp_path / "straight")])
+    save = paddle.save
+    saved = []
+
+    def crashing_save(obj, path, *args, **kwargs):
+        if path.endswith("optimizer.pdopt"):
+            saved.append(path)
+            if len(saved) == 2:  # the checkpoint at the end of epoch 2, half written
+                raise OSError("disk full")
+        return save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(paddle, "save", crashing_save)
+    resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
+    with pytest.raises(OSError, match="disk full"):
+        small.main(resumed)
+    monkeypatch.undo()
+    ckpt = tmp_path / "resumed" / "checkpoint"
+    assert read_json(str(ckpt / "state.json"))["step"] == 3  # the epoch-1 checkpoint, whole
+    assert sorted(os.listdir(ckpt)) == ["model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"]
+    assert not os.path.exists(str(ckpt) + ".tmp")
+    small.main(resumed)
+    assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+
+
+def write_version(text):
+    def build(directory):
+        with open(os.path.join(directory, "version"), "w") as f:
+            f.write(text)
+    return build
+
+
+def read_version(directory):
+    with open(os.path.join(directory, "version")) as f:
+        return f.read()
+
+
+def test_replace_dir_never_leaves_a_half_written_or_missing_directory(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint")
+    replace_dir(write_version("1"), path)
+
+    def half_then_crash(directory):
+        write_version("2")(directory)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_dir(half_then_crash, path)
+    assert read_version(path) == "1" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+    # A crash between moving the old version aside and moving the new one in: the old one comes back.
+    rename = os.replace
+
+    def crash_on_swap_in(src, dst):
+        if src.endswith(".tmp"):
+            raise KeyboardInterrupt
+        rename(src, dst)
+
+    monkeypatch.setattr(utils.os, "replace", crash_on_swap_in)
+    with pytest.raises(KeyboardInterrupt):
+        replace_dir(write_version("3"), path)
+    monkeypatch.undo()
+    assert not os.path.exists(path)
+    utils.recover_dir(path)
+    assert read_version(path) == "1"
+
+    # A crash after the swap but before the old version was deleted must not block the next write.
+    os.makedirs(path + ".old")
+    replace_dir(write_version("4"), path)
+    assert read_version(path) == "4" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
