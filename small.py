@@ -17,13 +17,19 @@ from utils import UserError, classification_metrics, fit, prepare_output_dir, re
     set_seed, write_json
 
 
+EMBEDDING_INIT_STD = 0.1
+
+
 class BiLSTM(nn.Layer):
     """Embedding -> Bi-LSTM (final forward and backward states) -> [siamese features] -> hidden layer -> logits."""
 
     def __init__(self, vocab_size, emb_dim, hidden_size, num_labels, dropout_prob, activation, is_pair,
                  padding_idx=0, embedding_weights=None):
         super().__init__()
-        self.embedder = nn.Embedding(vocab_size, emb_dim, padding_idx=padding_idx)
+        # Paddle's default (Xavier) gives a large vocabulary vectors of norm ~0.1 that Adadelta barely moves;
+        # N(0, 0.1) per value, as for words missing from pretrained vectors below, trains from the first epoch.
+        self.embedder = nn.Embedding(vocab_size, emb_dim, padding_idx=padding_idx, weight_attr=paddle.ParamAttr(
+            initializer=nn.initializer.Normal(std=EMBEDDING_INIT_STD)))
         if embedding_weights is not None:
             self.embedder.weight.set_value(embedding_weights.astype("float32"))
         # nn.LSTM ignores its own dropout with one layer, so dropout acts on embeddings and features instead.
@@ -78,7 +84,7 @@ def embedding_matrix(args, vocab, teacher_dir=None):
         vectors = {t: embedding.search(t)[0] for t in embedding.vocab.token_to_idx}
     dim = len(next(iter(vectors.values())))
     rng = np.random.default_rng(args.seed)
-    weights = rng.normal(0, 0.1, (len(vocab), dim)).astype("float32")
+    weights = rng.normal(0, EMBEDDING_INIT_STD, (len(vocab), dim)).astype("float32")
     found = 0
     for token, index in vocab.vocab.token_to_idx.items():
         vector = vectors.get(token)
