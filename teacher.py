@@ -16,6 +16,7 @@ import paddle.nn.functional as F
 from paddle.static import InputSpec
 from paddlenlp.data import Pad, Stack, Tuple
 from paddlenlp.transformers import BertForSequenceClassification, LinearDecayWithWarmup
+from tqdm import tqdm
 
 import data
 from args import parse_args
@@ -53,13 +54,17 @@ def teacher_batchify(pad_id):
     return Tuple(Pad(axis=0, pad_val=pad_id, dtype="int64"), Pad(axis=0, pad_val=0, dtype="int64"))
 
 
-def batched_logits(run, encoded, batch_size, pad_id):
+def batched_logits(run, encoded, batch_size, pad_id, progress=None):
     """run(input_ids, token_type_ids) -> logits, over (input_ids, token_type_ids) pairs batched by length
-    (no padding to max length), returned in the input order."""
+    (no padding to max length), returned in the input order; with a progress bar titled `progress` if given."""
     order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
     batchify = teacher_batchify(pad_id)
-    parts = [run(*batchify([encoded[i] for i in order[start:start + batch_size]]))
-             for start in range(0, len(order), batch_size)]
+    parts = []
+    with tqdm(total=len(order), desc=progress, unit="example", mininterval=1.0, disable=progress is None) as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            parts.append(run(*batchify([encoded[i] for i in batch])))
+            bar.update(len(batch))
     if not parts:
         return np.zeros((0, 0), dtype="float32")
     sorted_logits = np.concatenate(parts)
@@ -69,12 +74,12 @@ def batched_logits(run, encoded, batch_size, pad_id):
 
 
 @paddle.no_grad()
-def teacher_logits(model, encoded, batch_size, pad_id):
+def teacher_logits(model, encoded, batch_size, pad_id, progress=None):
     """Logits of the dygraph model, batched by length, in the input order."""
     model.eval()
     return batched_logits(lambda ids, segments: model(paddle.to_tensor(ids),
                                                       token_type_ids=paddle.to_tensor(segments)).numpy(),
-                          encoded, batch_size, pad_id)
+                          encoded, batch_size, pad_id, progress)
 
 
 def export_static(model, directory):
@@ -107,7 +112,7 @@ def make_predictor(model_prefix, onednn=True):
     return paddle.inference.create_predictor(config)
 
 
-def predictor_logits(predictor, encoded, batch_size, pad_id):
+def predictor_logits(predictor, encoded, batch_size, pad_id, progress=None):
     """Logits of a paddle.inference predictor, batched by length, in the input order."""
     inputs = [predictor.get_input_handle(name) for name in predictor.get_input_names()]
     output = predictor.get_output_handle(predictor.get_output_names()[0])
@@ -119,7 +124,7 @@ def predictor_logits(predictor, encoded, batch_size, pad_id):
         predictor.run()
         return output.copy_to_cpu().astype("float32")
 
-    return batched_logits(run, encoded, batch_size, pad_id)
+    return batched_logits(run, encoded, batch_size, pad_id, progress)
 
 
 def label_with_teacher(model, encoded, batch_size, pad_id, backend="inference"):
@@ -133,8 +138,8 @@ def label_with_teacher(model, encoded, batch_size, pad_id, backend="inference"):
                 logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
                                backend, type(error).__name__, error)
             else:
-                return predictor_logits(predictor, encoded, batch_size, pad_id)
-    return teacher_logits(model, encoded, batch_size, pad_id)
+                return predictor_logits(predictor, encoded, batch_size, pad_id, "teacher labelling")
+    return teacher_logits(model, encoded, batch_size, pad_id, "teacher labelling")
 
 
 def main(argv=None):
