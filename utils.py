@@ -123,11 +123,13 @@ def fit(args, model, optimizer, train_loader, loss_fn, evaluate, save_model, tas
     <output_dir>/results.json at the end. A tqdm bar shows the progress, loss and speed.
     """
     ckpt_dir = os.path.join(args.output_dir, "checkpoint")
+    flags = {k: v for k, v in vars(args).items() if k not in FLAGS_A_RESUME_MAY_CHANGE}
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None, "history": [],
-             "train_seconds": 0.0}
+             "train_seconds": 0.0, "flags": flags}
     recover_dir(ckpt_dir)
     recover_dir(os.path.join(args.output_dir, "best"))
     if os.path.exists(os.path.join(ckpt_dir, "state.json")):
+        check_resumable(ckpt_dir, flags)
         state = _load_checkpoint(ckpt_dir, model, optimizer, lr_scheduler)
         logger.info("resumed from %s at step %d (epoch %d)", ckpt_dir, state["step"], state["epoch"])
     else:
@@ -267,6 +269,23 @@ def _save_checkpoint(ckpt_dir, model, optimizer, lr_scheduler, state):
                          "paddle": paddle.get_rng_state()}, f)
         write_json(os.path.join(d, "state.json"), state)
     replace_dir(build, ckpt_dir)
+
+
+# Flags that may differ when a run resumes: where and how long it runs, and how it reports; any other change
+# (data, model, optimisation, augmentation) would silently mix two runs in one checkpoint.
+FLAGS_A_RESUME_MAY_CHANGE = {"output_dir", "device", "max_epoch", "max_steps", "eval_steps", "logging_steps",
+                             "visualdl", "num_workers", "cache_dir", "teacher_backend", "teacher_batch_size",
+                             "save_transfer_set"}
+
+
+def check_resumable(ckpt_dir, flags):
+    """Refuse to resume a checkpoint written with other flags, naming them (before anything is loaded)."""
+    saved = read_json(os.path.join(ckpt_dir, "state.json")).get("flags", flags)
+    differing = sorted(k for k in set(saved) | set(flags) if saved.get(k) != flags.get(k))
+    if differing:
+        changes = ", ".join(f"--{k} {saved.get(k)} -> {flags.get(k)}" for k in differing)
+        raise UserError(f"--output_dir {os.path.dirname(ckpt_dir)} holds a checkpoint of a run with other flags "
+                        f"({changes}); rerun with the same flags to resume, or use another --output_dir")
 
 
 def _load_checkpoint(ckpt_dir, model, optimizer, lr_scheduler):

@@ -100,3 +100,16 @@ def test_command_line_exit_has_no_traceback(task_files, tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: --train_file {tmp_path / 'missing.tsv'}: no such file"
     assert not out.exists()
+
+
+def test_resuming_with_other_flags_is_refused(capsys, task_files, student_flags):
+    flags = data_flags(task_files, "sst-2") + student_flags + ["--max_steps", "2"]
+    small.main(flags)
+    output_dir = flags[flags.index("--output_dir") + 1]
+    before = sorted(os.listdir(output_dir))
+    with pytest.raises(SystemExit):
+        run_main(small.main, flags + ["--lr", "0.5", "--max_steps", "4"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--lr 1.0 -> 0.5" in message and "max_steps" not in message and output_dir in message
+    assert sorted(os.listdir(output_dir)) == before  # the earlier run is left as it was
+    assert small.main(flags + ["--max_steps", "4"])["steps"] == 4  # more steps with the same flags resume
