@@ -57,20 +57,14 @@ class ExportedModel:
             self._batchify = teacher.teacher_batchify(config["pad_id"])
             self._length = lambda record: len(record[0])
         self._analyzer = analyzer
-        self.predictor = teacher.make_predictor(prefix)
+        self._run = teacher.predictor_runner(teacher.make_predictor(prefix), config["inputs"])
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
         records = [self._encode([self._analyzer.sentence(text) for text in texts]) for texts in examples]
-        inputs = [self.predictor.get_input_handle(name) for name in self.config["inputs"]]
-        output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
         probs = np.zeros((len(records), len(self.config["labels"])))
         for indices in data.BucketBatchSampler([self._length(r) for r in records], batch_size, shuffle=False):
-            for handle, array in zip(inputs, self._batchify([records[i] for i in indices])):
-                handle.reshape(array.shape)
-                handle.copy_from_cpu(array)
-            self.predictor.run()
-            logits = output.copy_to_cpu().astype("float64")
+            logits = self._run(*self._batchify([records[i] for i in indices])).astype("float64")
             exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
             probs[indices] = exp / exp.sum(axis=-1, keepdims=True)
         return probs

@@ -112,19 +112,24 @@ def make_predictor(model_prefix, onednn=True):
     return paddle.inference.create_predictor(config)
 
 
-def predictor_logits(predictor, encoded, batch_size, pad_id, progress=None):
-    """Logits of a paddle.inference predictor, batched by length, in the input order."""
-    inputs = [predictor.get_input_handle(name) for name in predictor.get_input_names()]
+def predictor_runner(predictor, input_names=None):
+    """run(*arrays) -> the predictor's first output, feeding the arrays to its inputs (all, or those named) in order."""
+    inputs = [predictor.get_input_handle(name) for name in input_names or predictor.get_input_names()]
     output = predictor.get_output_handle(predictor.get_output_names()[0])
 
-    def run(ids, segments):
-        for handle, array in zip(inputs, (ids, segments)):
+    def run(*arrays):
+        for handle, array in zip(inputs, arrays):
             handle.reshape(array.shape)
             handle.copy_from_cpu(array)
         predictor.run()
         return output.copy_to_cpu().astype("float32")
 
-    return batched_logits(run, encoded, batch_size, pad_id, progress)
+    return run
+
+
+def predictor_logits(predictor, encoded, batch_size, pad_id, progress=None):
+    """Logits of a paddle.inference predictor, batched by length, in the input order."""
+    return batched_logits(predictor_runner(predictor), encoded, batch_size, pad_id, progress)
 
 
 def label_with_teacher(model, encoded, batch_size, pad_id, backend="inference"):
