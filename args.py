@@ -117,10 +117,10 @@ def _export(parser):
     source = group.add_mutually_exclusive_group(required=True)
     source.add_argument("--student_dir", help="Student directory to export (best/ of small.py or bert_distill.py).")
     source.add_argument("--teacher_dir", help="Teacher directory to export (best/ of teacher.py), for comparison.")
-    group.add_argument("--task_name", choices=TASK_NAMES, help="With --teacher_dir: the task it was fine-tuned on "
-                       "(a student directory records its own).")
-    group.add_argument("--max_seq_length", type=int, help="With --teacher_dir: longest input in tokens, as in its "
-                       "training (default 128; a student directory records its own).")
+    group.add_argument("--task_name", choices=TASK_NAMES, help="With --teacher_dir: the task it was fine-tuned on, "
+                       "for teachers not written by teacher.py (which records it, as a student directory does).")
+    group.add_argument("--max_seq_length", type=int, help="With --teacher_dir: longest input in tokens (default: "
+                       "what teacher.py recorded, else 128).")
     group.add_argument("--output_dir", required=True, help="Directory of the exported model (replaced if it holds "
                        "an earlier export).")
 

@@ -18,8 +18,8 @@ import paddle.nn.functional as F
 import data
 from args import parse_args
 from small import make_optimizer, split_batch, student_setup, teacher_weights_path
-from teacher import label_with_teacher, load_bert
-from utils import fit, prepare_output_dir, run_main
+from teacher import label_with_teacher, load_bert, teacher_task
+from utils import UserError, fit, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
 
@@ -72,6 +72,10 @@ def main(argv=None):
     args = parse_args("distill", argv)
     task = data.TASKS[args.task_name]
     teacher_weights_path(args.teacher_dir)
+    trained_on = teacher_task(args.teacher_dir).get("task_name", args.task_name)
+    if trained_on != args.task_name:
+        raise UserError(f"--teacher_dir {args.teacher_dir} was fine-tuned on {trained_on}, not --task_name "
+                        f"{args.task_name}")
     train, analyzer, vocab, model, evaluate, save = student_setup(args, task, args.teacher_dir)
 
     config = data.AugmentConfig(

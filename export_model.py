@@ -1,8 +1,7 @@
 """Export a trained student (or, for comparison, a teacher) as a Paddle static inference model for predict.py.
 
     python export_model.py --student_dir runs/distill-sst-2/best --output_dir exported/distill-sst-2
-    python export_model.py --teacher_dir runs/teacher-sst-2/best --task_name sst-2 --max_seq_length 64 \
-        --output_dir exported/teacher-sst-2
+    python export_model.py --teacher_dir runs/teacher-sst-2/best --output_dir exported/teacher-sst-2
 
 The output directory holds the static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams), the
 vocabulary (a student's vocab.txt, or the teacher's tokenizer files) and export_config.json: the kind of model,
@@ -52,8 +51,11 @@ def student_export(student_dir):
 def teacher_export(teacher_dir, task_name, max_seq_length):
     """(build, config): build(directory) writes the teacher's static model and tokenizer files, returning the
     model's path prefix."""
+    recorded = teacher.teacher_task(teacher_dir)
+    task_name = task_name or recorded.get("task_name")
+    max_seq_length = max_seq_length or recorded.get("max_seq_length")
     if not task_name:
-        raise UserError("--task_name: needed with --teacher_dir (a teacher directory does not record its task)")
+        raise UserError(f"--task_name: needed, {teacher_dir} records no task (it was not written by teacher.py)")
     task = data.TASKS[task_name]
     model = teacher.load_bert(teacher_dir, flag="--teacher_dir")
     if model.classifier.weight.shape[-1] != len(task.labels):

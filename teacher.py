@@ -20,9 +20,17 @@ from tqdm import tqdm
 
 import data
 from args import parse_args
-from utils import UserError, classification_metrics, fit, prepare_output_dir, run_main, set_device, set_seed
+from utils import UserError, classification_metrics, fit, prepare_output_dir, read_json, run_main, set_device, \
+    set_seed, write_json
 
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+TASK_FILE = "task.json"  # written beside a fine-tuned teacher: its task, labels and max_seq_length
+
+
+def teacher_task(teacher_dir):
+    """What a teacher directory records of its fine-tuning (empty for teachers not written by this script)."""
+    path = os.path.join(teacher_dir, TASK_FILE)
+    return read_json(path) if os.path.isfile(path) else {}
 logger = logging.getLogger("distill")
 
 
@@ -187,6 +195,8 @@ def main(argv=None):
     def save(model, directory):
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+        write_json(os.path.join(directory, TASK_FILE), {"task_name": args.task_name, "labels": list(task.labels),
+                                                        "max_seq_length": args.max_seq_length})
 
     prepare_output_dir(args.output_dir)
     return fit(args, model, optimizer, loader, loss_fn, evaluate, save, task, lr_scheduler)

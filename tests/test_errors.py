@@ -113,3 +113,13 @@ def test_resuming_with_other_flags_is_refused(capsys, task_files, student_flags)
     assert "--lr 1.0 -> 0.5" in message and "max_steps" not in message and output_dir in message
     assert sorted(os.listdir(output_dir)) == before  # the earlier run is left as it was
     assert small.main(flags + ["--max_steps", "4"])["steps"] == 4  # more steps with the same flags resume
+
+
+def test_teacher_of_another_task(capsys, task_files, tiny_bert, tmp_path):
+    teacher_dir = str(tmp_path / "teacher")
+    teacher.main(data_flags(task_files, "qqp") + ["--model_name_or_path", tiny_bert, "--output_dir", teacher_dir,
+                                                  "--max_steps", "1", "--device", "cpu"])
+    best = os.path.join(teacher_dir, "best")
+    assert teacher.teacher_task(best) == {"task_name": "qqp", "labels": ["0", "1"], "max_seq_length": 128}
+    fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--teacher_dir", best, "--output_dir", str(tmp_path / "out")], "--teacher_dir", "fine-tuned on qqp")

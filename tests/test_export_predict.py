@@ -161,3 +161,12 @@ def test_plot_curves_writes_a_png(students, tmp_path, capsys):
     steps, values = plot_curves.read_curve(runs[0], "acc")
     assert steps == [5, 10, 15, 20] and len(values) == 4
     fails_cleanly(capsys, plot_curves.main, [str(tmp_path), "--output", output], str(tmp_path), "eval_log.jsonl")
+
+
+def test_teacher_export_takes_task_and_length_from_teacher_py(task_files, tiny_bert, tmp_path):
+    teacher.main(data_flags(task_files, "chnsenticorp") + ["--model_name_or_path", tiny_bert, "--max_steps", "1",
+                                                           "--max_seq_length", "40", "--device", "cpu",
+                                                           "--output_dir", str(tmp_path / "teacher")])
+    config = export_model.main(["--teacher_dir", str(tmp_path / "teacher" / "best"),
+                                "--output_dir", str(tmp_path / "exported")])
+    assert (config["task_name"], config["max_seq_length"], config["language"]) == ("chnsenticorp", 40, "zh")
