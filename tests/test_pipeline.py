@@ -111,3 +111,19 @@ def test_teacher_embedding_init_copies_the_word_pieces(teachers, task_files, tmp
     expected = next(v for k, v in state.items() if k.endswith("word_embeddings.weight"))
     np.testing.assert_allclose(model.embedder.weight.numpy(), np.asarray(expected))
     assert config["emb_dim"] == 64
+
+
+def test_embedding_init_from_a_vector_file(task_files, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("3 4\ngood 1 2 3 4\nawful -1 -2 -3 -4\nnotinvocab 9 9 9 9\n", encoding="utf-8")
+    args = small.parse_args("small", data_flags(task_files, "sst-2") + [
+        "--tokenization", "word", "--embedding", str(vectors), "--output_dir", str(tmp_path / "out")])
+    train = data.read_split(data.TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
+    _, vocab = data.build_student_side(args, data.TASKS["sst-2"], train)
+    model, config = small.build_student(args, data.TASKS["sst-2"], vocab)
+    weights = model.embedder.weight.numpy()
+    assert config["emb_dim"] == 4
+    np.testing.assert_allclose(weights[vocab.vocab["good"]], [1, 2, 3, 4])
+    np.testing.assert_allclose(weights[vocab.vocab["awful"]], [-1, -2, -3, -4])
+    assert np.abs(weights[vocab.vocab["movie"]]).max() < 1  # not in the file: small random values
+    assert not weights[vocab.pad_id].any()
