@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: install, then the whole pipeline on a small synthetic sentiment task (no download needed):
 # fine-tune the MiniLM teacher, train the Bi-LSTM baseline, distil the student, print the three side by side.
-#   bash demo.sh            # about 10 minutes on 2 CPU cores
+#   bash demo.sh            # about 5 minutes on 2 CPU cores
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install -q -r requirements.txt
