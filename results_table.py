@@ -2,9 +2,11 @@
 
     python results_table.py runs/teacher-sst-2 runs/small-sst-2 runs/distill-sst-2
     python results_table.py runs/*          # every run directory under runs/
+    python results_table.py runs/* --readme README.md   # also rewrite the README's results table
 """
 import argparse
 import os
+import re
 import sys
 
 from utils import read_json
@@ -31,14 +33,34 @@ def table(results):
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def replace_block(path, text):
+    """Put text between the BEGIN and END markers of the file at path."""
+    with open(path, encoding="utf-8") as f:
+        content = f.read()
+    if BEGIN not in content or END not in content:
+        sys.exit(f"error: --readme {path}: no {BEGIN} ... {END} block to replace")
+    content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{text}\n{END}", content,
+                     flags=re.S)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(content)
+    os.replace(path + ".tmp", path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", help="Output directories of teacher.py, small.py, bert_distill.py.")
+    parser.add_argument("--readme", help=f"Also write the table between {BEGIN} and {END} in this file.")
     args = parser.parse_args(argv)
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]
     if not found:
         sys.exit("error: no results.json in " + ", ".join(args.run_dirs))
-    print(table([read_json(path) for path in found]))
+    text = table([read_json(path) for path in found])
+    print(text)
+    if args.readme:
+        replace_block(args.readme, text)
 
 
 if __name__ == "__main__":
