@@ -5,11 +5,11 @@
     python results_table.py runs/* --readme README.md   # also rewrite the README's results table
 """
 import argparse
+import json
 import os
 import re
 import sys
 
-from utils import read_json
 
 ROWS = (("teacher", "Teacher (BERT)"), ("small", "Bi-LSTM baseline"), ("distill", "Distilled Bi-LSTM"))
 COLUMNS = ("sst-2", "qqp", "chnsenticorp")
@@ -57,7 +57,7 @@ def main(argv=None):
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]
     if not found:
         sys.exit("error: no results.json in " + ", ".join(args.run_dirs))
-    text = table([read_json(path) for path in found])
+    text = table([json.load(open(path, encoding="utf-8")) for path in found])
     print(text)
     if args.readme:
         replace_block(args.readme, text)
