@@ -58,8 +58,10 @@ def load_bert(name_or_dir, num_labels=None, flag="--model_name_or_path"):
     return model
 
 
-def teacher_batchify(pad_id):
-    return Tuple(Pad(axis=0, pad_val=pad_id, dtype="int64"), Pad(axis=0, pad_val=0, dtype="int64"))
+def teacher_batchify(pad_id, with_labels=False):
+    """Collate (input_ids, token_type_ids[, label]) records: padded ids and segments[, stacked labels]."""
+    fields = [Pad(axis=0, pad_val=pad_id, dtype="int64"), Pad(axis=0, pad_val=0, dtype="int64")]
+    return Tuple(*fields, *([Stack(dtype="int64")] if with_labels else []))
 
 
 def batched_logits(run, encoded, batch_size, pad_id, progress=None):
@@ -170,9 +172,8 @@ def main(argv=None):
                 + (ex.label,) for ex in examples]
 
     train_records, dev_records = encode(train), encode(dev)
-    batchify = Tuple(Pad(axis=0, pad_val=tokenizer.pad_token_id, dtype="int64"), Pad(axis=0, pad_val=0, dtype="int64"),
-                     Stack(dtype="int64"))
-    loader = data.make_loader(train_records, [len(r[0]) for r in train_records], batchify, args.batch_size, True,
+    loader = data.make_loader(train_records, [len(r[0]) for r in train_records],
+                              teacher_batchify(tokenizer.pad_token_id, with_labels=True), args.batch_size, True,
                               args.seed)
     total_steps = args.max_steps or len(loader) * args.max_epoch
     lr_scheduler = LinearDecayWithWarmup(args.lr, total_steps, args.warmup_proportion)
