@@ -73,6 +73,8 @@ def _student(parser):
     group.add_argument("--hidden_size", type=int, default=300, help="LSTM size per direction and of the hidden layer.")
     group.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="Hidden layer activation.")
     group.add_argument("--optimizer", default="adadelta", choices=("adadelta", "adam"), help="Student optimizer.")
+    group.add_argument("--lr_schedule", default="constant", choices=("constant", "linear"),
+                       help="Constant learning rate (the paper's), or linear decay to 0 over the run.")
     group.add_argument("--rho", type=float, default=0.95, help="Adadelta decay rate.")
     group.add_argument("--init_from_ckpt", help="Student checkpoint directory to start from (its config must match).")
 

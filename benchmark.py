@@ -38,7 +38,7 @@ import small
 import teacher
 from args import parse_args
 from bert_distill import distill_loss
-from utils import set_device
+from utils import CPU_CORES, set_device
 
 SST2 = data.TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
@@ -174,7 +174,7 @@ def latency(args):
                              data.BucketBatchSampler([len(r[0]) for r in records], SERVING_BATCH_SIZE, shuffle=False)]
                 results.append((name, runtime, median_latency(run, one_by_one), throughput(run, by_length)))
     lengths = [len(ids) for ids, _ in teacher_records]
-    print(f"\n### latency: SST-2 sentences of {args.data_file} on {os.cpu_count()} CPU threads, teacher "
+    print(f"\n### latency: SST-2 sentences of {args.data_file} on {CPU_CORES} CPU threads, teacher "
           f"{args.teacher_dir}\n")
     print(f"batch 1: the first {min(args.latency_sentences, len(sentences))} sentences one at a time, in input "
           f"order; batch {SERVING_BATCH_SIZE}: all {len(sentences)} sentences, batched by length; teacher tokens per "
@@ -212,7 +212,7 @@ def distill_cost(args):
 
     def epoch_seconds(teacher_targets):
         """Seconds of one distillation epoch, after an untimed one, with teacher_targets(example indices)."""
-        optimizer = small.make_optimizer(student_args, student)
+        optimizer, _ = small.make_optimizer(student_args, student, loader)
         student.train()
 
         def epoch():
@@ -308,7 +308,7 @@ def augmentation(args):
     with tempfile.TemporaryDirectory() as cache:
         tags, tag_seconds = timed(lambda: data.pos_tags(examples, analyzer, "en", defaults.pos_model, cache))
     rows, sets = [], []
-    for workers in sorted({1, os.cpu_count() or 1}):
+    for workers in sorted({1, CPU_CORES}):
         transfer, seconds = timed(lambda: data.build_transfer_set(examples, analyzer, config, tags, defaults.seed,
                                                                   workers))
         rows.append((f"augmentation, {workers} process{'es' if workers > 1 else ''}", seconds, len(transfer)))

@@ -106,7 +106,8 @@ def main(argv=None):
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set:
         write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
-    return fit(args, model, make_optimizer(args, model), loader, loss_fn, evaluate, save, task)
+    optimizer, lr_scheduler = make_optimizer(args, model, loader)
+    return fit(args, model, optimizer, loader, loss_fn, evaluate, save, task, lr_scheduler)
 
 
 def write_transfer_set(path, transfer, logits, task):

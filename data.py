@@ -15,7 +15,7 @@ from paddlenlp.data import Pad, Stack, Tuple, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 from tqdm import tqdm
 
-from utils import UserError
+from utils import CPU_CORES, UserError
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")
@@ -376,7 +376,7 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
     pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
     _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
                  seed=seed)
-    workers = num_workers or os.cpu_count() or 1
+    workers = num_workers or CPU_CORES
     chunk = max(1, min(2000, len(sentences) // (workers * 4) or 1))
     ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 and len(ranges) > 1 else None

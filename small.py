@@ -14,7 +14,7 @@ import paddle.nn.functional as F
 import data
 from args import parse_args
 from utils import UserError, classification_metrics, fit, prepare_output_dir, read_json, run_main, set_device, \
-    set_seed, write_json
+    set_seed, total_steps, write_json
 
 
 EMBEDDING_INIT_STD = 0.1
@@ -192,12 +192,19 @@ def load_student(directory, flag="--model_dir"):
     return model, config, analyzer, vocab
 
 
-def make_optimizer(args, model):
+def make_optimizer(args, model, loader):
+    """The student optimizer, and its LR schedule (None for a constant rate)."""
+    schedule = None
+    if args.lr_schedule == "linear":
+        schedule = paddle.optimizer.lr.PolynomialDecay(args.lr, decay_steps=total_steps(args, loader), end_lr=0.0)
+    lr = schedule or args.lr
     clip = nn.ClipGradByNorm(5.0)
     if args.optimizer == "adadelta":
-        return paddle.optimizer.Adadelta(learning_rate=args.lr, rho=args.rho, epsilon=1e-6,
-                                         parameters=model.parameters(), grad_clip=clip)
-    return paddle.optimizer.Adam(learning_rate=args.lr, parameters=model.parameters(), grad_clip=clip)
+        optimizer = paddle.optimizer.Adadelta(learning_rate=lr, rho=args.rho, epsilon=1e-6,
+                                              parameters=model.parameters(), grad_clip=clip)
+    else:
+        optimizer = paddle.optimizer.Adam(learning_rate=lr, parameters=model.parameters(), grad_clip=clip)
+    return optimizer, schedule
 
 
 def split_batch(batch, is_pair):
@@ -257,7 +264,8 @@ def main(argv=None):
         return F.cross_entropy(model(*inputs), labels)
 
     prepare_output_dir(args.output_dir)
-    return fit(args, model, make_optimizer(args, model), loader, loss_fn, evaluate, save, task)
+    optimizer, lr_scheduler = make_optimizer(args, model, loader)
+    return fit(args, model, optimizer, loader, loss_fn, evaluate, save, task, lr_scheduler)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 import data
 from args import parse_args
-from utils import UserError, classification_metrics, fit, prepare_output_dir, read_json, run_main, set_device, \
-    set_seed, write_json
+from utils import CPU_CORES, UserError, classification_metrics, fit, prepare_output_dir, read_json, run_main, \
+    set_device, set_seed, total_steps, write_json
 
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 TASK_FILE = "task.json"  # written beside a fine-tuned teacher: its task, labels and max_seq_length
@@ -113,7 +113,7 @@ def make_predictor(model_prefix, onednn=True):
     if device.startswith("gpu") and paddle.device.is_compiled_with_cuda():
         config.enable_use_gpu(256, int(device.partition(":")[2] or 0), paddle.inference.PrecisionType.Half)
     else:
-        config.set_cpu_math_library_num_threads(os.cpu_count() or 1)
+        config.set_cpu_math_library_num_threads(CPU_CORES)
         if onednn:
             config.enable_mkldnn()
             # oneDNN caches primitives per input shape; batches come sorted by length, so each shape is
@@ -175,8 +175,7 @@ def main(argv=None):
     loader = data.make_loader(train_records, [len(r[0]) for r in train_records],
                               teacher_batchify(tokenizer.pad_token_id, with_labels=True), args.batch_size, True,
                               args.seed)
-    total_steps = args.max_steps or len(loader) * args.max_epoch
-    lr_scheduler = LinearDecayWithWarmup(args.lr, total_steps, args.warmup_proportion)
+    lr_scheduler = LinearDecayWithWarmup(args.lr, total_steps(args, loader), args.warmup_proportion)
     no_decay = [p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n]
     optimizer = paddle.optimizer.AdamW(learning_rate=lr_scheduler, parameters=model.parameters(),
                                        weight_decay=args.weight_decay, apply_decay_param_fun=lambda n: n not in no_decay,

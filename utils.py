@@ -13,8 +13,10 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+# The cores this process may run on: all of them, or those `taskset` allows (two runs side by side).
+CPU_CORES = len(os.sched_getaffinity(0))
 # Paddle reads OMP_NUM_THREADS when it is imported and pins it to 1 if unset.
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+os.environ.setdefault("OMP_NUM_THREADS", str(CPU_CORES))
 import paddle  # noqa: E402
 
 logger = logging.getLogger("distill")
@@ -49,7 +51,7 @@ def set_device(name):
         raise UserError("--device gpu: this Paddle build has no CUDA support (install paddlepaddle-gpu)")
     paddle.set_device(name)
     if name == "cpu":
-        paddle.base.core.set_num_threads(os.cpu_count() or 1)
+        paddle.base.core.set_num_threads(CPU_CORES)
     return name
 
 
@@ -113,6 +115,10 @@ def recover_dir(path):
         os.replace(path + ".old", path)
 
 
+def total_steps(args, loader):
+    return args.max_steps or len(loader) * args.max_epoch
+
+
 def fit(args, model, optimizer, train_loader, loss_fn, evaluate, save_model, task, lr_scheduler=None):
     """The training loop of every script.
 
@@ -142,7 +148,7 @@ def fit(args, model, optimizer, train_loader, loss_fn, evaluate, save_model, tas
     with open(eval_log, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record) + "\n" for record in state["history"])
     steps_per_epoch = len(train_loader)
-    total_steps = args.max_steps or steps_per_epoch * args.max_epoch
+    last_step = total_steps(args, train_loader)
     vdl_writer = _visualdl_writer(args)
 
     def run_eval():
@@ -173,10 +179,10 @@ def fit(args, model, optimizer, train_loader, loss_fn, evaluate, save_model, tas
     previous_handlers = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
     start = time.time() - state["train_seconds"]
     model.train()
-    with logging_redirect_tqdm(), tqdm(total=total_steps, initial=state["step"], desc=f"{args.script} {args.task_name}",
+    with logging_redirect_tqdm(), tqdm(total=last_step, initial=state["step"], desc=f"{args.script} {args.task_name}",
                                        unit="step", mininterval=1.0, dynamic_ncols=True) as bar:
         try:
-            while state["step"] < total_steps and not stop_signals:
+            while state["step"] < last_step and not stop_signals:
                 train_loader.batch_sampler.set_epoch(state["epoch"])
                 for batch_index, batch in enumerate(train_loader):
                     if batch_index < state["batch_in_epoch"]:
@@ -197,10 +203,10 @@ def fit(args, model, optimizer, train_loader, loss_fn, evaluate, save_model, tas
                     bar.update()
                     if state["step"] % args.logging_steps == 0:
                         logger.info("epoch %d step %d/%d loss %.4f (%.1f steps/s)", state["epoch"], state["step"],
-                                    total_steps, float(loss), state["step"] / max(time.time() - start, 1e-9))
+                                    last_step, float(loss), state["step"] / max(time.time() - start, 1e-9))
                     if state["step"] % args.eval_steps == 0:
                         run_eval()
-                    if state["step"] >= total_steps:
+                    if state["step"] >= last_step:
                         break
                 if state["batch_in_epoch"] == steps_per_epoch:
                     state["epoch"] += 1

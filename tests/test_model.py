@@ -4,9 +4,10 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
+from args import parse_args
 from bert_distill import distill_loss
 from data import TASKS
-from small import BiLSTM
+from small import BiLSTM, make_optimizer
 from utils import classification_metrics
 
 
@@ -67,6 +68,30 @@ def test_dropout_acts_in_training_only():
 def softmax(x, t=1.0):
     e = np.exp(x / t - (x / t).max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
+
+
+def student_args(*flags):
+    return parse_args("small", ["--task_name", "sst-2", "--output_dir", "unused", "--optimizer", "adam",
+                                "--lr", "0.01", *flags])
+
+
+@pytest.mark.parametrize("run_flags, steps", [(["--max_epoch", "2"], 10), (["--max_steps", "7"], 7)])
+def test_linear_schedule_reaches_zero_at_the_last_step(run_flags, steps):
+    loader = range(5)  # five batches per epoch
+    optimizer, schedule = make_optimizer(student_args("--lr_schedule", "linear", *run_flags), make_model(), loader)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.get_lr())
+        schedule.step()
+    assert rates[0] == pytest.approx(0.01)
+    assert np.all(np.diff(rates) < 0)
+    assert rates[-1] == pytest.approx(0.01 / steps)
+    assert optimizer.get_lr() == pytest.approx(0.0)
+
+
+def test_constant_schedule_keeps_the_rate():
+    optimizer, schedule = make_optimizer(student_args("--max_epoch", "2"), make_model(), range(5))
+    assert schedule is None and optimizer.get_lr() == pytest.approx(0.01)
 
 
 def test_distill_loss_formula():

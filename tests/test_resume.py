@@ -67,17 +67,19 @@ def run_interrupted(main, argv, expected_step):
 
 def test_student_resumes_after_sigterm_between_optimizer_step_and_bookkeeping(task_files, tiny_bert, tmp_path,
                                                                             monkeypatch):
-    # Adadelta's accumulators, dropout's random state and evaluations every 4 steps all have to carry over.
+    # Adadelta's accumulators, the LR schedule, dropout's random state and evaluations every 4 steps all have to
+    # carry over.
     flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
-        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "3", "--eval_steps", "4"]
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "3", "--eval_steps", "4",
+        "--lr_schedule", "linear"]
     small.main(flags + ["--output_dir", str(tmp_path / "straight")])
 
     make_optimizer = small.make_optimizer
 
-    def interrupting_optimizer(args, model):
-        optimizer = make_optimizer(args, model)
+    def interrupting_optimizer(args, model, loader):
+        optimizer, lr_scheduler = make_optimizer(args, model, loader)
         optimizer.step = interrupt_at(13, signal.SIGTERM)(optimizer.step)  # mid-epoch 2, after the update
-        return optimizer
+        return optimizer, lr_scheduler
 
     monkeypatch.setattr(small, "make_optimizer", interrupting_optimizer)
     resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
