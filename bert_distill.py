@@ -17,8 +17,8 @@ import paddle.nn.functional as F
 
 import data
 from args import parse_args
-from small import make_optimizer, split_batch, student_setup, teacher_weights_path
-from teacher import label_with_teacher, load_bert, teacher_task
+from small import make_optimizer, split_batch, student_setup
+from teacher import label_with_teacher, load_bert, teacher_task, teacher_weights_path
 from utils import UserError, fit, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")

@@ -131,13 +131,6 @@ def _read_vector_file(path):
     return vectors
 
 
-def teacher_weights_path(teacher_dir):
-    path = os.path.join(teacher_dir, "model_state.pdparams")
-    if not os.path.isfile(path):
-        raise UserError(f"--teacher_dir {teacher_dir}: no model_state.pdparams (train one with teacher.py)")
-    return path
-
-
 MODEL_KEYS = ("vocab_size", "emb_dim", "hidden_size", "num_labels", "dropout_prob", "activation", "is_pair",
               "padding_idx")
 

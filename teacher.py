@@ -31,6 +31,16 @@ def teacher_task(teacher_dir):
     """What a teacher directory records of its fine-tuning (empty for teachers not written by this script)."""
     path = os.path.join(teacher_dir, TASK_FILE)
     return read_json(path) if os.path.isfile(path) else {}
+
+
+def teacher_weights_path(teacher_dir):
+    """The weights of a teacher written by this script, or an error naming --teacher_dir."""
+    path = os.path.join(teacher_dir, "model_state.pdparams")
+    if not os.path.isfile(path):
+        raise UserError(f"--teacher_dir {teacher_dir}: no model_state.pdparams (train one with teacher.py)")
+    return path
+
+
 logger = logging.getLogger("distill")
 
 
