@@ -149,14 +149,18 @@ def build_student(args, task, vocab, teacher_dir=None):
     return model, config
 
 
+def saved_student_config(directory, flag):
+    """config.json of a student directory written by small.py or bert_distill.py, once its weights are found too."""
+    for name in ("config.json", "model.pdparams"):
+        if not os.path.isfile(os.path.join(directory, name)):
+            raise UserError(f"{flag} {directory}: missing {name} (not a student directory)")
+    return read_json(os.path.join(directory, "config.json"))
+
+
 def load_student_weights(model, config, ckpt_dir, flag="--init_from_ckpt"):
     """Load a student directory's weights after checking that its config (and vocabulary size) match."""
-    config_path = os.path.join(ckpt_dir, "config.json")
+    saved = saved_student_config(ckpt_dir, flag)
     weights_path = os.path.join(ckpt_dir, "model.pdparams")
-    for path in (config_path, weights_path):
-        if not os.path.isfile(path):
-            raise UserError(f"{flag} {ckpt_dir}: missing {os.path.basename(path)}")
-    saved = read_json(config_path)
     if saved["vocab_size"] != config["vocab_size"]:
         raise UserError(f"{flag} {ckpt_dir}: checkpoint vocabulary has {saved['vocab_size']} entries, "
                         f"this run's has {config['vocab_size']} (use the same --vocab_path)")
@@ -172,11 +176,10 @@ def load_student_weights(model, config, ckpt_dir, flag="--init_from_ckpt"):
 
 def load_student(directory, flag="--model_dir"):
     """A saved student directory (best/ of small.py or bert_distill.py) as (model, config, analyzer, vocab)."""
-    for name in ("config.json", "model.pdparams", "vocab.txt"):
-        if not os.path.isfile(os.path.join(directory, name)):
-            raise UserError(f"{flag} {directory}: missing {name} (not a student directory)")
-    config = read_json(os.path.join(directory, "config.json"))
+    config = saved_student_config(directory, flag)
     vocab_file = os.path.join(directory, "vocab.txt")
+    if not os.path.isfile(vocab_file):
+        raise UserError(f"{flag} {directory}: missing vocab.txt (not a student directory)")
     vocab = data.StudentVocab(data.load_vocab_file(vocab_file, flag), config["use_pieces"])
     model = BiLSTM(**{k: config[k] for k in MODEL_KEYS})
     load_student_weights(model, {k: config[k] for k in MODEL_KEYS}, directory, flag)
