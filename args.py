@@ -159,7 +159,9 @@ def parse_args(script, argv=None):
         return args
     known, _ = parser.parse_known_args(argv)
     if known.task_name in STUDENT_TASK_DEFAULTS:
-        parser.set_defaults(**(TEACHER_DEFAULTS if script == "teacher" else STUDENT_TASK_DEFAULTS[known.task_name]))
+        defaults = TEACHER_DEFAULTS if script == "teacher" else STUDENT_TASK_DEFAULTS[known.task_name]
+        # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
+        parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]

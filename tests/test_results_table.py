@@ -1,15 +1,21 @@
 """results_table.py builds the README's table from results.json files."""
+import shlex
+
 import pytest
 
 import results_table
+from args import parse_args
 from utils import write_json
 
 
-def run_dir(tmp_path, name, script, task, metrics, minutes):
+def run_dir(tmp_path, name, script, task, metrics, minutes, flags=()):
     directory = tmp_path / name
     directory.mkdir()
+    required = {"small": [], "distill": ["--teacher_dir", "/models/teacher"]}[script]
+    args = parse_args(script, ["--task_name", task, "--output_dir", str(directory), *required, *flags])
     write_json(str(directory / "results.json"), {"script": script, "task": task, "metrics": metrics,
-                                                 "train_seconds": minutes * 60})
+                                                 "train_seconds": minutes * 60, "best_step": 30, "steps": 40,
+                                                 "flags": vars(args)})
     return str(directory)
 
 
@@ -27,6 +33,24 @@ def test_table_and_readme_block(tmp_path, capsys):
     assert "| Distilled Bi-LSTM | - | 0.8000 / 0.7500 (90 min) |" in lines
     assert "| Teacher (BERT) | - | - |" in lines
     assert capsys.readouterr().out.strip() == "\n".join(lines[2:-2])
+
+
+def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
+    run = run_dir(tmp_path, "distilled", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 30,
+                  ["--optimizer", "adam", "--n_iter", "3", "--whole_word_mask", "--seed", "7"])
+    results_table.main([run, "--alias", "M=/models"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("- qqp Distilled Bi-LSTM: acc 0.8000, f1 0.7500 at step 30 of 40, seed 7, n_iter 3, "
+                           "30 min of training: `python bert_distill.py ")
+    words = shlex.split(line[line.index("`") + 1:-1])
+    # required flags, then the changed ones; the QQP defaults (batch 256) and lr 1e-3 for adam are not repeated
+    assert words == ["python", "bert_distill.py", "--task_name", "qqp", "--teacher_dir", "$M/teacher",
+                     "--output_dir", run, "--n_iter", "3", "--optimizer", "adam", "--seed", "7", "--whole_word_mask"]
+    assert parse_args("distill", words[2:]).n_iter == 3
+
+
+def test_baseline_flags_carry_no_distillation_defaults():
+    assert not hasattr(parse_args("small", ["--task_name", "qqp", "--output_dir", "x"]), "n_iter")
 
 
 def test_readme_without_markers_is_refused(tmp_path):
