@@ -71,6 +71,8 @@ def _student(parser):
                        "TokenEmbedding name (downloaded).")
     group.add_argument("--emb_dim", type=int, help="Embedding size: 300 for random init, else the vectors' own size.")
     group.add_argument("--hidden_size", type=int, default=300, help="LSTM size per direction and of the hidden layer.")
+    group.add_argument("--pooling", default="last", choices=("last", "max"),
+                       help="Sentence vector: the LSTM's final states (the paper's), or the max over time of its outputs.")
     group.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="Hidden layer activation.")
     group.add_argument("--optimizer", default="adadelta", choices=("adadelta", "adam"), help="Student optimizer.")
     group.add_argument("--lr_schedule", default="constant", choices=("constant", "linear"),

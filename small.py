@@ -21,10 +21,11 @@ EMBEDDING_INIT_STD = 0.1
 
 
 class BiLSTM(nn.Layer):
-    """Embedding -> Bi-LSTM (final forward and backward states) -> [siamese features] -> hidden layer -> logits."""
+    """Embedding -> Bi-LSTM (final forward and backward states, or the max over time of its outputs)
+    -> [siamese features] -> hidden layer -> logits."""
 
     def __init__(self, vocab_size, emb_dim, hidden_size, num_labels, dropout_prob, activation, is_pair,
-                 padding_idx=0, embedding_weights=None):
+                 padding_idx=0, pooling="last", embedding_weights=None):
         super().__init__()
         # Paddle's default (Xavier) gives a large vocabulary vectors of norm ~0.1 that Adadelta barely moves;
         # N(0, 0.1) per value, as for words missing from pretrained vectors below, trains from the first epoch.
@@ -36,6 +37,7 @@ class BiLSTM(nn.Layer):
         self.dropout = nn.Dropout(dropout_prob)
         self.lstm = nn.LSTM(emb_dim, hidden_size, direction="bidirect")
         self.is_pair = is_pair
+        self.pooling = pooling
         features = hidden_size * 2 * (4 if is_pair else 1)
         self.fc = nn.Linear(features, hidden_size)
         self.activation = {"tanh": paddle.tanh, "relu": F.relu}[activation]
@@ -43,8 +45,12 @@ class BiLSTM(nn.Layer):
 
     def encode(self, ids, lengths):
         embedded = self.dropout(self.embedder(ids))
-        _, (last_hidden, _) = self.lstm(embedded, sequence_length=lengths)
-        return paddle.concat([last_hidden[-2], last_hidden[-1]], axis=-1)  # forward, backward
+        outputs, (last_hidden, _) = self.lstm(embedded, sequence_length=lengths)
+        if self.pooling == "last":
+            return paddle.concat([last_hidden[-2], last_hidden[-1]], axis=-1)  # forward, backward
+        steps = paddle.arange(paddle.shape(ids)[1], dtype=lengths.dtype)
+        real = (steps.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+        return paddle.where(real, outputs, paddle.full_like(outputs, -1e4)).max(axis=1)
 
     def forward(self, ids, lengths, ids2=None, lengths2=None):
         features = self.encode(ids, lengths)
@@ -132,7 +138,7 @@ def _read_vector_file(path):
 
 
 MODEL_KEYS = ("vocab_size", "emb_dim", "hidden_size", "num_labels", "dropout_prob", "activation", "is_pair",
-              "padding_idx")
+              "padding_idx", "pooling")
 
 
 def build_student(args, task, vocab, teacher_dir=None):
@@ -140,7 +146,8 @@ def build_student(args, task, vocab, teacher_dir=None):
     weights = embedding_matrix(args, vocab, teacher_dir)
     config = {"vocab_size": len(vocab), "emb_dim": weights.shape[1] if weights is not None else (args.emb_dim or 300),
               "hidden_size": args.hidden_size, "num_labels": len(task.labels), "dropout_prob": args.dropout_prob,
-              "activation": args.activation, "is_pair": task.is_pair, "padding_idx": vocab.pad_id}
+              "activation": args.activation, "is_pair": task.is_pair, "padding_idx": vocab.pad_id,
+              "pooling": args.pooling}
     if weights is not None and args.emb_dim and args.emb_dim != weights.shape[1]:
         raise UserError(f"--emb_dim {args.emb_dim} differs from the {weights.shape[1]}-d vectors of --embedding")
     model = BiLSTM(**config, embedding_weights=weights)
@@ -154,7 +161,9 @@ def saved_student_config(directory, flag):
     for name in ("config.json", "model.pdparams"):
         if not os.path.isfile(os.path.join(directory, name)):
             raise UserError(f"{flag} {directory}: missing {name} (not a student directory)")
-    return read_json(os.path.join(directory, "config.json"))
+    config = read_json(os.path.join(directory, "config.json"))
+    config.setdefault("pooling", "last")  # students saved before --pooling existed
+    return config
 
 
 def load_student_weights(model, config, ckpt_dir, flag="--init_from_ckpt"):

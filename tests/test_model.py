@@ -11,10 +11,10 @@ from small import BiLSTM, make_optimizer
 from utils import classification_metrics
 
 
-def make_model(is_pair=False, dropout=0.0, activation="tanh"):
+def make_model(is_pair=False, dropout=0.0, activation="tanh", pooling="last"):
     paddle.seed(0)
     return BiLSTM(vocab_size=50, emb_dim=8, hidden_size=6, num_labels=3, dropout_prob=dropout, activation=activation,
-                  is_pair=is_pair)
+                  is_pair=is_pair, pooling=pooling)
 
 
 def batch(rows, pad_value=0):
@@ -31,8 +31,9 @@ def test_logits_shape(is_pair):
     assert logits.shape == [3, 3]
 
 
-def test_padded_steps_do_not_change_the_output():
-    model = make_model()
+@pytest.mark.parametrize("pooling", ["last", "max"])
+def test_padded_steps_do_not_change_the_output(pooling):
+    model = make_model(pooling=pooling)
     model.eval()
     alone = model(*batch([[3, 4, 5]])).numpy()
     # the same sentence next to a longer one, padded with pad ids and then with arbitrary ids
@@ -41,6 +42,17 @@ def test_padded_steps_do_not_change_the_output():
     with_junk = model(ids, paddle.to_tensor([3], dtype="int64")).numpy()[0]
     np.testing.assert_allclose(alone[0], with_pad, atol=1e-5)
     np.testing.assert_allclose(alone[0], with_junk, atol=1e-5)
+
+
+def test_max_pooling_takes_each_feature_s_largest_value_over_the_real_steps():
+    model = make_model(pooling="max")
+    model.eval()
+    ids, lengths = batch([[3, 4, 5, 6], [7, 8]])
+    outputs, _ = model.lstm(model.embedder(ids), sequence_length=lengths)
+    outputs = outputs.numpy()
+    expected = np.stack([outputs[0, :4].max(axis=0), outputs[1, :2].max(axis=0)])
+    np.testing.assert_allclose(model.encode(ids, lengths).numpy(), expected, atol=1e-6)
+    assert not np.allclose(expected, make_model(pooling="last").encode(ids, lengths).numpy())
 
 
 def test_siamese_features_are_u_v_product_and_distance():
