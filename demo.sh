@@ -18,4 +18,4 @@ python small.py "${DATA[@]}" --vocab_path "$MINILM/vocab.txt" --embedding "$MINI
     --eval_steps 200 --output_dir "$OUT/runs/small"
 python bert_distill.py "${DATA[@]}" --teacher_dir "$OUT/runs/teacher/best" --embedding teacher --n_iter 5 \
     --max_epoch 2 --eval_steps 400 --cache_dir "$OUT/cache" --output_dir "$OUT/runs/distill"
-python results_table.py "$OUT"/runs/*
+python results_table.py "$OUT"/runs/* --alias MINILM="$MINILM"
