@@ -13,7 +13,7 @@ size: parameters of the SST-2 Bi-LSTM student (embeddings from the teacher, or 3
     BERT (bert-base-uncased's sizes unless --reference_config; random weights, nothing downloaded).
 latency: CPU inference of the same models, median latency at batch 1 (input order) and throughput at batch 64
     (sorted by length, as predict.py batches), all exported to static graphs and run by paddle.inference with
-    oneDNN as predict.py runs them (student: export_model.py's export; teachers: teacher.export_static); dygraph
+    oneDNN as predict.py runs them (model.export_static, as export_model.py exports them); dygraph
     for reference. Model time only: the sentences are tokenised beforehand.
 distill_cost: one distillation epoch over the first --num_sentences sentences, the student learning from cached
     teacher logits (bert_distill.py) or from the teacher run in dygraph on every batch (PaddleNLP's distill_lstm),
@@ -33,17 +33,15 @@ from paddlenlp.transformers import BertConfig, BertForSequenceClassification
 from paddlenlp.transformers.bert.configuration import BERT_PRETRAINED_INIT_CONFIGURATION
 
 import data
-import export_model
-import small
-import teacher
-from args import parse_args
-from bert_distill import distill_loss
+import model as models
+import training
+from args import build_parser
 from utils import CPU_CORES, set_device
 
 SST2 = data.TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
-STUDENT_EMBEDDINGS = ((("--embedding", "teacher"), "from the teacher"),
-                      (("--embedding", "random", "--emb_dim", "300"), "random"))
+DISTILL_DEFAULTS = build_parser("distill")  # .get_default(flag): bert_distill.py's defaults
+STUDENT_EMBEDDINGS = (("teacher", "from the teacher"), ("random", "random"))
 INFERENCE, DYGRAPH = "paddle.inference + oneDNN", "dygraph"
 
 
@@ -61,22 +59,30 @@ def read_sentences(args):
     return [ex.texts[0] for ex in data.read_split(SST2, "dev", args.data_file, "--data_file", args.num_sentences)]
 
 
+def ratio(value):
+    """A ratio as 12.3x, with two significant digits below 0.1 (a tiny teacher can outrun the student)."""
+    return f"{value:.1f}x" if value >= 0.1 else f"{value:.2g}x"
+
+
 def timed(run):
     start = time.perf_counter()
     result = run()
     return result, time.perf_counter() - start
 
 
-def sst2_student(args, *embedding_flags):
-    """The SST-2 student as bert_distill.py builds it (the teacher's WordPieces, its default sizes) with the given
-    --embedding/--emb_dim flags: (model, analyzer, vocab, save(model, directory), the distillation settings)."""
-    # student_setup reads a train and a dev file; one example of each is enough here.
-    student_args = parse_args("distill", [
-        "--task_name", "sst-2", "--teacher_dir", args.teacher_dir, "--train_file", args.data_file,
-        "--dev_file", args.data_file, "--max_train_samples", "1", "--max_dev_samples", "1",
-        "--max_seq_length", str(args.max_seq_length), "--device", "cpu", "--output_dir", "unused", *embedding_flags])
-    _, analyzer, vocab, model, _, save = small.student_setup(student_args, SST2, args.teacher_dir)
-    return model, analyzer, vocab, save, student_args
+def sst2_student(args, embedding):
+    """The SST-2 student as bert_distill.py builds it by default (the teacher's WordPieces, its default sizes) with
+    --embedding `embedding` ('teacher' or 'random', 300-d): (model, analyzer, vocab)."""
+    analyzer, vocab = data.build_student_side(SST2, [], "wordpiece", teacher_dir=args.teacher_dir)
+    weights = models.embedding_matrix(embedding, vocab, seed=0, teacher_dir=args.teacher_dir)
+    config = models.StudentConfig(
+        vocab_size=len(vocab), emb_dim=300 if weights is None else weights.shape[1],
+        hidden_size=DISTILL_DEFAULTS.get_default("hidden_size"), num_labels=len(SST2.labels),
+        dropout_prob=DISTILL_DEFAULTS.get_default("dropout_prob"),
+        activation=DISTILL_DEFAULTS.get_default("activation"), is_pair=False, padding_idx=vocab.pad_id,
+        pooling=DISTILL_DEFAULTS.get_default("pooling"), task_name="sst-2", language="en", use_pieces=True,
+        max_seq_length=args.max_seq_length, labels=SST2.labels)
+    return models.BiLSTM(config, weights), analyzer, vocab
 
 
 def describe(bert):
@@ -91,7 +97,7 @@ def teachers(args):
         config = BertConfig(**BERT_PRETRAINED_INIT_CONFIGURATION["bert-base-uncased"])
         source = "bert-base-uncased sizes"
     config.num_labels = 2
-    loaded = teacher.load_bert(args.teacher_dir, num_labels=2, flag="--teacher_dir")
+    loaded = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     reference = BertForSequenceClassification(config)
     return [(f"teacher: {describe(loaded)}", loaded),
             (f"reference: {describe(reference)} ({source}, random weights)", reference)]
@@ -105,10 +111,10 @@ def parameter_counts(model, embedding):
 
 def size(args):
     rows = []
-    for flags, init in STUDENT_EMBEDDINGS:
-        student, _, vocab, _, student_args = sst2_student(args, *flags)
+    for embedding, init in STUDENT_EMBEDDINGS:
+        student, _, vocab = sst2_student(args, embedding)
         name = (f"Bi-LSTM student: vocab {len(vocab)}, emb {student.embedder.weight.shape[1]} ({init}), "
-                f"hidden {student_args.hidden_size}")
+                f"hidden {student.config.hidden_size}")
         rows.append((name, *parameter_counts(student, student.embedder.weight)))
     for name, bert in teachers(args):
         rows.append((name, *parameter_counts(bert, bert.bert.embeddings.word_embeddings.weight)))
@@ -122,23 +128,6 @@ def size(args):
     print("\n× student: against the first row, the student as distilled from this teacher (--embedding teacher).")
 
 
-def inference_runner(prefix):
-    """run(batch of input arrays) -> logits, by paddle.inference (oneDNN on CPU) on an exported model."""
-    feed = teacher.predictor_runner(teacher.make_predictor(prefix))
-    return lambda batch: feed(*batch)
-
-
-def dygraph_runner(model):
-    """run(batch of input arrays) -> logits, by the dygraph model."""
-    model.eval()
-
-    @paddle.no_grad()
-    def run(batch):
-        return model(*map(paddle.to_tensor, batch)).numpy()
-
-    return run
-
-
 def median_latency(run, batches):
     run(batches[0])  # warm-up
     return statistics.median(timed(lambda: run(batch))[1] for batch in batches)
@@ -147,33 +136,34 @@ def median_latency(run, batches):
 def throughput(run, batches):
     run(batches[0])  # warm-up
     _, seconds = timed(lambda: [run(batch) for batch in batches])
-    return sum(len(batch[0]) for batch in batches) / seconds
+    return sum(len(batch[first]) for batch in batches for first in list(batch)[:1]) / seconds
 
 
 def latency(args):
-    student, analyzer, vocab, save, _ = sst2_student(args, "--embedding", "teacher")
+    student, analyzer, vocab = sst2_student(args, "teacher")
     tokenizer = analyzer.bert_tokenizer
     sentences = [analyzer.sentence(s) for s in read_sentences(args)]
-    # A student record ends with its label, which inference has not got.
-    student_records = [data.student_record([s], vocab, args.max_seq_length, None)[:-1] for s in sentences]
+    student_records = [data.student_record([s], vocab, args.max_seq_length) for s in sentences]
     teacher_records = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
     with tempfile.TemporaryDirectory() as directory:
-        save(student, directory)
-        export_student, _ = export_model.student_export(directory)
-        os.makedirs(os.path.join(directory, "student"))
-        models = [("Bi-LSTM student", student, export_student(os.path.join(directory, "student")), student_records,
-                   data.student_batchify(False, vocab.pad_id, extra=()))]
-        models += [(name, bert, teacher.export_static(bert, os.path.join(directory, f"teacher{i}")), teacher_records,
-                    teacher.teacher_batchify(tokenizer.pad_token_id)) for i, (name, bert) in enumerate(teachers(args))]
+        models_to_run = [("Bi-LSTM student", student, models.STUDENT_INPUTS,
+                          models.export_static(student, models.student_input_spec(student.config),
+                                               os.path.join(directory, "student")),
+                          student_records, data.student_collate(vocab.pad_id))]
+        models_to_run += [(name, bert, models.TEACHER_INPUTS,
+                           models.export_static(bert, models.teacher_input_spec(), os.path.join(directory, f"t{i}")),
+                           teacher_records, data.teacher_collate(tokenizer.pad_token_id))
+                          for i, (name, bert) in enumerate(teachers(args))]
         results = []
         for runtime in (INFERENCE, DYGRAPH):
-            for name, model, prefix, records, batchify in models:
-                run = inference_runner(prefix) if runtime == INFERENCE else dygraph_runner(model)
-                one_by_one = [batchify([record]) for record in records[:args.latency_sentences]]
-                by_length = [batchify([records[i] for i in indices]) for indices in
-                             data.BucketBatchSampler([len(r[0]) for r in records], SERVING_BATCH_SIZE, shuffle=False)]
+            for name, model, input_names, prefix, records, collate in models_to_run:
+                run = models.predictor_runner(models.make_predictor(prefix)) if runtime == INFERENCE else \
+                    models.dygraph_runner(model, input_names)
+                one_by_one = [collate([record]) for record in records[:args.latency_sentences]]
+                by_length = [collate([records[i] for i in indices]) for indices in data.BucketBatchSampler(
+                    [data.record_length(r) for r in records], SERVING_BATCH_SIZE, shuffle=False)]
                 results.append((name, runtime, median_latency(run, one_by_one), throughput(run, by_length)))
-    lengths = [len(ids) for ids, _ in teacher_records]
+    lengths = [data.record_length(r) for r in teacher_records]
     print(f"\n### latency: SST-2 sentences of {args.data_file} on {CPU_CORES} CPU threads, teacher "
           f"{args.teacher_dir}\n")
     print(f"batch 1: the first {min(args.latency_sentences, len(sentences))} sentences one at a time, in input "
@@ -184,55 +174,57 @@ def latency(args):
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, runtime, seconds, per_second in results:
         _, _, student_seconds, student_per_second = next(r for r in results if r[1] == runtime)
-        print(f"| {name} | {runtime} | {seconds * 1000:.2f} | {seconds / student_seconds:.1f}x | {per_second:.1f} | "
-              f"{student_per_second / per_second:.1f}x |")
+        print(f"| {name} | {runtime} | {seconds * 1000:.2f} | {ratio(seconds / student_seconds)} | {per_second:.1f} | "
+              f"{ratio(student_per_second / per_second)} |")
     print("\nRatios against the student on the same runtime.")
 
 
 def distill_cost(args):
-    student, analyzer, vocab, _, student_args = sst2_student(args, "--embedding", "teacher")
-    bert = teacher.load_bert(args.teacher_dir, num_labels=2, flag="--teacher_dir")
+    student, analyzer, vocab = sst2_student(args, "teacher")
+    bert = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     tokenizer = analyzer.bert_tokenizer
     sentences = [analyzer.sentence(s) for s in read_sentences(args)]
-    encoded = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
-    logits, labelling_seconds = timed(lambda: teacher.label_with_teacher(bert, encoded, args.batch_size,
-                                                                          tokenizer.pad_token_id, backend="inference"))
-    # Label -1 (no hard label, as for augmented copies), then the example's index to find its teacher logits by.
-    records = [data.student_record([s], vocab, args.max_seq_length, -1) + (i,) for i, s in enumerate(sentences)]
-    loader = data.make_loader(records, data.record_lengths(records, False),
-                              data.student_batchify(False, vocab.pad_id, extra=("int64", "int64")),
-                              student_args.batch_size, True, student_args.seed)
-    teacher_batchify = teacher.teacher_batchify(tokenizer.pad_token_id)
+    teacher_records = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
+    logits, labelling_seconds = timed(lambda: models.label_with_teacher(bert, teacher_records, args.batch_size,
+                                                                         tokenizer.pad_token_id, backend="inference"))
+    # Label -1 (no hard label, as for augmented copies), and the example's index to find its teacher logits by.
+    records = [{**data.student_record([s], vocab, args.max_seq_length, -1), "index": i}
+               for i, s in enumerate(sentences)]
+    default = DISTILL_DEFAULTS.get_default
+    loader = data.make_loader(records, data.student_collate(vocab.pad_id), default("batch_size"), True,
+                              default("seed"))
+    teacher_collate = data.teacher_collate(tokenizer.pad_token_id)
     bert.eval()
 
     @paddle.no_grad()
     def teacher_on_batch(indices):
-        ids, segments = teacher_batchify([encoded[i] for i in indices])
-        return bert(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(segments))
+        batch = teacher_collate([teacher_records[i] for i in indices])
+        return bert(**{name: paddle.to_tensor(value) for name, value in batch.items()})
 
     def epoch_seconds(teacher_targets):
         """Seconds of one distillation epoch, after an untimed one, with teacher_targets(example indices)."""
-        optimizer, _ = small.make_optimizer(student_args, student, loader)
+        optimizer, schedule = training.make_optimizer(student, default("optimizer"), default("lr"),
+                                                      default("lr_schedule"), 2 * len(loader))
         student.train()
+
+        def loss_fn(model, batch):
+            return training.distill_loss(model(**models.student_inputs(batch)),
+                                         teacher_targets(batch["index"].numpy()), batch["label"], default("alpha"),
+                                         default("loss"), default("temperature"))
 
         def epoch():
             for batch in loader:
-                inputs, (labels, indices) = small.split_batch(batch, is_pair=False)
-                loss = distill_loss(student(*inputs), teacher_targets(indices.numpy()), labels, student_args.alpha,
-                                    student_args.loss, student_args.temperature)
-                loss.backward()
-                optimizer.step()
-                optimizer.clear_grad()
+                training.train_step(student, optimizer, schedule, loss_fn, batch)
 
         epoch()
         return timed(epoch)[1]
 
     cached = epoch_seconds(lambda indices: paddle.to_tensor(logits[indices]))
     recomputed = epoch_seconds(teacher_on_batch)
-    n, epochs = len(sentences), student_args.max_epoch
+    n, epochs = len(sentences), default("max_epoch")
     print(f"\n### distill_cost: {n} sentences of {args.data_file}, teacher {args.teacher_dir}\n")
-    print(f"student batch {student_args.batch_size} ({len(loader)} steps per epoch), {student_args.optimizer}, "
-          f"{student_args.loss} loss; every epoch timed in full, after an untimed warm-up epoch\n")
+    print(f"student batch {default('batch_size')} ({len(loader)} steps per epoch), {default('optimizer')}, "
+          f"{default('loss')} loss; every epoch timed in full, after an untimed warm-up epoch\n")
     print("| cost | seconds | sentences/s | × cached epoch |")
     print("| --- | ---: | ---: | ---: |")
     for name, seconds in (("epoch, student on cached teacher logits (bert_distill.py)", cached),
@@ -245,51 +237,51 @@ def distill_cost(args):
 
 
 @paddle.no_grad()
-def padded_dygraph_logits(model, encoded, batch_size, pad_id, max_seq_length):
+def padded_dygraph_logits(model, records, batch_size, pad_id, max_seq_length):
     """The reference implementation's way: input order, every batch padded to max_seq_length."""
     model.eval()
+    collate = data.teacher_collate(pad_id)
     parts = []
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start:start + batch_size]
-        ids = np.full((len(batch), max_seq_length), pad_id, dtype="int64")
-        segments = np.zeros_like(ids)
-        for row, (example_ids, example_segments) in enumerate(batch):
-            ids[row, :len(example_ids)], segments[row, :len(example_segments)] = example_ids, example_segments
-        parts.append(model(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(segments)).numpy())
+    for start in range(0, len(records), batch_size):
+        batch = collate(records[start:start + batch_size])
+        padding = ((0, 0), (0, max_seq_length - batch["input_ids"].shape[1]))
+        batch = {"input_ids": np.pad(batch["input_ids"], padding, constant_values=pad_id),
+                 "token_type_ids": np.pad(batch["token_type_ids"], padding)}
+        parts.append(model(**{name: paddle.to_tensor(value) for name, value in batch.items()}).numpy())
     return np.concatenate(parts)
 
 
 def labelling(args):
-    model = teacher.load_bert(args.teacher_dir, num_labels=2, flag="--teacher_dir")
+    model = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     model.eval()
     tokenizer = data.bert_tokenizer_from(args.teacher_dir, "--teacher_dir")
     analyzer = data.Analyzer("en", tokenizer)
-    encoded = [data.teacher_ids([analyzer.sentence(s)], tokenizer, args.max_seq_length)
+    records = [data.teacher_ids([analyzer.sentence(s)], tokenizer, args.max_seq_length)
                for s in read_sentences(args)]
-    pad_id, size = tokenizer.pad_token_id, args.batch_size
+    pad_id, size, collate = tokenizer.pad_token_id, args.batch_size, data.teacher_collate(tokenizer.pad_token_id)
     with tempfile.TemporaryDirectory() as directory:
-        prefix, export_seconds = timed(lambda: teacher.export_static(model, directory))
-        (plain, onednn), build_seconds = timed(lambda: (teacher.make_predictor(prefix, onednn=False),
-                                                         teacher.make_predictor(prefix)))
+        prefix, export_seconds = timed(lambda: models.export_static(model, models.teacher_input_spec(), directory))
+        (plain, onednn), build_seconds = timed(lambda: (models.make_predictor(prefix, onednn=False),
+                                                         models.make_predictor(prefix)))
         runs = [
             ("(a) dygraph, padded to max_seq_length",
-             lambda: padded_dygraph_logits(model, encoded, size, pad_id, args.max_seq_length)),
-            ("(b) dygraph, length buckets", lambda: teacher.teacher_logits(model, encoded, size, pad_id)),
+             lambda: padded_dygraph_logits(model, records, size, pad_id, args.max_seq_length)),
+            ("(b) dygraph, length buckets", lambda: models.teacher_logits(model, records, size, pad_id)),
             ("(c) paddle.inference, no oneDNN, length buckets",
-             lambda: teacher.predictor_logits(plain, encoded, size, pad_id)),
+             lambda: models.batched_logits(models.predictor_runner(plain), records, size, collate)),
             ("(d) paddle.inference + oneDNN, length buckets (--teacher_backend inference)",
-             lambda: teacher.predictor_logits(onednn, encoded, size, pad_id)),
+             lambda: models.batched_logits(models.predictor_runner(onednn), records, size, collate)),
         ]
         results = [(name, *timed(label_all)) for name, label_all in runs]
     reference_logits, reference_seconds = results[0][1:]
-    lengths = [len(ids) for ids, _ in encoded]
-    print(f"\n### labelling: {len(encoded)} sentences of {args.data_file}, teacher {args.teacher_dir}\n")
+    lengths = [data.record_length(r) for r in records]
+    print(f"\n### labelling: {len(records)} sentences of {args.data_file}, teacher {args.teacher_dir}\n")
     print(f"batch size {size}, max_seq_length {args.max_seq_length}, tokens per sentence: mean "
           f"{np.mean(lengths):.1f}, max {max(lengths)}; {paddle.get_device()}\n")
     print("| labelling | sentences/s | speed-up vs (a) | max abs logit diff vs (a) |")
     print("| --- | ---: | ---: | ---: |")
     for name, logits, seconds in results:
-        print(f"| {name} | {len(encoded) / seconds:.1f} | {reference_seconds / seconds:.1f}x | "
+        print(f"| {name} | {len(records) / seconds:.1f} | {reference_seconds / seconds:.1f}x | "
               f"{np.abs(logits - reference_logits).max():.1e} |")
     print(f"\nOne-off cost of (c) and (d), not in the table: export {export_seconds:.1f} s, "
           f"building both predictors {build_seconds:.1f} s.")
@@ -298,26 +290,26 @@ def labelling(args):
 def augmentation(args):
     """Build the transfer set of the first --num_sentences sentences with bert_distill.py's default augmentation
     and --n_iter copies: POS tagging (once; cached afterwards), then augmentation in one process and on every core."""
-    defaults = parse_args("distill", ["--task_name", "sst-2", "--output_dir", "-", "--teacher_dir", args.teacher_dir,
-                                      "--n_iter", str(args.n_iter)])
+    default = DISTILL_DEFAULTS.get_default
     analyzer = data.Analyzer("en", data.bert_tokenizer_from(args.teacher_dir, "--teacher_dir"))
     examples = data.read_split(SST2, "dev", args.data_file, "--data_file", args.num_sentences)
-    config = data.AugmentConfig(n_iter=defaults.n_iter, p_mask=defaults.p_mask, p_pos=defaults.p_pos,
-                                p_ng=defaults.p_ng, ngram_range=(defaults.ngram_min, defaults.ngram_max),
-                                mask_pieces=not defaults.whole_word_mask, mask_token=data.MASK)
+    config = data.AugmentConfig(n_iter=args.n_iter, p_mask=default("p_mask"), p_pos=default("p_pos"),
+                                p_ng=default("p_ng"), ngram_range=(default("ngram_min"), default("ngram_max")),
+                                mask_pieces=not default("whole_word_mask"), mask_token=data.MASK)
+    pos_model = default("pos_model")
     with tempfile.TemporaryDirectory() as cache:
-        tags, tag_seconds = timed(lambda: data.pos_tags(examples, analyzer, "en", defaults.pos_model, cache))
+        tags, tag_seconds = timed(lambda: data.pos_tags(examples, analyzer, "en", pos_model, cache))
     rows, sets = [], []
     for workers in sorted({1, CPU_CORES}):
-        transfer, seconds = timed(lambda: data.build_transfer_set(examples, analyzer, config, tags, defaults.seed,
-                                                                  workers))
+        transfer, seconds = timed(lambda: data.build_transfer_set(examples, analyzer, config, tags,
+                                                                  default("seed"), workers))
         rows.append((f"augmentation, {workers} process{'es' if workers > 1 else ''}", seconds, len(transfer)))
         sets.append(transfer)
     print(f"\n### augmentation: {len(examples)} sentences of {args.data_file}, n_iter {config.n_iter}, p_mask "
           f"{config.p_mask}, p_pos {config.p_pos}, p_ng {config.p_ng}, n-grams {config.ngram_range}\n")
     print("| step | seconds | transfer-set examples | × one process |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| POS tagging with {defaults.pos_model if tags is not None else 'no tagger (skipped)'} | "
+    print(f"| POS tagging with {pos_model if tags is not None else 'no tagger (skipped)'} | "
           f"{tag_seconds:.1f} | | |")
     for name, seconds, size in rows:
         print(f"| {name} | {seconds:.1f} | {size} | {rows[0][1] / seconds:.2f}x |")

@@ -1,4 +1,4 @@
-"""Distil a fine-tuned BERT teacher into the Bi-LSTM student over an augmented transfer set.
+"""Distil a fine-tuned teacher into the Bi-LSTM student over an augmented transfer set.
 
     python bert_distill.py --task_name sst-2 --teacher_dir teachers/sst-2/best \
         --train_file ../shared/data/SST-2/train.tsv --dev_file ../shared/data/SST-2/dev.tsv \
@@ -10,115 +10,106 @@ weights and the exact teacher inputs, so later epochs and reruns never run the t
 import hashlib
 import logging
 import os
+import random
 
 import numpy as np
-import paddle
-import paddle.nn.functional as F
 
 import data
+import model as models
+import training
 from args import parse_args
-from small import make_optimizer, split_batch, student_setup
-from teacher import label_with_teacher, load_bert, teacher_task, teacher_weights_path
-from utils import UserError, fit, prepare_output_dir, run_main
+from utils import UserError, atomic_write, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
 
 
-def distill_loss(student_logits, teacher_logits, labels, alpha, loss, temperature):
-    """alpha * CE(student, label) over labelled rows + (1 - alpha) * soft loss against the teacher's logits.
-
-    Rows with label -1 (augmented copies) get no CE. The soft loss is MSE on logits (the paper), or
-    T^2 * KL(teacher || student) on temperature-softened distributions.
-    """
-    if loss == "mse":
-        soft = F.mse_loss(student_logits, teacher_logits)
-    else:
-        soft = F.kl_div(F.log_softmax(student_logits / temperature, axis=-1),
-                        F.softmax(teacher_logits / temperature, axis=-1), reduction="batchmean") * temperature ** 2
-    if alpha == 0:
-        return soft
-    labelled = labels >= 0
-    if not bool(labelled.any()):
-        return (1 - alpha) * soft
-    hard = F.cross_entropy(student_logits[labelled], labels[labelled])
-    return alpha * hard + (1 - alpha) * soft
-
-
-def cached_teacher_logits(teacher_dir, encoded, args):
-    """Teacher logits for the encoded transfer set, from the cache when the same teacher saw the same inputs."""
+def cached_teacher_logits(teacher_dir, records, cache_dir, batch_size, backend):
+    """Teacher logits for the teacher records of the transfer set, from the cache when the same teacher saw the
+    same inputs."""
     digest = hashlib.sha256()
-    with open(teacher_weights_path(teacher_dir), "rb") as f:
+    with open(models.teacher_weights_path(teacher_dir), "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
-    for ids, segments in encoded:
-        digest.update(ids.tobytes() + b"|" + segments.tobytes() + b";")
-    path = os.path.join(args.cache_dir, f"logits-{digest.hexdigest()[:20]}.npy")
+    for record in records:
+        digest.update(record["input_ids"].tobytes() + b"|" + record["token_type_ids"].tobytes() + b";")
+    path = os.path.join(cache_dir, f"logits-{digest.hexdigest()[:20]}.npy")
     if os.path.exists(path):
         logger.info("teacher logits from cache %s", path)
         return np.load(path)
-    teacher = load_bert(teacher_dir, flag="--teacher_dir")
+    teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
     tokenizer = data.bert_tokenizer_from(teacher_dir, "--teacher_dir")
-    logger.info("labelling %d transfer-set examples with the teacher (%s)", len(encoded), args.teacher_backend)
-    logits = label_with_teacher(teacher, encoded, args.teacher_batch_size, tokenizer.pad_token_id,
-                                args.teacher_backend)
-    os.makedirs(args.cache_dir, exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
-        np.save(f, logits)
-    os.replace(path + ".tmp", path)
+    logger.info("labelling %d transfer-set examples with the teacher (%s)", len(records), backend)
+    logits = models.label_with_teacher(teacher, records, batch_size, tokenizer.pad_token_id, backend)
+    os.makedirs(cache_dir, exist_ok=True)
+    atomic_write(path, lambda f: np.save(f, logits), "wb")
     return logits
+
+
+def log_examples(transfer, teacher_records, student_records, logits, tokenizer, vocab, count=3):
+    """Three random transfer-set examples as each model sees them, with the teacher's logits: the cheapest check
+    that augmentation and the teacher/student alignment are right."""
+    for index in random.Random(0).sample(range(len(transfer)), min(count, len(transfer))):
+        student_tokens = [vocab.vocab.to_tokens(student_records[index][name].tolist())
+                          for name in ("ids", "ids2") if name in student_records[index]]
+        logger.info("transfer example %d (from training example %d, label %d):\n  teacher sees: %s\n  student sees:"
+                    " %s\n  teacher logits: %s", index, transfer[index].source, transfer[index].label,
+                    " ".join(tokenizer.convert_ids_to_tokens(teacher_records[index]["input_ids"].tolist())),
+                    " | ".join(" ".join(tokens) for tokens in student_tokens), np.round(logits[index], 4).tolist())
 
 
 def main(argv=None):
     args = parse_args("distill", argv)
     task = data.TASKS[args.task_name]
-    teacher_weights_path(args.teacher_dir)
-    trained_on = teacher_task(args.teacher_dir).get("task_name", args.task_name)
+    models.teacher_weights_path(args.teacher_dir)
+    trained_on = models.teacher_task(args.teacher_dir).get("task_name", args.task_name)
     if trained_on != args.task_name:
         raise UserError(f"--teacher_dir {args.teacher_dir} was fine-tuned on {trained_on}, not --task_name "
                         f"{args.task_name}")
-    train, analyzer, vocab, model, evaluate, save = student_setup(args, task, args.teacher_dir)
+    setup = training.student_setup(args, task, args.teacher_dir)
 
     config = data.AugmentConfig(
         n_iter=args.n_iter, p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng,
         ngram_range=(args.ngram_min, args.ngram_max),
-        mask_pieces=vocab.use_pieces and not args.whole_word_mask,
+        mask_pieces=setup.vocab.use_pieces and not args.whole_word_mask,
         mask_token=data.MASK if args.mask_token == "mask" else data.UNK)
-    tags = data.pos_tags(train, analyzer, task.language, args.pos_model, args.cache_dir) \
+    tags = data.pos_tags(setup.train, setup.analyzer, task.language, args.pos_model, args.cache_dir) \
         if args.p_pos > 0 and args.n_iter > 0 else None
-    transfer = data.build_transfer_set(train, analyzer, config, tags, args.seed, args.num_workers)
-    logger.info("transfer set: %d examples (%d original, %d augmented)", len(transfer), len(train),
-                len(transfer) - len(train))
+    transfer = data.build_transfer_set(setup.train, setup.analyzer, config, tags, args.seed, args.num_workers)
+    logger.info("transfer set: %d examples (%d original, %d augmented)", len(transfer), len(setup.train),
+                len(transfer) - len(setup.train))
 
-    tokenizer = analyzer.bert_tokenizer
-    encoded = [data.teacher_ids(sentences, tokenizer, args.max_seq_length) for _, sentences, _ in transfer]
-    logits = cached_teacher_logits(args.teacher_dir, encoded, args)
-
-    records = [data.student_record(sentences, vocab, args.max_seq_length, label) + (logits[i],)
-               for i, (_, sentences, label) in enumerate(transfer)]
-    loader = data.make_loader(records, data.record_lengths(records, task.is_pair),
-                              data.student_batchify(task.is_pair, vocab.pad_id, extra=("int64", "float32")),
-                              args.batch_size, True, args.seed)
+    tokenizer = setup.analyzer.bert_tokenizer
+    teacher_records = [data.teacher_ids(example.sentences, tokenizer, args.max_seq_length) for example in transfer]
+    logits = cached_teacher_logits(args.teacher_dir, teacher_records, args.cache_dir, args.teacher_batch_size,
+                                   args.teacher_backend)
+    records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
+                "logits": logits[i]} for i, example in enumerate(transfer)]
+    log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)
+    loader = data.make_loader(records, data.student_collate(setup.vocab.pad_id), args.batch_size, shuffle=True,
+                              seed=args.seed)
 
     def loss_fn(model, batch):
-        inputs, (labels, target) = split_batch(batch, task.is_pair)
-        return distill_loss(model(*inputs), target, labels, args.alpha, args.loss, args.temperature)
+        return training.distill_loss(model(**models.student_inputs(batch)), batch["logits"], batch["label"],
+                                     args.alpha, args.loss, args.temperature)
 
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set:
         write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
-    optimizer, lr_scheduler = make_optimizer(args, model, loader)
-    return fit(args, model, optimizer, loader, loss_fn, evaluate, save, task, lr_scheduler)
+    run = training.RunConfig.from_args(args, task.metric)
+    optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
+                                                      run.total_steps(len(loader)), args.rho)
+    return training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)
 
 
 def write_transfer_set(path, transfer, logits, task):
     """One line per transfer-set example: its sentence(s), its label (-1 when augmented), the teacher's logits."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    def write(f):
         columns = ["sentence1", "sentence2"] if task.is_pair else ["sentence"]
-        f.write("\t".join(columns + ["label"] + [f"logit_{l}" for l in task.labels]) + "\n")
-        for (_, sentences, label), scores in zip(transfer, logits):
-            texts = [data.sentence_text(s, task.language) for s in sentences]
-            f.write("\t".join(texts + [str(label)] + [f"{x:.4f}" for x in scores]) + "\n")
-    os.replace(path + ".tmp", path)
+        f.write("\t".join(columns + ["label"] + [f"logit_{label}" for label in task.labels]) + "\n")
+        for example, scores in zip(transfer, logits):
+            texts = [data.sentence_text(s, task.language) for s in example.sentences]
+            f.write("\t".join(texts + [str(example.label)] + [f"{x:.4f}" for x in scores]) + "\n")
+    atomic_write(path, write)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Task data: loading, word analysis shared by teacher and student, vocabularies, the augmented transfer set,
-and length-bucketed batching."""
+"""Task data: the task table, validated loading, word analysis shared by teacher and student, vocabularies, records
+and their collation by field name, length-bucketed batching, and the augmented transfer set."""
 import collections
 import hashlib
 import logging
@@ -7,15 +7,16 @@ import multiprocessing
 import os
 import pickle
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jieba
 import numpy as np
 import paddle
-from paddlenlp.data import Pad, Stack, Tuple, Vocab
+from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 from tqdm import tqdm
 
-from utils import CPU_CORES, UserError
+from utils import CPU_CORES, UserError, atomic_write
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")
@@ -53,20 +54,19 @@ class Example:
     label: int
 
 
-def load_examples(args, task):
+def load_examples(task, train_file=None, dev_file=None, max_train_samples=None, max_dev_samples=None):
     """Train and dev examples of the task, from local files when given, else through PaddleNLP's download."""
-    if bool(args.train_file) != bool(args.dev_file):
+    if bool(train_file) != bool(dev_file):
         raise UserError("give both --train_file and --dev_file, or neither (to download the dataset)")
-    if args.train_file:
-        return [read_split(task, "train", args.train_file, "--train_file", args.max_train_samples),
-                read_split(task, "dev", args.dev_file, "--dev_file", args.max_dev_samples)]
+    if train_file:
+        return [read_split(task, "train", train_file, "--train_file", max_train_samples),
+                read_split(task, "dev", dev_file, "--dev_file", max_dev_samples)]
     try:
         splits = load_dataset(*task.dataset, splits=("train", "dev"), lazy=False)
     except Exception as error:  # any network or hub failure
         raise UserError(f"could not download {'/'.join(task.dataset)} ({type(error).__name__}); "
                         "pass local copies with --train_file and --dev_file") from None
-    return [_examples(split, task, limit) for split, limit in zip(splits, (args.max_train_samples,
-                                                                          args.max_dev_samples))]
+    return [_examples(split, task, limit) for split, limit in zip(splits, (max_train_samples, max_dev_samples))]
 
 
 def read_split(task, split, path, flag, limit=None):
@@ -129,13 +129,18 @@ class Analyzer:
     def sentence(self, text):
         return [(w, self.pieces(w)) for w in self.words(text)]
 
+    def sentences(self, texts):
+        return [self.sentence(text) for text in texts]
+
 
 class StudentVocab:
-    """Maps analysed sentences to student ids: the WordPieces themselves, or one id per word."""
+    """Maps analysed sentences to student ids: the WordPieces themselves, or one id per word. model_dir: the model
+    directory the vocabulary belongs to (its vocab.txt), if any."""
 
-    def __init__(self, vocab, use_pieces):
+    def __init__(self, vocab, use_pieces, model_dir=None):
         self.vocab = vocab
         self.use_pieces = use_pieces
+        self.model_dir = model_dir
         self.pad_id = vocab[PAD]
         self.unk_id = vocab[UNK]
 
@@ -178,23 +183,27 @@ def bert_tokenizer_from(path, flag):
         raise UserError(f"{flag} {path}: not a file, a directory or a loadable model name ({error})") from None
 
 
-def build_student_side(args, task, train_examples, teacher_dir=None):
+def build_student_side(task, train_examples, tokenization, vocab_path=None, max_vocab_size=50000, min_freq=1,
+                       teacher_dir=None):
     """The Analyzer and StudentVocab for this run, following --tokenization / --vocab_path."""
-    use_pieces = task.language == "en" and args.tokenization == "wordpiece"
-    if use_pieces and not (args.vocab_path or teacher_dir):
+    use_pieces = task.language == "en" and tokenization == "wordpiece"
+    if use_pieces and not (vocab_path or teacher_dir):
         raise UserError("--vocab_path: wordpiece tokenization needs a BERT vocab.txt (or a teacher directory)")
-    vocab = None
-    if args.vocab_path:
-        vocab = load_vocab_file(args.vocab_path)
+    vocab = model_dir = None
+    if vocab_path:
+        vocab = load_vocab_file(vocab_path)
+        model_dir = os.path.dirname(os.path.abspath(vocab_path)) if os.path.basename(vocab_path) == "vocab.txt" \
+            else None
     elif use_pieces:
         vocab = load_vocab_file(os.path.join(teacher_dir, "vocab.txt"), "--teacher_dir")
-    bert_path = teacher_dir or (args.vocab_path if use_pieces else None)
+        model_dir = teacher_dir
+    bert_path = teacher_dir or (vocab_path if use_pieces else None)
     analyzer = make_analyzer(task.language, bert_path, "--teacher_dir" if teacher_dir else "--vocab_path")
     if vocab is None:
         counter = collections.Counter(w for ex in train_examples for t in ex.texts for w in analyzer.words(t))
-        words = [w for w, count in counter.most_common(args.max_vocab_size) if count >= args.min_freq]
+        words = [w for w, count in counter.most_common(max_vocab_size) if count >= min_freq]
         vocab = Vocab.from_dict({t: i for i, t in enumerate([PAD, UNK, MASK] + words)}, unk_token=UNK, pad_token=PAD)
-    return analyzer, StudentVocab(vocab, use_pieces)
+    return analyzer, StudentVocab(vocab, use_pieces, model_dir if use_pieces else None)
 
 
 def make_analyzer(language, bert_path, flag):
@@ -218,26 +227,23 @@ class _WordsOnly:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Encoding for the student and the teacher
+# Records: one dict per example, its fields named as the model inputs they feed, plus "label" (and "logits")
 
 
-def student_record(sentences, student_vocab, max_seq_length, label):
-    """(ids, length[, ids2, length2], label) for one example given its analysed sentences."""
-    record = []
-    for sentence in sentences:
+def student_record(sentences, student_vocab, max_seq_length, label=None):
+    """{ids, lengths[, ids2, lengths2][, label]} for one example given its analysed sentences."""
+    record = {}
+    for suffix, sentence in zip(("", "2"), sentences):
         ids = student_vocab.ids(sentence)[:max_seq_length]
-        record += [np.asarray(ids, dtype="int64"), len(ids)]
-    return tuple(record) + (label,)
-
-
-def student_batchify(is_pair, pad_id, extra=("int64",)):
-    """Collate student records: padded ids and lengths per sentence, then stacked extra fields."""
-    fields = [Pad(axis=0, pad_val=pad_id, dtype="int64"), Stack(dtype="int64")] * (2 if is_pair else 1)
-    return Tuple(*fields, *[Stack(dtype=d) for d in extra])
+        record["ids" + suffix] = np.asarray(ids, dtype="int64")
+        record["lengths" + suffix] = len(ids)
+    if label is not None:
+        record["label"] = label
+    return record
 
 
 def teacher_ids(sentences, tokenizer, max_seq_length):
-    """[CLS] a [SEP] (b [SEP]) ids and segment ids from analysed sentences, longest side cut first."""
+    """{input_ids, token_type_ids}: [CLS] a [SEP] (b [SEP]) from analysed sentences, longest side cut first."""
     pieces = [[p for _, ps in s for p in ps] for s in sentences]
     budget = max_seq_length - 1 - len(pieces)
     while sum(map(len, pieces)) > budget:
@@ -247,7 +253,33 @@ def teacher_ids(sentences, tokenizer, max_seq_length):
     for segment, side in enumerate(pieces):
         tokens += side + [tokenizer.sep_token]
         segments += [segment] * (len(side) + 1)
-    return np.asarray(tokenizer.convert_tokens_to_ids(tokens), dtype="int64"), np.asarray(segments, dtype="int64")
+    return {"input_ids": np.asarray(tokenizer.convert_tokens_to_ids(tokens), dtype="int64"),
+            "token_type_ids": np.asarray(segments, dtype="int64")}
+
+
+TOKEN_FIELDS = ("ids", "ids2", "input_ids")
+
+
+def record_length(record):
+    """Tokens in a record, over all its sentences: what batches are bucketed by."""
+    return sum(len(record[name]) for name in TOKEN_FIELDS if name in record)
+
+
+def collate_by_name(pad_values):
+    """Collate records into a dict of arrays by field name: the fields named in pad_values padded with their
+    value, every other field stacked."""
+    def collate(records):
+        return {name: (Pad(axis=0, pad_val=pad_values[name]) if name in pad_values else Stack())(
+            [record[name] for record in records]) for name in records[0]}
+    return collate
+
+
+def student_collate(pad_id):
+    return collate_by_name({"ids": pad_id, "ids2": pad_id})
+
+
+def teacher_collate(pad_id):
+    return collate_by_name({"input_ids": pad_id, "token_type_ids": 0})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,14 +324,10 @@ class BucketBatchSampler(paddle.io.BatchSampler):
         return iter(batches)
 
 
-def make_loader(records, lengths, batchify, batch_size, shuffle, seed=0):
-    sampler = BucketBatchSampler(lengths, batch_size, shuffle, seed)
-    return paddle.io.DataLoader(MapDataset(records), batch_sampler=sampler, collate_fn=batchify,
-                                return_list=True)
-
-
-def record_lengths(records, is_pair):
-    return [r[1] + (r[3] if is_pair else 0) for r in records]
+def make_loader(records, collate, batch_size, shuffle, seed=0):
+    """A DataLoader of collated batches (dicts of tensors), bucketed by record length."""
+    sampler = BucketBatchSampler([record_length(r) for r in records], batch_size, shuffle, seed)
+    return paddle.io.DataLoader(MapDataset(records), batch_sampler=sampler, collate_fn=collate, return_list=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -362,15 +390,20 @@ def _augment_range(bounds):
     return result
 
 
-def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
-    """The original examples followed by their augmented copies, without repeats.
+class TransferExample(NamedTuple):
+    source: int  # index of the training example it comes from
+    sentences: tuple  # analysed sentences (one, or two for pairs)
+    label: int  # the hard label of an original example; -1 for an augmented copy (no trustworthy label)
 
-    Returns a list of (source index, sentences, label); augmented copies carry label -1 (no trustworthy label).
+
+def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
+    """The original examples followed by their augmented copies, without repeats: a list of TransferExample.
+
     A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
     depends only on the seed, never on the number of workers.
     """
     sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
-    transfer = [(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
+    transfer = [TransferExample(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
     if config.n_iter == 0:
         return transfer
     pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
@@ -392,7 +425,7 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
         if pool:
             pool.terminate()
     _WORK.clear()
-    seen = {_key(s) for _, s, _ in transfer}
+    seen = {_key(example.sentences) for example in transfer}
     index = 0
     for part in parts:
         for copies in part:
@@ -400,7 +433,7 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
                 key = _key(copy)
                 if key not in seen:
                     seen.add(key)
-                    transfer.append((index, copy, -1))
+                    transfer.append(TransferExample(index, copy, -1))
             index += 1
     return transfer
 
@@ -433,9 +466,7 @@ def pos_tags(examples, analyzer, language, pos_model, cache_dir):
     tags = [[tagger(words) for words in example] for example in sentences] if language == "zh" else \
         _regroup(tagger([w for example in sentences for w in example]), sentences)
     os.makedirs(cache_dir, exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
-        pickle.dump(tags, f)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, lambda f: pickle.dump(tags, f), "wb")
     return tags
 
 

@@ -11,17 +11,11 @@ everything needed to turn text into the model's inputs. It is written to <output
 import os
 
 import paddle
-from paddle.static import InputSpec
 
 import data
-import small
-import teacher
+import model as models
 from args import parse_args
 from utils import UserError, replace_dir, run_main, write_json
-
-CONFIG_NAME = "export_config.json"
-STUDENT_INPUTS = ("ids", "lengths", "ids2", "lengths2")
-TEACHER_INPUTS = ("input_ids", "token_type_ids")  # the names teacher.export_static gives
 
 
 def lower_cases(analyzer, use_pieces):
@@ -32,32 +26,30 @@ def lower_cases(analyzer, use_pieces):
 def student_export(student_dir):
     """(build, config): build(directory) writes the student's static model and vocabulary, returning the model's
     path prefix."""
-    model, config, analyzer, vocab = small.load_student(student_dir, "--student_dir")
-    names = STUDENT_INPUTS[:4 if config["is_pair"] else 2]
-    specs = [InputSpec([None, None] if name.startswith("ids") else [None], "int64", name) for name in names]
+    student = models.load_student(student_dir, "--student_dir")
+    config = student.config
 
     def build(directory):
-        vocab.save(os.path.join(directory, "vocab.txt"))
-        prefix = os.path.join(directory, "model")
-        paddle.jit.save(model, prefix, input_spec=specs)  # converts forward with to_static
-        return prefix
+        student.vocab.save(os.path.join(directory, "vocab.txt"))
+        return models.export_static(student.model, models.student_input_spec(config), directory)
 
-    return build, {"kind": "student", "task_name": config["task_name"], "labels": config["labels"],
-                   "is_pair": config["is_pair"], "language": config["language"], "use_pieces": config["use_pieces"],
-                   "do_lower_case": lower_cases(analyzer, config["use_pieces"]),
-                   "max_seq_length": config["max_seq_length"], "pad_id": vocab.pad_id, "inputs": list(names)}
+    return build, {"kind": "student", "task_name": config.task_name, "labels": list(config.labels),
+                   "is_pair": config.is_pair, "language": config.language, "use_pieces": config.use_pieces,
+                   "do_lower_case": lower_cases(student.analyzer, config.use_pieces),
+                   "max_seq_length": config.max_seq_length, "pad_id": student.vocab.pad_id,
+                   "inputs": list(config.input_names)}
 
 
 def teacher_export(teacher_dir, task_name, max_seq_length):
     """(build, config): build(directory) writes the teacher's static model and tokenizer files, returning the
     model's path prefix."""
-    recorded = teacher.teacher_task(teacher_dir)
+    recorded = models.teacher_task(teacher_dir)
     task_name = task_name or recorded.get("task_name")
     max_seq_length = max_seq_length or recorded.get("max_seq_length")
     if not task_name:
         raise UserError(f"--task_name: needed, {teacher_dir} records no task (it was not written by teacher.py)")
     task = data.TASKS[task_name]
-    model = teacher.load_bert(teacher_dir, flag="--teacher_dir")
+    model = models.load_teacher(teacher_dir, flag="--teacher_dir")
     if model.classifier.weight.shape[-1] != len(task.labels):
         raise UserError(f"--teacher_dir {teacher_dir}: {model.classifier.weight.shape[-1]} classes, but "
                         f"--task_name {task_name} has {len(task.labels)}")
@@ -66,12 +58,12 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
 
     def build(directory):
         tokenizer.save_pretrained(directory)
-        return teacher.export_static(model, directory)
+        return models.export_static(model, models.teacher_input_spec(), directory)
 
     return build, {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
                    "language": task.language, "use_pieces": True, "do_lower_case": lower_cases(analyzer, True),
                    "max_seq_length": max_seq_length or 128, "pad_id": tokenizer.pad_token_id,
-                   "inputs": list(TEACHER_INPUTS)}
+                   "inputs": list(models.TEACHER_INPUTS)}
 
 
 def main(argv=None):
@@ -83,7 +75,7 @@ def main(argv=None):
     if args.student_dir and (args.task_name or args.max_seq_length):
         raise UserError("--task_name/--max_seq_length: only with --teacher_dir (a student directory records them)")
     out = args.output_dir
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, CONFIG_NAME)):
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, models.EXPORT_CONFIG)):
         raise UserError(f"--output_dir {out}: exists and is not an earlier export; choose another directory")
     paddle.set_device("cpu")  # the export is device-independent; predict.py picks the device
     if args.student_dir:
@@ -93,7 +85,7 @@ def main(argv=None):
 
     def write_all(directory):
         config["model"] = os.path.basename(build(directory))  # path prefix of the model files in the directory
-        write_json(os.path.join(directory, CONFIG_NAME), config)
+        write_json(os.path.join(directory, models.EXPORT_CONFIG), config)
 
     replace_dir(write_all, out)
     print(f"exported {config['kind']} ({config['task_name']}) from {source} to {out}", flush=True)

@@ -22,9 +22,8 @@ import sys
 import numpy as np
 
 import data
-import teacher
+import model as models
 from args import parse_args
-from export_model import CONFIG_NAME
 from utils import UserError, read_json, run_main
 
 CHUNK_BATCHES = 50  # lines are read, sorted by length and labelled this many batches at a time
@@ -34,9 +33,10 @@ class ExportedModel:
     """An export_model.py directory: turns lists of texts into class probabilities."""
 
     def __init__(self, directory):
-        config_path = os.path.join(directory, CONFIG_NAME)
+        config_path = os.path.join(directory, models.EXPORT_CONFIG)
         if not os.path.isfile(config_path):
-            raise UserError(f"--model_dir {directory}: no {CONFIG_NAME} (write the directory with export_model.py)")
+            raise UserError(f"--model_dir {directory}: no {models.EXPORT_CONFIG} (write the directory with "
+                            f"export_model.py)")
         self.config = config = read_json(config_path)
         prefix = os.path.join(directory, config["model"])
         if not os.path.isfile(prefix + ".pdiparams"):
@@ -44,30 +44,25 @@ class ExportedModel:
         if config["kind"] == "student":
             vocab_file = os.path.join(directory, "vocab.txt")
             vocab = data.StudentVocab(data.load_vocab_file(vocab_file, "--model_dir"), config["use_pieces"])
-            analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
-                                          "--model_dir")
-            # student_record ends with the label, which prediction has not got.
-            self._encode = lambda sentences: data.student_record(sentences, vocab, config["max_seq_length"], None)[:-1]
-            self._batchify = data.student_batchify(config["is_pair"], config["pad_id"], extra=())
-            self._length = lambda record: record[1] + (record[3] if config["is_pair"] else 0)
+            self._analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
+                                                "--model_dir")
+            self._encode = lambda sentences: data.student_record(sentences, vocab, config["max_seq_length"])
+            self._collate = data.student_collate(config["pad_id"])
         else:
             tokenizer = data.bert_tokenizer_from(directory, "--model_dir")
-            analyzer = data.Analyzer(config["language"], tokenizer)
+            self._analyzer = data.Analyzer(config["language"], tokenizer)
             self._encode = lambda sentences: data.teacher_ids(sentences, tokenizer, config["max_seq_length"])
-            self._batchify = teacher.teacher_batchify(config["pad_id"])
-            self._length = lambda record: len(record[0])
-        self._analyzer = analyzer
-        self._run = teacher.predictor_runner(teacher.make_predictor(prefix), config["inputs"])
+            self._collate = data.teacher_collate(config["pad_id"])
+        self._run = models.predictor_runner(models.make_predictor(prefix))
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
-        records = [self._encode([self._analyzer.sentence(text) for text in texts]) for texts in examples]
-        probs = np.zeros((len(records), len(self.config["labels"])))
-        for indices in data.BucketBatchSampler([self._length(r) for r in records], batch_size, shuffle=False):
-            logits = self._run(*self._batchify([records[i] for i in indices])).astype("float64")
-            exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probs[indices] = exp / exp.sum(axis=-1, keepdims=True)
-        return probs
+        records = [self._encode(self._analyzer.sentences(texts)) for texts in examples]
+        if not records:
+            return np.zeros((0, len(self.config["labels"])))
+        logits = models.batched_logits(self._run, records, batch_size, self._collate).astype("float64")
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def parse_line(line, is_pair):

@@ -6,13 +6,12 @@ each run's figures and the command that produced it (its script and the flags th
     python results_table.py runs/* --readme README.md   # also rewrite the README's results table
 """
 import argparse
-import json
 import os
 import re
 import shlex
-import sys
 
-from args import DEFAULT_LR, parse_args
+from args import parse_args
+from utils import UserError, atomic_write, read_json, run_main
 
 ROWS = (("teacher", "Teacher (BERT)"), ("small", "Bi-LSTM baseline"), ("distill", "Distilled Bi-LSTM"))
 COLUMNS = ("sst-2", "qqp", "chnsenticorp")
@@ -45,8 +44,6 @@ def command(results, aliases=()):
     script, flags = results["script"], results["flags"]
     required = REQUIRED_FLAGS[script]
     defaults = vars(parse_args(script, [f"--{name}={flags[name]}" for name in required]))
-    if "optimizer" in flags:  # a student's default rate depends on its optimizer
-        defaults["lr"] = DEFAULT_LR[flags["optimizer"]]
     changed = [name for name in sorted(flags) if name in defaults and name != "script" and name not in required
                and flags[name] != defaults[name]]
     words = ["python", SCRIPT_FILES[script]]
@@ -76,12 +73,10 @@ def replace_block(path, text):
     with open(path, encoding="utf-8") as f:
         content = f.read()
     if BEGIN not in content or END not in content:
-        sys.exit(f"error: --readme {path}: no {BEGIN} ... {END} block to replace")
+        raise UserError(f"--readme {path}: no {BEGIN} ... {END} block to replace")
     content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{text}\n{END}", content,
                      flags=re.S)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(content)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, lambda f: f.write(content))
 
 
 def main(argv=None):
@@ -93,16 +88,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     aliases = [alias.split("=", 1) for alias in args.alias]
     if not all(len(alias) == 2 and alias[0] and alias[1] for alias in aliases):
-        sys.exit("error: --alias takes NAME=PATH")
+        raise UserError("--alias takes NAME=PATH")
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]
     if not found:
-        sys.exit("error: no results.json in " + ", ".join(args.run_dirs))
-    results = [json.load(open(path, encoding="utf-8")) for path in found]
+        raise UserError("run_dirs: no results.json in " + ", ".join(args.run_dirs))
+    results = [read_json(path) for path in found]
     text = table(results) + "\n\n" + "\n".join(run_line(r, aliases) for r in results)
     print(text)
     if args.readme:
         replace_block(args.readme, text)
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

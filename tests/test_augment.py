@@ -74,7 +74,7 @@ def test_english_teacher_and_student_see_the_same_words(tokenizer):
         {t: i for i, t in enumerate([data.PAD, UNK, MASK, "the", "unwatchable", "plot", "was", "not", "lovely"])},
         unk_token=UNK, pad_token=data.PAD), use_pieces=False)
     for _, sentences, _ in transfer:
-        ids, _ = data.teacher_ids(sentences, tokenizer, 128)
+        ids = data.teacher_ids(sentences, tokenizer, 128)["input_ids"]
         tokens = tokenizer.convert_ids_to_tokens(ids.tolist())[1:-1]
         expected = [p for word, pieces in sentences[0] for p in (
             [MASK] if word == MASK else tokenizer.wordpiece_tokenizer.tokenize(word))]
@@ -91,7 +91,7 @@ def test_wordpiece_student_reads_exactly_the_teacher_pieces(tokenizer, tiny_bert
     transfer = build_transfer_set(english_examples(30, pair=True), analyzer,
                                   config(n_iter=6, p_mask=0.3, mask_pieces=True), None, 0, 1)
     for _, sentences, _ in transfer:
-        ids, _ = data.teacher_ids(sentences, tokenizer, 256)
+        ids = data.teacher_ids(sentences, tokenizer, 256)["input_ids"]
         student = vocab.ids(sentences[0]) + [tokenizer.sep_token_id] + vocab.ids(sentences[1])
         assert ids[1:-1].tolist() == student
 
@@ -228,6 +228,6 @@ def test_any_text_augments_without_crashing(texts, language, seed, tokenizer):
     transfer = build_transfer_set(examples, analyzer, cfg, tags, seed, 1)
     for source, sentences, _ in transfer:
         assert 0 <= source < len(examples)
-        ids, _ = data.teacher_ids(sentences, tokenizer, 32)
+        ids = data.teacher_ids(sentences, tokenizer, 32)["input_ids"]
         assert 2 <= len(ids) <= 32
         assert all(pieces for _, pieces in sentences[0])

@@ -6,15 +6,16 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import STUDENT_FAST, data_flags
+from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
 import data
 import export_model
 import plot_curves
+import model
 import predict
 import small
 import teacher
-from utils import read_json, run_main
+from utils import read_json
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def students(task_files, tiny_bert, tmp_path_factory):
     for task in task_files:
         run_dir = str(tmp_path_factory.mktemp(f"small-{task}"))
         vocab = ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")] if task != "chnsenticorp" else []
-        pooling = ["--pooling", "max"] if task == "qqp" else []  # so the export covers both sentence encoders
+        pooling = ["--pooling", "max" if task == "qqp" else "last"]  # the export covers both sentence encoders
         small.main(data_flags(task_files, task) + STUDENT_FAST + vocab + pooling + [
             "--output_dir", run_dir, "--max_epoch", "2", "--eval_steps", "5", "--optimizer", "adam", "--lr", "0.01"])
         export_dir = os.path.join(run_dir, "export")
@@ -57,10 +58,10 @@ def softmax(logits):
 @pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
 def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_path, capsys, task):
     run_dir, export_dir = students[task]
-    config = read_json(os.path.join(export_dir, export_model.CONFIG_NAME))
+    config = read_json(os.path.join(export_dir, model.EXPORT_CONFIG))
     assert config["kind"] == "student" and config["task_name"] == task and config["is_pair"] == (task == "qqp")
     assert config["use_pieces"] == (task != "chnsenticorp") and config["labels"] == ["0", "1"]
-    assert {"vocab.txt", "model.pdiparams", export_model.CONFIG_NAME} <= set(os.listdir(export_dir))
+    assert {"vocab.txt", "model.pdiparams", model.EXPORT_CONFIG} <= set(os.listdir(export_dir))
     assert not os.path.exists(export_dir + ".tmp")
 
     lines, labels = dev_lines(task, task_files[task][1])
@@ -74,12 +75,9 @@ def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_pa
     assert (predicted == labels).mean() == pytest.approx(results["metrics"]["acc"], abs=1e-9)
 
     # The same examples through the dygraph student, in the order of the dev file.
-    model, student_config, analyzer, vocab = small.load_student(os.path.join(run_dir, "best"))
-    records = [data.student_record([analyzer.sentence(t) for t in line.split("\t")], vocab,
-                                   student_config["max_seq_length"], 0) for line in lines]
-    loader = data.make_loader(records, list(range(len(records))), data.student_batchify(task == "qqp", vocab.pad_id),
-                              1, shuffle=False)
-    logits, _ = small.predict_logits(model, loader, task == "qqp")
+    student = model.load_student(os.path.join(run_dir, "best"))
+    records = student.records([data.Example(tuple(line.split("\t")), 0) for line in lines])
+    logits = model.student_logits(student.model, records, 1)
     np.testing.assert_allclose(probs, softmax(logits.astype("float64")), atol=1e-5)
 
 
@@ -93,12 +91,12 @@ def test_teacher_export_labels_pairs_like_the_dygraph_teacher(tiny_bert, task_fi
     code, records, _ = run_predict(capsys, ["--model_dir", export_dir, "--input_file", str(tmp_path / "pairs.txt"),
                                             "--json"])
     assert code == 0 and len(records) == len(lines)
-    model = teacher.load_bert(tiny_bert)
+    bert = model.load_teacher(tiny_bert)
     tokenizer = data.bert_tokenizer_from(tiny_bert, "dir")
     analyzer = data.Analyzer("en", tokenizer)
     encoded = [data.teacher_ids([analyzer.sentence(t) for t in line.split("\t")], tokenizer, 24) for line in lines]
-    assert len(encoded[-1][0]) == 24
-    expected = softmax(teacher.teacher_logits(model, encoded, 8, tokenizer.pad_token_id).astype("float64"))
+    assert len(encoded[-1]["input_ids"]) == 24
+    expected = softmax(model.teacher_logits(bert, encoded, 8, tokenizer.pad_token_id).astype("float64"))
     np.testing.assert_allclose([[r["probs"]["0"], r["probs"]["1"]] for r in records], expected, atol=1e-4)
 
 
@@ -126,15 +124,6 @@ def test_malformed_pair_lines_are_reported_and_the_rest_labelled(students, capsy
     code, records, _ = run_predict(capsys, ["--model_dir", students["qqp"][1], "--json"], text.encode(), monkeypatch)
     assert code == 1 and [r["line"] for r in records] == [1, 2, 3, 4, 5]
     assert "error" in records[1] and "label" in records[4]
-
-
-def fails_cleanly(capsys, main, argv, *expected):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(main, argv)
-    assert exit_info.value.code == 2
-    message = capsys.readouterr().err.strip().splitlines()[-1]
-    for part in expected:
-        assert part in message, message
 
 
 def test_bad_export_and_predict_input(students, tiny_bert, tmp_path, capsys):

@@ -5,16 +5,18 @@ import paddle.nn.functional as F
 import pytest
 
 from args import parse_args
-from bert_distill import distill_loss
 from data import TASKS
-from small import BiLSTM, make_optimizer
+from model import BiLSTM, StudentConfig
+from training import RunConfig, distill_loss, make_optimizer
 from utils import classification_metrics
 
 
 def make_model(is_pair=False, dropout=0.0, activation="tanh", pooling="last"):
     paddle.seed(0)
-    return BiLSTM(vocab_size=50, emb_dim=8, hidden_size=6, num_labels=3, dropout_prob=dropout, activation=activation,
-                  is_pair=is_pair, pooling=pooling)
+    return BiLSTM(StudentConfig(vocab_size=50, emb_dim=8, hidden_size=6, num_labels=3, dropout_prob=dropout,
+                                activation=activation, is_pair=is_pair, padding_idx=0, pooling=pooling,
+                                task_name="sst-2", language="en", use_pieces=True, max_seq_length=128,
+                                labels=("0", "1", "2")))
 
 
 def batch(rows, pad_value=0):
@@ -82,15 +84,13 @@ def softmax(x, t=1.0):
     return e / e.sum(-1, keepdims=True)
 
 
-def student_args(*flags):
-    return parse_args("small", ["--task_name", "sst-2", "--output_dir", "unused", "--optimizer", "adam",
-                                "--lr", "0.01", *flags])
-
-
 @pytest.mark.parametrize("run_flags, steps", [(["--max_epoch", "2"], 10), (["--max_steps", "7"], 7)])
 def test_linear_schedule_reaches_zero_at_the_last_step(run_flags, steps):
-    loader = range(5)  # five batches per epoch
-    optimizer, schedule = make_optimizer(student_args("--lr_schedule", "linear", *run_flags), make_model(), loader)
+    run = RunConfig.from_args(parse_args("small", ["--task_name", "sst-2", "--output_dir", "unused", *run_flags]),
+                              "acc")
+    total = run.total_steps(5)  # five batches per epoch
+    assert total == steps
+    optimizer, schedule = make_optimizer(make_model(), "adam", 0.01, "linear", total)
     rates = []
     for _ in range(steps):
         rates.append(optimizer.get_lr())
@@ -102,7 +102,7 @@ def test_linear_schedule_reaches_zero_at_the_last_step(run_flags, steps):
 
 
 def test_constant_schedule_keeps_the_rate():
-    optimizer, schedule = make_optimizer(student_args("--max_epoch", "2"), make_model(), range(5))
+    optimizer, schedule = make_optimizer(make_model(), "adam", 0.01, "constant", total_steps=10)
     assert schedule is None and optimizer.get_lr() == pytest.approx(0.01)
 
 

@@ -10,6 +10,7 @@ from paddlenlp.transformers import BertForSequenceClassification
 
 import bert_distill
 import data
+import model
 import small
 import teacher
 from utils import classification_metrics, read_json
@@ -17,14 +18,11 @@ from utils import classification_metrics, read_json
 
 def student_eval(best_dir, task_name, dev_file):
     """Reload a saved student directory on its own and score the dev file."""
-    model, config, analyzer, vocab = small.load_student(best_dir)
+    student = model.load_student(best_dir)
     task = data.TASKS[task_name]
     dev = data.read_split(task, "dev", dev_file, "dev")
-    records = [data.student_record([analyzer.sentence(t) for t in ex.texts], vocab, config["max_seq_length"],
-                                   ex.label) for ex in dev]
-    loader = data.make_loader(records, data.record_lengths(records, task.is_pair),
-                              data.student_batchify(task.is_pair, vocab.pad_id), 7, shuffle=False)
-    return classification_metrics(*small.predict_logits(model, loader, task.is_pair), task)
+    records = student.records(dev)
+    return classification_metrics(model.student_logits(student.model, records, 7), [ex.label for ex in dev], task)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +44,12 @@ def test_teacher_saves_a_loadable_best_model(teachers, task_files, task):
     assert on_disk["metrics"] == results["metrics"] and on_disk["script"] == "teacher"
     assert ("f1" in on_disk["metrics"]) == (task == "qqp")
     best = os.path.join(output_dir, "best")
-    model = teacher.load_bert(best)
+    bert = model.load_teacher(best)
     tokenizer = data.bert_tokenizer_from(best, "dir")
     analyzer = data.Analyzer(data.TASKS[task].language, tokenizer)
     dev = data.read_split(data.TASKS[task], "dev", task_files[task][1], "dev")
     encoded = [data.teacher_ids([analyzer.sentence(t) for t in ex.texts], tokenizer, 128) for ex in dev]
-    logits = teacher.teacher_logits(model, encoded, 5, tokenizer.pad_token_id)
+    logits = model.teacher_logits(bert, encoded, 5, tokenizer.pad_token_id)
     metrics = classification_metrics(logits, [ex.label for ex in dev], data.TASKS[task])
     assert metrics["acc"] == pytest.approx(results["metrics"]["acc"], abs=1e-6)
 
@@ -103,26 +101,24 @@ def test_distillation_runs_the_teacher_once_per_transfer_example(teachers, task_
 
 def test_teacher_embedding_init_copies_the_word_pieces(teachers, task_files, tmp_path):
     teacher_dir = os.path.join(teachers["sst-2"][0], "best")
-    args = small.parse_args("distill", data_flags(task_files, "sst-2") + [
-        "--teacher_dir", teacher_dir, "--output_dir", str(tmp_path), "--embedding", "teacher"])
-    vocab = data.StudentVocab(data.load_vocab_file(os.path.join(teacher_dir, "vocab.txt")), use_pieces=True)
-    model, config = small.build_student(args, data.TASKS["sst-2"], vocab, teacher_dir)
+    vocab = data.StudentVocab(data.load_vocab_file(os.path.join(teacher_dir, "vocab.txt")), use_pieces=True,
+                              model_dir=teacher_dir)
     state = paddle.load(os.path.join(teacher_dir, "model_state.pdparams"))
     expected = next(v for k, v in state.items() if k.endswith("word_embeddings.weight"))
-    np.testing.assert_allclose(model.embedder.weight.numpy(), np.asarray(expected))
-    assert config["emb_dim"] == 64
+    for choice in ("teacher", "auto"):
+        weights = model.embedding_matrix(choice, vocab, seed=0, teacher_dir=teacher_dir)
+        np.testing.assert_allclose(weights, np.asarray(expected))
+        assert weights.shape[1] == 64
+    assert model.embedding_matrix("auto", vocab, seed=0, emb_dim=32) is None  # another size asked for: random
 
 
 def test_embedding_init_from_a_vector_file(task_files, tmp_path):
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("3 4\ngood 1 2 3 4\nawful -1 -2 -3 -4\nnotinvocab 9 9 9 9\n", encoding="utf-8")
-    args = small.parse_args("small", data_flags(task_files, "sst-2") + [
-        "--tokenization", "word", "--embedding", str(vectors), "--output_dir", str(tmp_path / "out")])
     train = data.read_split(data.TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
-    _, vocab = data.build_student_side(args, data.TASKS["sst-2"], train)
-    model, config = small.build_student(args, data.TASKS["sst-2"], vocab)
-    weights = model.embedder.weight.numpy()
-    assert config["emb_dim"] == 4
+    _, vocab = data.build_student_side(data.TASKS["sst-2"], train, tokenization="word")
+    weights = model.embedding_matrix(str(vectors), vocab, seed=42)
+    assert weights.shape == (len(vocab), 4)
     np.testing.assert_allclose(weights[vocab.vocab["good"]], [1, 2, 3, 4])
     np.testing.assert_allclose(weights[vocab.vocab["awful"]], [-1, -2, -3, -4])
     assert np.abs(weights[vocab.vocab["movie"]]).max() < 1  # not in the file: small random values

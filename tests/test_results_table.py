@@ -1,7 +1,7 @@
 """results_table.py builds the README's table from results.json files."""
 import shlex
 
-import pytest
+from conftest import fails_cleanly
 
 import results_table
 from args import parse_args
@@ -37,15 +37,15 @@ def test_table_and_readme_block(tmp_path, capsys):
 
 def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
     run = run_dir(tmp_path, "distilled", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 30,
-                  ["--optimizer", "adam", "--n_iter", "3", "--whole_word_mask", "--seed", "7"])
+                  ["--optimizer", "adadelta", "--n_iter", "3", "--whole_word_mask", "--seed", "7"])
     results_table.main([run, "--alias", "M=/models"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("- qqp Distilled Bi-LSTM: acc 0.8000, f1 0.7500 at step 30 of 40, seed 7, n_iter 3, "
                            "30 min of training: `python bert_distill.py ")
     words = shlex.split(line[line.index("`") + 1:-1])
-    # required flags, then the changed ones; the QQP defaults (batch 256) and lr 1e-3 for adam are not repeated
+    # required flags, then the changed ones; the QQP defaults (batch 256) and lr 1.0 for adadelta are not repeated
     assert words == ["python", "bert_distill.py", "--task_name", "qqp", "--teacher_dir", "$M/teacher",
-                     "--output_dir", run, "--n_iter", "3", "--optimizer", "adam", "--seed", "7", "--whole_word_mask"]
+                     "--output_dir", run, "--n_iter", "3", "--optimizer", "adadelta", "--seed", "7", "--whole_word_mask"]
     assert parse_args("distill", words[2:]).n_iter == 3
 
 
@@ -53,9 +53,9 @@ def test_baseline_flags_carry_no_distillation_defaults():
     assert not hasattr(parse_args("small", ["--task_name", "qqp", "--output_dir", "x"]), "n_iter")
 
 
-def test_readme_without_markers_is_refused(tmp_path):
+def test_readme_without_markers_is_refused(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("no markers\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match="no <!-- results:begin -->"):
-        results_table.main([run_dir(tmp_path, "a", "small", "sst-2", {"acc": 0.5}, 1), "--readme", str(readme)])
+    fails_cleanly(capsys, results_table.main, [run_dir(tmp_path, "a", "small", "sst-2", {"acc": 0.5}, 1),
+                                               "--readme", str(readme)], "--readme", "no <!-- results:begin -->")
     assert readme.read_text(encoding="utf-8") == "no markers\n"

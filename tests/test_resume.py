@@ -12,6 +12,7 @@ from conftest import FAST, STUDENT_FAST, data_flags
 import bert_distill
 import small
 import teacher
+import training
 import utils
 from utils import read_json, replace_dir
 
@@ -71,17 +72,17 @@ def test_student_resumes_after_sigterm_between_optimizer_step_and_bookkeeping(ta
     # carry over.
     flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
         "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "3", "--eval_steps", "4",
-        "--lr_schedule", "linear"]
+        "--optimizer", "adadelta", "--lr_schedule", "linear"]
     small.main(flags + ["--output_dir", str(tmp_path / "straight")])
 
-    make_optimizer = small.make_optimizer
+    make_optimizer = training.make_optimizer
 
-    def interrupting_optimizer(args, model, loader):
-        optimizer, lr_scheduler = make_optimizer(args, model, loader)
+    def interrupting_optimizer(*args, **kwargs):
+        optimizer, lr_scheduler = make_optimizer(*args, **kwargs)
         optimizer.step = interrupt_at(13, signal.SIGTERM)(optimizer.step)  # mid-epoch 2, after the update
         return optimizer, lr_scheduler
 
-    monkeypatch.setattr(small, "make_optimizer", interrupting_optimizer)
+    monkeypatch.setattr(training, "make_optimizer", interrupting_optimizer)
     resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
     run_interrupted(small.main, resumed, expected_step=13)
     monkeypatch.undo()
@@ -96,8 +97,8 @@ def test_distilled_student_resumes_after_ctrl_c(task_files, tiny_bert, tmp_path,
     straight = bert_distill.main(flags + ["--output_dir", str(tmp_path / "straight")])
     steps_per_epoch = straight["steps"] // 2
     interrupted_at = steps_per_epoch + 6  # a step that is also evaluated: the evaluation runs before stopping
-    monkeypatch.setattr(bert_distill, "distill_loss", interrupt_at(interrupted_at, signal.SIGINT)(
-        bert_distill.distill_loss))
+    monkeypatch.setattr(training, "distill_loss", interrupt_at(interrupted_at, signal.SIGINT)(
+        training.distill_loss))
     resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
     run_interrupted(bert_distill.main, resumed, expected_step=interrupted_at)
     monkeypatch.undo()
@@ -140,7 +141,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(task_files, t
     monkeypatch.undo()
     ckpt = tmp_path / "resumed" / "checkpoint"
     assert read_json(str(ckpt / "state.json"))["step"] == 3  # the epoch-1 checkpoint, whole
-    assert sorted(os.listdir(ckpt)) == ["model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"]
+    assert sorted(os.listdir(ckpt)) == ["lr.pdparams", "model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"]
     assert not os.path.exists(str(ckpt) + ".tmp")
     small.main(resumed)
     assert_same_run(tmp_path / "resumed", tmp_path / "straight")

@@ -6,14 +6,14 @@ import paddle
 import pytest
 
 import data
-import teacher
+import model as models
 
 
 @pytest.fixture(scope="module")
 def bert(tiny_bert):
     paddle.set_device("cpu")
     tokenizer = data.bert_tokenizer_from(tiny_bert, "--teacher_dir")
-    return teacher.load_bert(tiny_bert), tokenizer
+    return models.load_teacher(tiny_bert), tokenizer
 
 
 def encode(task_files, task, tokenizer, max_seq_length=32):
@@ -28,12 +28,12 @@ def encode(task_files, task, tokenizer, max_seq_length=32):
 def test_inference_backend_matches_dygraph(bert, task_files, task, caplog):
     model, tokenizer = bert
     encoded = encode(task_files, task, tokenizer)
-    assert len({len(ids) for ids, _ in encoded}) > 3  # batches of several shapes
+    assert len({len(record["input_ids"]) for record in encoded}) > 3  # batches of several shapes
     if task == "qqp":
-        assert all(segments.max() == 1 for _, segments in encoded)
-    reference = teacher.teacher_logits(model, encoded, 16, tokenizer.pad_token_id)
+        assert all(record["token_type_ids"].max() == 1 for record in encoded)
+    reference = models.teacher_logits(model, encoded, 16, tokenizer.pad_token_id)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = teacher.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, "inference")
+        logits = models.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, "inference")
     assert not caplog.records, "the inference backend fell back to dygraph"
     np.testing.assert_allclose(logits, reference, atol=1e-4)
     assert (logits.argmax(-1) == reference.argmax(-1)).all()
@@ -42,12 +42,12 @@ def test_inference_backend_matches_dygraph(bert, task_files, task, caplog):
 def test_logits_come_back_in_input_order(bert, task_files):
     model, tokenizer = bert
     encoded = encode(task_files, "sst-2", tokenizer)[:12]
-    lengths = [len(ids) for ids, _ in encoded]
+    lengths = [len(record["input_ids"]) for record in encoded]
     assert lengths != sorted(lengths)  # the batches are sorted by length, so order must be restored
-    logits = teacher.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+    logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     with paddle.no_grad():
-        one_by_one = np.concatenate([model(paddle.to_tensor(ids[None]), token_type_ids=paddle.to_tensor(seg[None]))
-                                     .numpy() for ids, seg in encoded])
+        one_by_one = np.concatenate([model(**{name: paddle.to_tensor(value[None]) for name, value in record.items()})
+                                     .numpy() for record in encoded])
     np.testing.assert_allclose(logits, one_by_one, atol=1e-4)
 
 
@@ -58,8 +58,8 @@ def test_falls_back_to_dygraph_with_one_warning(bert, task_files, caplog, monkey
     def broken_predictor(*args, **kwargs):
         raise RuntimeError("no predictor")
 
-    monkeypatch.setattr(teacher, "make_predictor", broken_predictor)
+    monkeypatch.setattr(models, "make_predictor", broken_predictor)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = teacher.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+        logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     assert len(caplog.records) == 1 and "no predictor" in caplog.text
-    np.testing.assert_allclose(logits, teacher.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-6)
+    np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-6)

@@ -1,0 +1,436 @@
+"""The models and their runtimes: the Bi-LSTM student (its config, building, saving, loading, embedding init), the
+fine-tuned teacher (loading, dygraph logits), static export of both, and the paddle.inference predictor that
+labels transfer sets and serves predict.py. Training code lives elsewhere; serving imports only this, data and utils.
+"""
+import dataclasses
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.static import InputSpec
+from paddlenlp.transformers import BertForSequenceClassification
+from tqdm import tqdm
+
+import data
+from utils import CPU_CORES, UserError, read_json, write_json
+
+logger = logging.getLogger("distill")
+
+EMBEDDING_INIT_STD = 0.1
+STUDENT_INPUTS = ("ids", "lengths", "ids2", "lengths2")  # the BiLSTM's forward arguments, also record fields
+TEACHER_INPUTS = ("input_ids", "token_type_ids")
+EXPORT_CONFIG = "export_config.json"  # written by export_model.py beside the static model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The student
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Everything that defines a trained student; saved as its config.json."""
+    vocab_size: int
+    emb_dim: int
+    hidden_size: int
+    num_labels: int
+    dropout_prob: float
+    activation: str  # "tanh" or "relu"
+    is_pair: bool  # siamese encoder over two sentences
+    padding_idx: int
+    pooling: str  # "last": the final states (the paper's); "max": the max over time of the outputs
+    task_name: str
+    language: str
+    use_pieces: bool  # WordPiece ids (else one id per word)
+    max_seq_length: int
+    labels: tuple
+
+    @classmethod
+    def from_dict(cls, values):
+        values = {"pooling": "last", **values}  # students saved before --pooling existed
+        values["labels"] = tuple(values["labels"])
+        return cls(**{field.name: values[field.name] for field in dataclasses.fields(cls)})
+
+    def to_dict(self):
+        return {**dataclasses.asdict(self), "labels": list(self.labels)}
+
+    @property
+    def input_names(self):
+        return STUDENT_INPUTS[:4 if self.is_pair else 2]
+
+
+class BiLSTM(nn.Layer):
+    """Embedding -> Bi-LSTM (final forward and backward states, or the max over time of its outputs)
+    -> [siamese features] -> hidden layer -> logits."""
+
+    def __init__(self, config, embedding_weights=None):
+        super().__init__()
+        self.config = config
+        # Paddle's default (Xavier) gives a large vocabulary vectors of norm ~0.1 that Adadelta barely moves;
+        # N(0, 0.1) per value, as for words missing from pretrained vectors below, trains from the first epoch.
+        self.embedder = nn.Embedding(config.vocab_size, config.emb_dim, padding_idx=config.padding_idx,
+                                     weight_attr=paddle.ParamAttr(
+                                         initializer=nn.initializer.Normal(std=EMBEDDING_INIT_STD)))
+        if embedding_weights is not None:
+            self.embedder.weight.set_value(embedding_weights.astype("float32"))
+        # nn.LSTM ignores its own dropout with one layer, so dropout acts on embeddings and features instead.
+        self.dropout = nn.Dropout(config.dropout_prob)
+        self.lstm = nn.LSTM(config.emb_dim, config.hidden_size, direction="bidirect")
+        features = config.hidden_size * 2 * (4 if config.is_pair else 1)
+        self.fc = nn.Linear(features, config.hidden_size)
+        self.activation = {"tanh": paddle.tanh, "relu": F.relu}[config.activation]
+        self.output_layer = nn.Linear(config.hidden_size, config.num_labels)
+
+    def encode(self, ids, lengths):
+        embedded = self.dropout(self.embedder(ids))
+        outputs, (last_hidden, _) = self.lstm(embedded, sequence_length=lengths)
+        if self.config.pooling == "last":
+            return paddle.concat([last_hidden[-2], last_hidden[-1]], axis=-1)  # forward, backward
+        real = F.sequence_mask(lengths, maxlen=paddle.shape(ids)[1], dtype=outputs.dtype).unsqueeze(-1)
+        masked = outputs + (real - 1) * 1e4  # padded steps never win
+        # Gathered at the arg-max: paddle.max's backward is ~50x slower on CPU (Paddle 3.3, [256, 20, 600]).
+        return paddle.take_along_axis(masked, masked.argmax(axis=1, keepdim=True), axis=1).squeeze(1)
+
+    def forward(self, ids, lengths, ids2=None, lengths2=None):
+        features = self.encode(ids, lengths)
+        if self.config.is_pair:
+            other = self.encode(ids2, lengths2)
+            features = paddle.concat([features, other, features * other, paddle.abs(features - other)], axis=-1)
+        hidden = self.activation(self.fc(self.dropout(features)))
+        return self.output_layer(self.dropout(hidden))
+
+
+def student_inputs(batch):
+    """The student's inputs among a collated batch's fields."""
+    return {name: batch[name] for name in STUDENT_INPUTS if name in batch}
+
+
+def embedding_matrix(choice, vocab, seed, emb_dim=None, teacher_dir=None):
+    """Initial embedding weights for --embedding `choice`, or None for random init: 'random'; 'auto' (the default:
+    the word-piece embeddings of the model whose vocab.txt the student uses, when its weights lie beside it and
+    --emb_dim does not ask for another size, else random); 'teacher'; a BERT directory; a word2vec/GloVe text
+    file; or a paddlenlp TokenEmbedding name."""
+    if choice == "auto":
+        weights = _vocabulary_model_embeddings(vocab)
+        if weights is None or emb_dim not in (None, weights.shape[1]):
+            logger.info("embedding: random N(0, %g)", EMBEDDING_INIT_STD)
+            return None
+        logger.info("embedding: the word-piece embeddings of %s", vocab.model_dir)
+        return weights
+    if choice == "random":
+        return None
+    if choice == "teacher":
+        if not teacher_dir:
+            raise UserError("--embedding teacher needs a teacher (--teacher_dir)")
+        choice = teacher_dir
+    if os.path.isdir(choice):
+        if not vocab.use_pieces:
+            raise UserError(f"--embedding {choice}: BERT embeddings need --tokenization wordpiece (its vocabulary)")
+        weights = word_piece_embeddings(choice)
+        if weights.shape[0] != len(vocab):
+            raise UserError(f"--embedding {choice}: {weights.shape[0]} word pieces, but the student vocabulary has "
+                            f"{len(vocab)} (use that model's vocab.txt as --vocab_path)")
+        return weights
+    if os.path.isfile(choice):
+        vectors = _read_vector_file(choice)
+    else:
+        from paddlenlp.embeddings import TokenEmbedding
+
+        try:
+            embedding = TokenEmbedding(choice)
+        except Exception as error:
+            raise UserError(f"--embedding {choice}: neither a file nor a loadable TokenEmbedding ({error})") from None
+        vectors = {t: embedding.search(t)[0] for t in embedding.vocab.token_to_idx}
+    dim = len(next(iter(vectors.values())))
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, EMBEDDING_INIT_STD, (len(vocab), dim)).astype("float32")
+    found = 0
+    for token, index in vocab.vocab.token_to_idx.items():
+        vector = vectors.get(token)
+        if vector is not None:
+            weights[index] = vector
+            found += 1
+    weights[vocab.pad_id] = 0
+    logger.info("embedding: %d/%d vocabulary entries found in %s", found, len(vocab), choice)
+    return weights
+
+
+def _vocabulary_model_embeddings(vocab):
+    """The word-piece embeddings of the model directory the student's vocabulary comes from, when that directory
+    holds weights with one row per vocabulary entry; else None."""
+    if not vocab.use_pieces or vocab.model_dir is None:
+        return None
+    if not any(os.path.isfile(os.path.join(vocab.model_dir, name)) for name in ("model_state.pdparams",
+                                                                                  "model.safetensors")):
+        return None
+    weights = word_piece_embeddings(vocab.model_dir)
+    return weights if weights.shape[0] == len(vocab) else None
+
+
+def word_piece_embeddings(model_dir):
+    """The word-piece embedding matrix of a BERT directory, from Paddle or safetensors weights."""
+    paddle_weights = os.path.join(model_dir, "model_state.pdparams")
+    torch_weights = os.path.join(model_dir, "model.safetensors")
+    if os.path.isfile(paddle_weights):
+        state = paddle.load(paddle_weights)
+    elif os.path.isfile(torch_weights):
+        from safetensors.numpy import load_file
+
+        state = load_file(torch_weights)
+    else:
+        raise UserError(f"--embedding {model_dir}: no model_state.pdparams or model.safetensors")
+    key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
+    if key is None:
+        raise UserError(f"--embedding {model_dir}: its weights have no word_embeddings")
+    return np.asarray(state[key], dtype="float32")
+
+
+def _read_vector_file(path):
+    vectors = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            parts = line.rstrip().split(" ")
+            if number == 1 and len(parts) == 2:
+                continue  # word2vec text header: count and size
+            try:
+                vectors[parts[0]] = np.asarray(parts[1:], dtype="float32")
+            except ValueError:
+                raise UserError(f"--embedding {path}:{number}: expected a word then numbers") from None
+    sizes = {len(v) for v in vectors.values()}
+    if len(sizes) != 1:
+        raise UserError(f"--embedding {path}: vectors of different sizes {sorted(sizes)[:3]} or none at all")
+    return vectors
+
+
+def save_student(model, vocab, directory):
+    """A student directory: model.pdparams, config.json (its StudentConfig) and vocab.txt."""
+    paddle.save(model.state_dict(), os.path.join(directory, "model.pdparams"))
+    write_json(os.path.join(directory, "config.json"), model.config.to_dict())
+    vocab.save(os.path.join(directory, "vocab.txt"))
+
+
+def saved_student_config(directory, flag):
+    """The StudentConfig of a student directory written by small.py or bert_distill.py, once its files are found."""
+    for name in ("config.json", "model.pdparams"):
+        if not os.path.isfile(os.path.join(directory, name)):
+            raise UserError(f"{flag} {directory}: missing {name} (not a student directory)")
+    return StudentConfig.from_dict(read_json(os.path.join(directory, "config.json")))
+
+
+def load_student_weights(model, directory, flag="--init_from_ckpt"):
+    """Load a student directory's weights after checking that its config (and vocabulary size) match the model's."""
+    saved, config = saved_student_config(directory, flag), model.config
+    weights_path = os.path.join(directory, "model.pdparams")
+    if saved.vocab_size != config.vocab_size:
+        raise UserError(f"{flag} {directory}: checkpoint vocabulary has {saved.vocab_size} entries, "
+                        f"this run's has {config.vocab_size} (use the same --vocab_path)")
+    architecture = ("emb_dim", "hidden_size", "num_labels", "activation", "is_pair", "padding_idx", "pooling")
+    differing = {k: (getattr(saved, k), getattr(config, k)) for k in architecture
+                 if getattr(saved, k) != getattr(config, k)}
+    if differing:
+        raise UserError(f"{flag} {directory}: model settings differ: {differing}")
+    state = paddle.load(weights_path)
+    if tuple(state["embedder.weight"].shape) != (config.vocab_size, config.emb_dim):
+        raise UserError(f"{flag} {weights_path}: embedding of shape {list(state['embedder.weight'].shape)} does "
+                        f"not match its config.json")
+    model.set_state_dict(state)
+
+
+@dataclass
+class SavedStudent:
+    model: BiLSTM
+    vocab: data.StudentVocab
+    analyzer: data.Analyzer
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def records(self, examples):
+        """Student records of examples (their texts, and labels when they have them)."""
+        return [data.student_record(self.analyzer.sentences(ex.texts), self.vocab, self.config.max_seq_length,
+                                    ex.label) for ex in examples]
+
+
+def load_student(directory, flag="--model_dir"):
+    """A saved student directory (best/ of small.py or bert_distill.py), in eval mode."""
+    config = saved_student_config(directory, flag)
+    vocab_file = os.path.join(directory, "vocab.txt")
+    if not os.path.isfile(vocab_file):
+        raise UserError(f"{flag} {directory}: missing vocab.txt (not a student directory)")
+    vocab = data.StudentVocab(data.load_vocab_file(vocab_file, flag), config.use_pieces)
+    model = BiLSTM(config)
+    load_student_weights(model, directory, flag)
+    model.eval()
+    analyzer = data.make_analyzer(config.language, vocab_file if config.use_pieces else None, flag)
+    return SavedStudent(model, vocab, analyzer)
+
+
+def student_input_spec(config):
+    return [InputSpec([None, None] if name.startswith("ids") else [None], "int64", name)
+            for name in config.input_names]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The teacher
+
+TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+TASK_FILE = "task.json"  # written beside a fine-tuned teacher: its task, labels and max_seq_length
+
+
+def teacher_task(teacher_dir):
+    """What a teacher directory records of its fine-tuning (empty for teachers not written by teacher.py)."""
+    path = os.path.join(teacher_dir, TASK_FILE)
+    return read_json(path) if os.path.isfile(path) else {}
+
+
+def teacher_weights_path(teacher_dir, flag="--teacher_dir"):
+    """The weights file of a local teacher directory, or a UserError naming what is missing."""
+    for name in ("model_state.pdparams",) + TORCH_WEIGHTS:
+        path = os.path.join(teacher_dir, name)
+        if os.path.isfile(path):
+            return path
+    raise UserError(f"{flag} {teacher_dir}: no model_state.pdparams or HuggingFace weights (not a teacher "
+                    f"directory written by teacher.py)")
+
+
+def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", dropout_prob=None):
+    """A sequence classifier from a PaddleNLP name or a local directory (Paddle or HuggingFace weights); with
+    dropout_prob, its hidden and attention dropout set to it."""
+    if os.path.isdir(name_or_dir):
+        files = set(os.listdir(name_or_dir))
+        if "model_state.pdparams" not in files and not files & set(TORCH_WEIGHTS):
+            raise UserError(f"{flag} {name_or_dir}: no model weights (model_state.pdparams, "
+                            f"model.safetensors or pytorch_model.bin)")
+        if "config.json" not in files and "model_config.json" not in files:
+            raise UserError(f"{flag} {name_or_dir}: no config.json")
+        kwargs = {"convert_from_torch": bool(files & set(TORCH_WEIGHTS))}
+    elif os.path.sep in name_or_dir or name_or_dir.startswith("."):
+        raise UserError(f"{flag} {name_or_dir}: no such directory")
+    else:
+        kwargs = {}
+    if num_labels is not None:
+        kwargs["num_classes"] = num_labels
+    if dropout_prob is not None:
+        kwargs.update(hidden_dropout_prob=dropout_prob, attention_probs_dropout_prob=dropout_prob)
+    try:
+        model = BertForSequenceClassification.from_pretrained(name_or_dir, **kwargs)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise UserError(f"{flag} {name_or_dir}: could not load a BERT model ({error})") from None
+    model.config.use_cache = False  # HuggingFace configs may enable it; we want logits only
+    return model
+
+
+def teacher_inputs(batch):
+    """The teacher's inputs among a collated batch's fields."""
+    return {name: batch[name] for name in TEACHER_INPUTS if name in batch}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running either model: dygraph, static export, paddle.inference
+
+
+def batched_logits(run, records, batch_size, collate, progress=None):
+    """run(collated batch of numpy arrays) -> logits, over records batched by length (no padding to the longest
+    record), returned in the records' order; with a progress bar titled `progress` if given."""
+    sampler = data.BucketBatchSampler([data.record_length(r) for r in records], batch_size, shuffle=False)
+    logits = np.zeros((len(records), 0), dtype="float32")
+    with tqdm(total=len(records), desc=progress, unit="example", mininterval=1.0, disable=progress is None) as bar:
+        for indices in sampler:
+            batch_logits = run(collate([records[i] for i in indices]))
+            if not logits.size:
+                logits = np.empty((len(records), batch_logits.shape[-1]), dtype="float32")
+            logits[indices] = batch_logits
+            bar.update(len(indices))
+    return logits
+
+
+def dygraph_runner(model, input_names):
+    """run(batch) -> logits of the dygraph model in eval mode, fed the batch's fields named input_names."""
+    model.eval()
+
+    @paddle.no_grad()
+    def run(batch):
+        return model(**{name: paddle.to_tensor(batch[name]) for name in input_names if name in batch}).numpy()
+
+    return run
+
+
+def student_logits(model, records, batch_size):
+    """Logits of a dygraph student over student records, batched by length, in the records' order."""
+    collate = data.student_collate(model.config.padding_idx)
+    return batched_logits(dygraph_runner(model, STUDENT_INPUTS), records, batch_size, collate)
+
+
+def teacher_logits(model, records, batch_size, pad_id, progress=None):
+    """Logits of a dygraph teacher over teacher records, batched by length, in the records' order."""
+    return batched_logits(dygraph_runner(model, TEACHER_INPUTS), records, batch_size, data.teacher_collate(pad_id),
+                          progress)
+
+
+def export_static(model, input_spec, directory):
+    """Save the eval-mode model as a static graph in `directory`; returns the path prefix of its files."""
+    model.eval()
+    prefix = os.path.join(directory, "model")
+    # jit.save converts a copy of forward with to_static, so `model` itself stays a plain dygraph model.
+    paddle.jit.save(model, prefix, input_spec=input_spec)
+    return prefix
+
+
+def teacher_input_spec():
+    return [InputSpec([None, None], "int64", name) for name in TEACHER_INPUTS]
+
+
+def make_predictor(model_prefix, onednn=True):
+    """A paddle.inference predictor for an exported model: fp16 on GPU, else all CPU cores (with oneDNN)."""
+    # Paddle 3 (PIR) saves <prefix>.json, Paddle 2 <prefix>.pdmodel.
+    program = next(model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext))
+    config = paddle.inference.Config(program, model_prefix + ".pdiparams")
+    config.switch_ir_optim(True)
+    config.disable_glog_info()
+    device = paddle.get_device()
+    if device.startswith("gpu") and paddle.device.is_compiled_with_cuda():
+        config.enable_use_gpu(256, int(device.partition(":")[2] or 0), paddle.inference.PrecisionType.Half)
+    else:
+        config.set_cpu_math_library_num_threads(CPU_CORES)
+        if onednn:
+            config.enable_mkldnn()
+            # oneDNN caches primitives per input shape; batches come sorted by length, so each shape is
+            # used in one run of batches and a small cache suffices while memory stays bounded.
+            config.set_mkldnn_cache_capacity(8)
+    return paddle.inference.create_predictor(config)
+
+
+def predictor_runner(predictor):
+    """run(batch) -> the predictor's first output, feeding each of its inputs the batch's field of that name."""
+    inputs = {name: predictor.get_input_handle(name) for name in predictor.get_input_names()}
+    output = predictor.get_output_handle(predictor.get_output_names()[0])
+
+    def run(batch):
+        for name, handle in inputs.items():
+            handle.reshape(batch[name].shape)
+            handle.copy_from_cpu(batch[name])
+        predictor.run()
+        return output.copy_to_cpu().astype("float32")
+
+    return run
+
+
+def label_with_teacher(model, records, batch_size, pad_id, backend="inference"):
+    """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend); falls
+    back to the dygraph model when no inference predictor can be built."""
+    if backend != "dygraph":
+        with tempfile.TemporaryDirectory() as directory:
+            try:
+                predictor = make_predictor(export_static(model, teacher_input_spec(), directory))
+            except Exception as error:  # any export or predictor failure: the dygraph model still works
+                logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
+                               backend, type(error).__name__, error)
+            else:
+                return batched_logits(predictor_runner(predictor), records, batch_size,
+                                      data.teacher_collate(pad_id), "teacher labelling")
+    return teacher_logits(model, records, batch_size, pad_id, "teacher labelling")
