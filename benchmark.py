@@ -85,6 +85,13 @@ def sst2_student(args, embedding):
     return models.BiLSTM(config, weights), analyzer, vocab
 
 
+def teacher_records(args, texts):
+    """Teacher records of the texts (sentences) for --teacher_dir's tokenizer, and that tokenizer's pad id."""
+    tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
+    encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, "en")
+    return [encoder.texts([text]) for text in texts], tokenizer.pad_token_id
+
+
 def describe(bert):
     return f"{bert.config.num_hidden_layers}-layer BERT, hidden {bert.config.hidden_size}"
 
@@ -141,18 +148,18 @@ def throughput(run, batches):
 
 def latency(args):
     student, analyzer, vocab = sst2_student(args, "teacher")
-    tokenizer = analyzer.bert_tokenizer
-    sentences = [analyzer.sentence(s) for s in read_sentences(args)]
-    student_records = [data.student_record([s], vocab, args.max_seq_length) for s in sentences]
-    teacher_records = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
+    texts = read_sentences(args)
+    student_records = [data.student_record([analyzer.sentence(s)], vocab, args.max_seq_length) for s in texts]
+    bert_records, pad_id = teacher_records(args, texts)
     with tempfile.TemporaryDirectory() as directory:
         models_to_run = [("Bi-LSTM student", student, models.STUDENT_INPUTS,
                           models.export_static(student, models.student_input_spec(student.config),
                                                os.path.join(directory, "student")),
                           student_records, data.student_collate(vocab.pad_id))]
         models_to_run += [(name, bert, models.TEACHER_INPUTS,
-                           models.export_static(bert, models.teacher_input_spec(), os.path.join(directory, f"t{i}")),
-                           teacher_records, data.teacher_collate(tokenizer.pad_token_id))
+                           models.export_static(bert, models.teacher_input_spec(list(bert_records[0])),
+                                                os.path.join(directory, f"t{i}")),
+                           bert_records, data.teacher_collate(pad_id))
                           for i, (name, bert) in enumerate(teachers(args))]
         results = []
         for runtime in (INFERENCE, DYGRAPH):
@@ -163,11 +170,11 @@ def latency(args):
                 by_length = [collate([records[i] for i in indices]) for indices in data.BucketBatchSampler(
                     [data.record_length(r) for r in records], SERVING_BATCH_SIZE, shuffle=False)]
                 results.append((name, runtime, median_latency(run, one_by_one), throughput(run, by_length)))
-    lengths = [data.record_length(r) for r in teacher_records]
+    lengths = [data.record_length(r) for r in bert_records]
     print(f"\n### latency: SST-2 sentences of {args.data_file} on {CPU_CORES} CPU threads, teacher "
           f"{args.teacher_dir}\n")
-    print(f"batch 1: the first {min(args.latency_sentences, len(sentences))} sentences one at a time, in input "
-          f"order; batch {SERVING_BATCH_SIZE}: all {len(sentences)} sentences, batched by length; teacher tokens per "
+    print(f"batch 1: the first {min(args.latency_sentences, len(texts))} sentences one at a time, in input "
+          f"order; batch {SERVING_BATCH_SIZE}: all {len(texts)} sentences, batched by length; teacher tokens per "
           f"sentence: mean {np.mean(lengths):.1f}, max {max(lengths)}\n")
     print(f"| model | runs on | batch 1: median ms | × student | batch {SERVING_BATCH_SIZE}: sentences/s | "
           "student × faster |")
@@ -182,23 +189,23 @@ def latency(args):
 def distill_cost(args):
     student, analyzer, vocab = sst2_student(args, "teacher")
     bert = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
-    tokenizer = analyzer.bert_tokenizer
-    sentences = [analyzer.sentence(s) for s in read_sentences(args)]
-    teacher_records = [data.teacher_ids([s], tokenizer, args.max_seq_length) for s in sentences]
-    logits, labelling_seconds = timed(lambda: models.label_with_teacher(bert, teacher_records, args.batch_size,
-                                                                         tokenizer.pad_token_id, backend="inference"))
+    texts = read_sentences(args)
+    sentences = [analyzer.sentence(s) for s in texts]
+    bert_records, pad_id = teacher_records(args, texts)
+    logits, labelling_seconds = timed(lambda: models.label_with_teacher(bert, bert_records, args.batch_size, pad_id,
+                                                                         backend="inference"))
     # Label -1 (no hard label, as for augmented copies), and the example's index to find its teacher logits by.
     records = [{**data.student_record([s], vocab, args.max_seq_length, -1), "index": i}
                for i, s in enumerate(sentences)]
     default = DISTILL_DEFAULTS.get_default
     loader = data.make_loader(records, data.student_collate(vocab.pad_id), default("batch_size"), True,
                               default("seed"))
-    teacher_collate = data.teacher_collate(tokenizer.pad_token_id)
+    teacher_collate = data.teacher_collate(pad_id)
     bert.eval()
 
     @paddle.no_grad()
     def teacher_on_batch(indices):
-        batch = teacher_collate([teacher_records[i] for i in indices])
+        batch = teacher_collate([bert_records[i] for i in indices])
         return bert(**{name: paddle.to_tensor(value) for name, value in batch.items()})
 
     def epoch_seconds(teacher_targets):
@@ -254,13 +261,10 @@ def padded_dygraph_logits(model, records, batch_size, pad_id, max_seq_length):
 def labelling(args):
     model = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     model.eval()
-    tokenizer = data.bert_tokenizer_from(args.teacher_dir, "--teacher_dir")
-    analyzer = data.Analyzer("en", tokenizer)
-    records = [data.teacher_ids([analyzer.sentence(s)], tokenizer, args.max_seq_length)
-               for s in read_sentences(args)]
-    pad_id, size, collate = tokenizer.pad_token_id, args.batch_size, data.teacher_collate(tokenizer.pad_token_id)
+    records, pad_id = teacher_records(args, read_sentences(args))
+    size, collate = args.batch_size, data.teacher_collate(pad_id)
     with tempfile.TemporaryDirectory() as directory:
-        prefix, export_seconds = timed(lambda: models.export_static(model, models.teacher_input_spec(), directory))
+        prefix, export_seconds = timed(lambda: models.export_static(model, models.teacher_input_spec(list(records[0])), directory))
         (plain, onednn), build_seconds = timed(lambda: (models.make_predictor(prefix, onednn=False),
                                                          models.make_predictor(prefix)))
         runs = [
@@ -291,7 +295,7 @@ def augmentation(args):
     """Build the transfer set of the first --num_sentences sentences with bert_distill.py's default augmentation
     and --n_iter copies: POS tagging (once; cached afterwards), then augmentation in one process and on every core."""
     default = DISTILL_DEFAULTS.get_default
-    analyzer = data.Analyzer("en", data.bert_tokenizer_from(args.teacher_dir, "--teacher_dir"))
+    analyzer = data.make_analyzer("en", args.teacher_dir, "--teacher_dir")
     examples = data.read_split(SST2, "dev", args.data_file, "--data_file", args.num_sentences)
     config = data.AugmentConfig(n_iter=args.n_iter, p_mask=default("p_mask"), p_pos=default("p_pos"),
                                 p_ng=default("p_ng"), ngram_range=(default("ngram_min"), default("ngram_max")),

@@ -23,7 +23,7 @@ from utils import UserError, atomic_write, prepare_output_dir, run_main
 logger = logging.getLogger("distill")
 
 
-def cached_teacher_logits(teacher_dir, records, cache_dir, batch_size, backend):
+def cached_teacher_logits(teacher_dir, records, pad_id, cache_dir, batch_size, backend):
     """Teacher logits for the teacher records of the transfer set, from the cache when the same teacher saw the
     same inputs."""
     digest = hashlib.sha256()
@@ -31,15 +31,14 @@ def cached_teacher_logits(teacher_dir, records, cache_dir, batch_size, backend):
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
     for record in records:
-        digest.update(record["input_ids"].tobytes() + b"|" + record["token_type_ids"].tobytes() + b";")
+        digest.update(b"|".join(name.encode() + b"=" + record[name].tobytes() for name in sorted(record)) + b";")
     path = os.path.join(cache_dir, f"logits-{digest.hexdigest()[:20]}.npy")
     if os.path.exists(path):
         logger.info("teacher logits from cache %s", path)
         return np.load(path)
     teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
-    tokenizer = data.bert_tokenizer_from(teacher_dir, "--teacher_dir")
     logger.info("labelling %d transfer-set examples with the teacher (%s)", len(records), backend)
-    logits = models.label_with_teacher(teacher, records, batch_size, tokenizer.pad_token_id, backend)
+    logits = models.label_with_teacher(teacher, records, batch_size, pad_id, backend)
     os.makedirs(cache_dir, exist_ok=True)
     atomic_write(path, lambda f: np.save(f, logits), "wb")
     return logits
@@ -78,10 +77,13 @@ def main(argv=None):
     logger.info("transfer set: %d examples (%d original, %d augmented)", len(transfer), len(setup.train),
                 len(transfer) - len(setup.train))
 
-    tokenizer = setup.analyzer.bert_tokenizer
-    teacher_records = [data.teacher_ids(example.sentences, tokenizer, args.max_seq_length) for example in transfer]
-    logits = cached_teacher_logits(args.teacher_dir, teacher_records, args.cache_dir, args.teacher_batch_size,
-                                   args.teacher_backend)
+    tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
+    encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
+    # Original examples (label >= 0) are encoded from their texts, augmented copies from their words.
+    teacher_records = [encoder.texts(setup.train[example.source].texts) if example.label >= 0 else
+                       encoder.sentences(example.sentences) for example in transfer]
+    logits = cached_teacher_logits(args.teacher_dir, teacher_records, tokenizer.pad_token_id, args.cache_dir,
+                                   args.teacher_batch_size, args.teacher_backend)
     records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
                 "logits": logits[i]} for i, example in enumerate(transfer)]
     log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)

@@ -99,30 +99,40 @@ def check_tsv(path, flag, n_fields, label_index, labels):
 
 
 class Analyzer:
-    """Splits text into words the same way for every consumer, and words into the teacher's WordPieces.
+    """Splits text into words the same way for every consumer, and words into the student's WordPieces.
 
     English words come from BERT's basic tokenizer (lower-casing and punctuation splitting), Chinese words from
-    jieba. A sentence is a list of (word, pieces) pairs, so augmentation can act on words while teacher and
-    student read their own tokens of exactly the same words.
+    jieba. A sentence is a list of (word, pieces) pairs: augmentation acts on the words; the student reads the
+    pieces (its WordPieces, or the word itself), the teacher the words rendered back into text (TeacherEncoder).
+    wordpiece_tokenizer: a BertTokenizer (or any tokenizer with its basic and WordPiece tokenizers) for a WordPiece
+    student; None for a student of whole words.
     """
 
-    def __init__(self, language, bert_tokenizer):
+    def __init__(self, language, wordpiece_tokenizer=None):
+        from paddlenlp.transformers.bert.tokenizer import BasicTokenizer
+
         self.language = language
-        self.bert_tokenizer = bert_tokenizer
+        self.wordpiece_tokenizer = wordpiece_tokenizer
+        self.basic_tokenizer = wordpiece_tokenizer.basic_tokenizer if wordpiece_tokenizer else \
+            BasicTokenizer(do_lower_case=True)
         self._pieces = {MASK: (MASK,), UNK: (UNK,)}
+
+    @property
+    def lower_cases(self):
+        """Whether text is lower-cased (English only; jieba words keep their case)."""
+        return self.language == "en" and bool(self.basic_tokenizer.do_lower_case)
 
     def words(self, text):
         if self.language == "zh":
             return [w for w in jieba.lcut(text) if w.strip()]
-        return self.bert_tokenizer.basic_tokenizer.tokenize(text)
+        return self.basic_tokenizer.tokenize(text)
 
     def pieces(self, word):
+        if self.wordpiece_tokenizer is None or self.language == "zh":
+            return (word,)
         pieces = self._pieces.get(word)
         if pieces is None:
-            if self.language == "zh":
-                pieces = tuple(self.bert_tokenizer.tokenize(word))
-            else:
-                pieces = tuple(self.bert_tokenizer.wordpiece_tokenizer.tokenize(word))
+            pieces = tuple(self.wordpiece_tokenizer.wordpiece_tokenizer.tokenize(word))
             self._pieces[word] = pieces = pieces or (UNK,)
         return pieces
 
@@ -167,20 +177,28 @@ def load_vocab_file(path, flag="--vocab_path"):
     return Vocab.load_vocabulary(path, unk_token=UNK, pad_token=PAD)
 
 
-def bert_tokenizer_from(path, flag):
-    """A BertTokenizer from a model directory or a vocab.txt (offline), or from a PaddleNLP model name."""
-    from paddlenlp.transformers import BertTokenizer
+def load_tokenizer(path, flag):
+    """The tokenizer of a model directory or a PaddleNLP model name (AutoTokenizer), or a BertTokenizer of a
+    vocab.txt file."""
+    from paddlenlp.transformers import AutoTokenizer, BertTokenizer
 
     if os.path.isfile(path):
         return BertTokenizer(path)
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "vocab.txt")):
-            raise UserError(f"{flag} {path}: no vocab.txt with the BERT WordPiece vocabulary")
-        return BertTokenizer.from_pretrained(path)
+    if not os.path.isdir(path) and (os.path.sep in path or path.startswith(".")):
+        raise UserError(f"{flag} {path}: no such file or directory")
     try:
-        return BertTokenizer.from_pretrained(path)
-    except Exception as error:  # unknown name or no network
-        raise UserError(f"{flag} {path}: not a file, a directory or a loadable model name ({error})") from None
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as error:  # no tokenizer files, unknown name or no network
+        raise UserError(f"{flag} {path}: no loadable tokenizer ({type(error).__name__}: {error})") from None
+
+
+def wordpiece_tokenizer(path, flag):
+    """A tokenizer with a WordPiece vocabulary, for a student reading WordPieces."""
+    tokenizer = load_tokenizer(path, flag)
+    if not hasattr(tokenizer, "wordpiece_tokenizer"):
+        raise UserError(f"{flag} {path}: {type(tokenizer).__name__} has no WordPiece vocabulary; give the student "
+                        "--vocab_path <a BERT vocab.txt>, or --tokenization word")
+    return tokenizer
 
 
 def build_student_side(task, train_examples, tokenization, vocab_path=None, max_vocab_size=50000, min_freq=1,
@@ -197,8 +215,8 @@ def build_student_side(task, train_examples, tokenization, vocab_path=None, max_
     elif use_pieces:
         vocab = load_vocab_file(os.path.join(teacher_dir, "vocab.txt"), "--teacher_dir")
         model_dir = teacher_dir
-    bert_path = teacher_dir or (vocab_path if use_pieces else None)
-    analyzer = make_analyzer(task.language, bert_path, "--teacher_dir" if teacher_dir else "--vocab_path")
+    analyzer = make_analyzer(task.language, (vocab_path or teacher_dir) if use_pieces else None,
+                             "--vocab_path" if vocab_path else "--teacher_dir")
     if vocab is None:
         counter = collections.Counter(w for ex in train_examples for t in ex.texts for w in analyzer.words(t))
         words = [w for w, count in counter.most_common(max_vocab_size) if count >= min_freq]
@@ -206,24 +224,10 @@ def build_student_side(task, train_examples, tokenization, vocab_path=None, max_
     return analyzer, StudentVocab(vocab, use_pieces, model_dir if use_pieces else None)
 
 
-def make_analyzer(language, bert_path, flag):
-    """An Analyzer with the WordPieces of the BERT vocabulary at bert_path, or for whole words when it is None."""
-    if bert_path is None:
-        from paddlenlp.transformers.bert.tokenizer import BasicTokenizer
-
-        return Analyzer(language, _WordsOnly(BasicTokenizer(do_lower_case=True)))
-    return Analyzer(language, bert_tokenizer_from(bert_path, flag))
-
-
-class _WordsOnly:
-    """Stands in for a BertTokenizer when the student reads whole words and there is no teacher."""
-
-    def __init__(self, basic_tokenizer):
-        self.basic_tokenizer = basic_tokenizer
-        self.wordpiece_tokenizer = self
-
-    def tokenize(self, word):
-        return [word]
+def make_analyzer(language, wordpiece_path=None, flag="--vocab_path"):
+    """An Analyzer with the WordPieces of the vocabulary at wordpiece_path (a vocab.txt or a model directory), or for
+    whole words when it is None."""
+    return Analyzer(language, wordpiece_tokenizer(wordpiece_path, flag) if wordpiece_path else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -242,19 +246,52 @@ def student_record(sentences, student_vocab, max_seq_length, label=None):
     return record
 
 
-def teacher_ids(sentences, tokenizer, max_seq_length):
-    """{input_ids, token_type_ids}: [CLS] a [SEP] (b [SEP]) from analysed sentences, longest side cut first."""
-    pieces = [[p for _, ps in s for p in ps] for s in sentences]
-    budget = max_seq_length - 1 - len(pieces)
-    while sum(map(len, pieces)) > budget:
-        longest = max(pieces, key=len)
-        longest.pop()
-    tokens, segments = [tokenizer.cls_token], [0]
-    for segment, side in enumerate(pieces):
-        tokens += side + [tokenizer.sep_token]
-        segments += [segment] * (len(side) + 1)
-    return {"input_ids": np.asarray(tokenizer.convert_tokens_to_ids(tokens), dtype="int64"),
-            "token_type_ids": np.asarray(segments, dtype="int64")}
+TEACHER_INPUT_FIELDS = ("input_ids", "token_type_ids")  # what a teacher may take, if its tokenizer makes it
+
+
+class TeacherEncoder:
+    """The teacher's record of an example, made by the teacher's own tokenizer, special tokens and truncation
+    (longest text first): original texts exactly as the tokenizer encodes them; an augmented copy from its words
+    rendered back into text (joined by spaces, or directly for Chinese), with the tokenizer's own mask (or unknown)
+    token for a masked word, and a word with masked WordPieces given as those pieces when the teacher's vocabulary
+    has them (else masked whole). Fields: those of TEACHER_INPUT_FIELDS that the tokenizer produces."""
+
+    def __init__(self, tokenizer, max_seq_length, language):
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.joiner = "" if language == "zh" else " "
+        self.input_names = [name for name in TEACHER_INPUT_FIELDS if name in tokenizer("a")]
+        self.special = {MASK: tokenizer.mask_token, UNK: tokenizer.unk_token}
+        self.vocab = tokenizer.get_vocab()
+
+    def texts(self, texts):
+        return self._record([self._ids(text) for text in texts])
+
+    def sentences(self, sentences):
+        return self._record([self._sentence_ids(sentence) for sentence in sentences])
+
+    def _ids(self, text):
+        return self.tokenizer.convert_tokens_to_ids(self.tokenizer.tokenize(text)) if text else []
+
+    def _sentence_ids(self, sentence):
+        ids, words = [], []
+        for word, pieces in sentence:
+            if word in self.special:
+                words.append(self.special[word])
+            elif any(piece in self.special for piece in pieces):
+                tokens = [self.special.get(piece, piece) for piece in pieces]
+                if all(token in self.vocab for token in tokens):
+                    ids += self._ids(self.joiner.join(words)) + self.tokenizer.convert_tokens_to_ids(tokens)
+                    words = []
+                else:
+                    words.append(self.special[MASK])
+            else:
+                words.append(word)
+        return ids + self._ids(self.joiner.join(words))
+
+    def _record(self, id_lists):
+        encoded = self.tokenizer.prepare_for_model(*id_lists, max_length=self.max_seq_length, truncation=True)
+        return {name: np.asarray(encoded[name], dtype="int64") for name in self.input_names}
 
 
 TOKEN_FIELDS = ("ids", "ids2", "input_ids")

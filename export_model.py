@@ -5,8 +5,8 @@
 
 The output directory holds the static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams), the
 vocabulary (a student's vocab.txt, or the teacher's tokenizer files) and export_config.json: the kind of model,
-task, label names, language, WordPieces or whole words, lower-casing, max_seq_length, padding id and input names,
-everything needed to turn text into the model's inputs. It is written to <output_dir>.tmp and renamed at the end.
+task, label names, language, (students) WordPieces or whole words and lower-casing, max_seq_length, padding id and
+input names, everything needed to turn text into the model's inputs. It is written to <output_dir>.tmp and renamed at the end.
 """
 import os
 
@@ -16,11 +16,6 @@ import data
 import model as models
 from args import parse_args
 from utils import UserError, replace_dir, run_main, write_json
-
-
-def lower_cases(analyzer, use_pieces):
-    """Whether the text is lower-cased before lookup (jieba words are not; BERT's tokenizers may be)."""
-    return bool((analyzer.language == "en" or use_pieces) and analyzer.bert_tokenizer.basic_tokenizer.do_lower_case)
 
 
 def student_export(student_dir):
@@ -35,7 +30,7 @@ def student_export(student_dir):
 
     return build, {"kind": "student", "task_name": config.task_name, "labels": list(config.labels),
                    "is_pair": config.is_pair, "language": config.language, "use_pieces": config.use_pieces,
-                   "do_lower_case": lower_cases(student.analyzer, config.use_pieces),
+                   "do_lower_case": student.analyzer.lower_cases,
                    "max_seq_length": config.max_seq_length, "pad_id": student.vocab.pad_id,
                    "inputs": list(config.input_names)}
 
@@ -50,20 +45,20 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
         raise UserError(f"--task_name: needed, {teacher_dir} records no task (it was not written by teacher.py)")
     task = data.TASKS[task_name]
     model = models.load_teacher(teacher_dir, flag="--teacher_dir")
-    if model.classifier.weight.shape[-1] != len(task.labels):
-        raise UserError(f"--teacher_dir {teacher_dir}: {model.classifier.weight.shape[-1]} classes, but "
+    if model.config.num_labels != len(task.labels):
+        raise UserError(f"--teacher_dir {teacher_dir}: {model.config.num_labels} classes, but "
                         f"--task_name {task_name} has {len(task.labels)}")
-    tokenizer = data.bert_tokenizer_from(teacher_dir, "--teacher_dir")
-    analyzer = data.Analyzer(task.language, tokenizer)
+    tokenizer = data.load_tokenizer(teacher_dir, "--teacher_dir")
+    max_seq_length = max_seq_length or 128
+    input_names = data.TeacherEncoder(tokenizer, max_seq_length, task.language).input_names
 
     def build(directory):
         tokenizer.save_pretrained(directory)
-        return models.export_static(model, models.teacher_input_spec(), directory)
+        return models.export_static(model, models.teacher_input_spec(input_names), directory)
 
     return build, {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
-                   "language": task.language, "use_pieces": True, "do_lower_case": lower_cases(analyzer, True),
-                   "max_seq_length": max_seq_length or 128, "pad_id": tokenizer.pad_token_id,
-                   "inputs": list(models.TEACHER_INPUTS)}
+                   "language": task.language, "max_seq_length": max_seq_length, "pad_id": tokenizer.pad_token_id,
+                   "inputs": input_names}
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.static import InputSpec
-from paddlenlp.transformers import BertForSequenceClassification
+from paddlenlp.transformers import AutoModelForSequenceClassification
 from tqdm import tqdm
 
 import data
@@ -23,7 +23,7 @@ logger = logging.getLogger("distill")
 
 EMBEDDING_INIT_STD = 0.1
 STUDENT_INPUTS = ("ids", "lengths", "ids2", "lengths2")  # the BiLSTM's forward arguments, also record fields
-TEACHER_INPUTS = ("input_ids", "token_type_ids")
+TEACHER_INPUTS = data.TEACHER_INPUT_FIELDS
 EXPORT_CONFIG = "export_config.json"  # written by export_model.py beside the static model
 
 
@@ -299,8 +299,9 @@ def teacher_weights_path(teacher_dir, flag="--teacher_dir"):
 
 
 def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", dropout_prob=None):
-    """A sequence classifier from a PaddleNLP name or a local directory (Paddle or HuggingFace weights); with
-    dropout_prob, its hidden and attention dropout set to it."""
+    """Any PaddleNLP sequence classifier (BERT, ERNIE, RoBERTa, MPNet, ...; AutoModelForSequenceClassification)
+    from a PaddleNLP name or a local directory (Paddle weights, or HuggingFace weights converted where PaddleNLP
+    can); with dropout_prob, its hidden and attention dropout set to it."""
     if os.path.isdir(name_or_dir):
         files = set(os.listdir(name_or_dir))
         if "model_state.pdparams" not in files and not files & set(TORCH_WEIGHTS):
@@ -318,9 +319,10 @@ def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", drop
     if dropout_prob is not None:
         kwargs.update(hidden_dropout_prob=dropout_prob, attention_probs_dropout_prob=dropout_prob)
     try:
-        model = BertForSequenceClassification.from_pretrained(name_or_dir, **kwargs)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise UserError(f"{flag} {name_or_dir}: could not load a BERT model ({error})") from None
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_dir, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as error:
+        raise UserError(f"{flag} {name_or_dir}: could not load a sequence classifier ({type(error).__name__}: "
+                        f"{error})") from None
     model.config.use_cache = False  # HuggingFace configs may enable it; we want logits only
     return model
 
@@ -381,8 +383,8 @@ def export_static(model, input_spec, directory):
     return prefix
 
 
-def teacher_input_spec():
-    return [InputSpec([None, None], "int64", name) for name in TEACHER_INPUTS]
+def teacher_input_spec(input_names):
+    return [InputSpec([None, None], "int64", name) for name in input_names]
 
 
 def make_predictor(model_prefix, onednn=True):
@@ -423,10 +425,10 @@ def predictor_runner(predictor):
 def label_with_teacher(model, records, batch_size, pad_id, backend="inference"):
     """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend); falls
     back to the dygraph model when no inference predictor can be built."""
-    if backend != "dygraph":
+    if backend != "dygraph" and records:
         with tempfile.TemporaryDirectory() as directory:
             try:
-                predictor = make_predictor(export_static(model, teacher_input_spec(), directory))
+                predictor = make_predictor(export_static(model, teacher_input_spec(list(records[0])), directory))
             except Exception as error:  # any export or predictor failure: the dygraph model still works
                 logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
                                backend, type(error).__name__, error)

@@ -44,20 +44,21 @@ class ExportedModel:
         if config["kind"] == "student":
             vocab_file = os.path.join(directory, "vocab.txt")
             vocab = data.StudentVocab(data.load_vocab_file(vocab_file, "--model_dir"), config["use_pieces"])
-            self._analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
-                                                "--model_dir")
-            self._encode = lambda sentences: data.student_record(sentences, vocab, config["max_seq_length"])
+            analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
+                                          "--model_dir")
+            self._encode = lambda texts: data.student_record(analyzer.sentences(texts), vocab,
+                                                             config["max_seq_length"])
             self._collate = data.student_collate(config["pad_id"])
         else:
-            tokenizer = data.bert_tokenizer_from(directory, "--model_dir")
-            self._analyzer = data.Analyzer(config["language"], tokenizer)
-            self._encode = lambda sentences: data.teacher_ids(sentences, tokenizer, config["max_seq_length"])
+            encoder = data.TeacherEncoder(data.load_tokenizer(directory, "--model_dir"), config["max_seq_length"],
+                                          config["language"])
+            self._encode = encoder.texts
             self._collate = data.teacher_collate(config["pad_id"])
         self._run = models.predictor_runner(models.make_predictor(prefix))
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
-        records = [self._encode(self._analyzer.sentences(texts)) for texts in examples]
+        records = [self._encode(texts) for texts in examples]
         if not records:
             return np.zeros((0, len(self.config["labels"])))
         logits = models.batched_logits(self._run, records, batch_size, self._collate).astype("float64")

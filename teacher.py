@@ -1,6 +1,8 @@
-"""Fine-tune the teacher on a task; the best dev checkpoint becomes <output_dir>/best for bert_distill.py.
+"""Fine-tune the teacher, any PaddleNLP sequence classifier, on a task; the best dev checkpoint becomes
+<output_dir>/best for bert_distill.py.
 
     python teacher.py --task_name sst-2 --model_name_or_path bert-base-uncased --output_dir teachers/sst-2
+    python teacher.py --task_name chnsenticorp --model_name_or_path ernie-3.0-medium-zh --output_dir teachers/zh
     # offline, from a local HuggingFace directory (converted on the fly, no torch needed):
     python teacher.py --task_name sst-2 --model_name_or_path /path/to/all-MiniLM-L6-v2 \
         --train_file ../shared/data/SST-2/train.tsv --dev_file ../shared/data/SST-2/dev.tsv \
@@ -27,12 +29,11 @@ def main(argv=None):
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
     model = models.load_teacher(args.model_name_or_path, len(task.labels), dropout_prob=args.dropout_prob)
-    tokenizer = data.bert_tokenizer_from(args.model_name_or_path, "--model_name_or_path")
-    analyzer = data.Analyzer(task.language, tokenizer)
+    tokenizer = data.load_tokenizer(args.model_name_or_path, "--model_name_or_path")
+    encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
 
     def encode(examples):
-        return [{**data.teacher_ids(analyzer.sentences(ex.texts), tokenizer, args.max_seq_length), "label": ex.label}
-                for ex in examples]
+        return [{**encoder.texts(ex.texts), "label": ex.label} for ex in examples]
 
     train_records, dev_records = encode(train), encode(dev)
     loader = data.make_loader(train_records, data.teacher_collate(tokenizer.pad_token_id), args.batch_size,

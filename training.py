@@ -117,7 +117,7 @@ class Checkpoint:
         saved = read_json(os.path.join(self.directory, "state.json"))
         differing = sorted(k for k in set(saved["flags"]) | set(flags) if saved["flags"].get(k) != flags.get(k))
         if differing:
-            changes = ", ".join(f"--{k} {saved['flags'].get(k)} -> {flags.get(k)}" for k in differing)
+            changes = ", ".join(f"--{k} {_shown(saved['flags'].get(k))} -> {_shown(flags.get(k))}" for k in differing)
             raise UserError(f"--output_dir {os.path.dirname(self.directory)} holds a checkpoint of a run with other "
                             f"flags ({changes}); rerun with the same flags to resume, or use another --output_dir")
         self.model.set_state_dict(paddle.load(os.path.join(self.directory, "model.pdparams")))
@@ -146,6 +146,10 @@ class Checkpoint:
                              "paddle": paddle.get_rng_state()}, f)
             write_json(os.path.join(directory, "state.json"), dataclasses.asdict(state))
         replace_dir(build, self.directory)
+
+
+def _shown(flag_value):
+    return "(not given)" if flag_value is None else flag_value
 
 
 def _rename_keys(optimizer_state, names):

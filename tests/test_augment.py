@@ -12,7 +12,7 @@ from data import MASK, UNK, AugmentConfig, Analyzer, Example, augment_sentence, 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_bert):
-    return data.bert_tokenizer_from(tiny_bert, "--teacher_dir")
+    return data.load_tokenizer(tiny_bert, "--teacher_dir")
 
 
 def config(**overrides):
@@ -73,8 +73,9 @@ def test_english_teacher_and_student_see_the_same_words(tokenizer):
     word_vocab = data.StudentVocab(data.Vocab.from_dict(
         {t: i for i, t in enumerate([data.PAD, UNK, MASK, "the", "unwatchable", "plot", "was", "not", "lovely"])},
         unk_token=UNK, pad_token=data.PAD), use_pieces=False)
+    encoder = data.TeacherEncoder(tokenizer, 128, "en")
     for _, sentences, _ in transfer:
-        ids = data.teacher_ids(sentences, tokenizer, 128)["input_ids"]
+        ids = encoder.sentences(sentences)["input_ids"]
         tokens = tokenizer.convert_ids_to_tokens(ids.tolist())[1:-1]
         expected = [p for word, pieces in sentences[0] for p in (
             [MASK] if word == MASK else tokenizer.wordpiece_tokenizer.tokenize(word))]
@@ -90,8 +91,9 @@ def test_wordpiece_student_reads_exactly_the_teacher_pieces(tokenizer, tiny_bert
     analyzer = Analyzer("en", tokenizer)
     transfer = build_transfer_set(english_examples(30, pair=True), analyzer,
                                   config(n_iter=6, p_mask=0.3, mask_pieces=True), None, 0, 1)
+    encoder = data.TeacherEncoder(tokenizer, 256, "en")
     for _, sentences, _ in transfer:
-        ids = data.teacher_ids(sentences, tokenizer, 256)["input_ids"]
+        ids = encoder.sentences(sentences)["input_ids"]
         student = vocab.ids(sentences[0]) + [tokenizer.sep_token_id] + vocab.ids(sentences[1])
         assert ids[1:-1].tolist() == student
 
@@ -112,15 +114,18 @@ def test_chinese_word_level_alignment_and_unk_choice(tiny_bert, tokenizer):
     for mask_token in (MASK, UNK):
         transfer = build_transfer_set(examples, analyzer, config(n_iter=30, p_mask=0.3, mask_token=mask_token),
                                       None, 0, 1)
+        encoder = data.TeacherEncoder(tokenizer, 128, "zh")
         masked_words = 0
         for _, (sentence,), _ in transfer:
             for word, pieces in sentence:
-                if word == mask_token:
-                    assert pieces == (mask_token,)  # the teacher gets one mask token for the masked word
-                    masked_words += 1
-                else:
-                    assert pieces == tuple(tokenizer.tokenize(word))
+                assert pieces == (word,)  # the student reads jieba words
                 assert word != (UNK if mask_token == MASK else MASK)
+            masked = sum(word == mask_token for word, _ in sentence)
+            teacher_tokens = tokenizer.convert_ids_to_tokens(encoder.sentences([sentence])["input_ids"].tolist())
+            # the teacher reads the text of the words, one of its mask tokens per masked word
+            assert teacher_tokens[1:-1] == tokenizer.tokenize("".join(word for word, _ in sentence))
+            assert teacher_tokens.count(mask_token) == masked
+            masked_words += masked
         assert masked_words > 0
 
 
@@ -226,8 +231,9 @@ def test_any_text_augments_without_crashing(texts, language, seed, tokenizer):
     cfg = config(n_iter=3, p_mask=0.3, p_pos=0.3, p_ng=0.5, ngram_range=(1, 3), mask_pieces=language == "en")
     tags = [[["X"] * len(analyzer.words(t)) for t in ex.texts] for ex in examples]
     transfer = build_transfer_set(examples, analyzer, cfg, tags, seed, 1)
+    encoder = data.TeacherEncoder(tokenizer, 32, language)
     for source, sentences, _ in transfer:
         assert 0 <= source < len(examples)
-        ids = data.teacher_ids(sentences, tokenizer, 32)["input_ids"]
+        ids = encoder.sentences(sentences)["input_ids"]
         assert 2 <= len(ids) <= 32
         assert all(pieces for _, pieces in sentences[0])

@@ -97,7 +97,7 @@ def test_resuming_with_other_flags_is_refused(capsys, task_files, student_flags)
     with pytest.raises(SystemExit):
         run_main(small.main, flags + ["--lr", "0.5", "--max_steps", "4"])
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "--lr None -> 0.5" in message and "max_steps" not in message and output_dir in message
+    assert "--lr (not given) -> 0.5" in message and "max_steps" not in message and output_dir in message
     assert sorted(os.listdir(output_dir)) == before  # the earlier run is left as it was
     assert small.main(flags + ["--max_steps", "4"])["steps"] == 4  # more steps with the same flags resume
 

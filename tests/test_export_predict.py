@@ -92,9 +92,9 @@ def test_teacher_export_labels_pairs_like_the_dygraph_teacher(tiny_bert, task_fi
                                             "--json"])
     assert code == 0 and len(records) == len(lines)
     bert = model.load_teacher(tiny_bert)
-    tokenizer = data.bert_tokenizer_from(tiny_bert, "dir")
-    analyzer = data.Analyzer("en", tokenizer)
-    encoded = [data.teacher_ids([analyzer.sentence(t) for t in line.split("\t")], tokenizer, 24) for line in lines]
+    tokenizer = data.load_tokenizer(tiny_bert, "dir")
+    encoder = data.TeacherEncoder(tokenizer, 24, "en")
+    encoded = [encoder.texts(line.split("\t")) for line in lines]
     assert len(encoded[-1]["input_ids"]) == 24
     expected = softmax(model.teacher_logits(bert, encoded, 8, tokenizer.pad_token_id).astype("float64"))
     np.testing.assert_allclose([[r["probs"]["0"], r["probs"]["1"]] for r in records], expected, atol=1e-4)

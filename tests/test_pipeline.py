@@ -45,10 +45,10 @@ def test_teacher_saves_a_loadable_best_model(teachers, task_files, task):
     assert ("f1" in on_disk["metrics"]) == (task == "qqp")
     best = os.path.join(output_dir, "best")
     bert = model.load_teacher(best)
-    tokenizer = data.bert_tokenizer_from(best, "dir")
-    analyzer = data.Analyzer(data.TASKS[task].language, tokenizer)
+    tokenizer = data.load_tokenizer(best, "dir")
+    encoder = data.TeacherEncoder(tokenizer, 128, data.TASKS[task].language)
     dev = data.read_split(data.TASKS[task], "dev", task_files[task][1], "dev")
-    encoded = [data.teacher_ids([analyzer.sentence(t) for t in ex.texts], tokenizer, 128) for ex in dev]
+    encoded = [encoder.texts(ex.texts) for ex in dev]
     logits = model.teacher_logits(bert, encoded, 5, tokenizer.pad_token_id)
     metrics = classification_metrics(logits, [ex.label for ex in dev], data.TASKS[task])
     assert metrics["acc"] == pytest.approx(results["metrics"]["acc"], abs=1e-6)

@@ -12,7 +12,7 @@ import model as models
 @pytest.fixture(scope="module")
 def bert(tiny_bert):
     paddle.set_device("cpu")
-    tokenizer = data.bert_tokenizer_from(tiny_bert, "--teacher_dir")
+    tokenizer = data.load_tokenizer(tiny_bert, "--teacher_dir")
     return models.load_teacher(tiny_bert), tokenizer
 
 
@@ -20,8 +20,8 @@ def encode(task_files, task, tokenizer, max_seq_length=32):
     """Dev examples of the task as teacher inputs (one sentence, or a sentence pair for qqp)."""
     task_spec = data.TASKS[task]
     examples = data.read_split(task_spec, "dev", task_files[task][1], "--dev_file")
-    analyzer = data.Analyzer(task_spec.language, tokenizer)
-    return [data.teacher_ids([analyzer.sentence(t) for t in ex.texts], tokenizer, max_seq_length) for ex in examples]
+    encoder = data.TeacherEncoder(tokenizer, max_seq_length, task_spec.language)
+    return [encoder.texts(ex.texts) for ex in examples]
 
 
 @pytest.mark.parametrize("task", ["sst-2", "qqp"])

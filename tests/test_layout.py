@@ -1,0 +1,48 @@
+"""The layout: scripts import library modules only, never another script, and serving imports no training code."""
+import ast
+import glob
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+LIBRARIES = {"args", "data", "model", "training", "utils"}
+
+
+def top_level_modules():
+    return {os.path.basename(path)[:-3]: path for path in glob.glob(os.path.join(ROOT, "*.py"))}
+
+
+def is_script(path):
+    with open(path, encoding="utf-8") as f:
+        return '__name__ == "__main__"' in f.read()
+
+
+def imported_modules(path):
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_no_script_imports_another_script():
+    modules = top_level_modules()
+    scripts = {name for name, path in modules.items() if is_script(path)}
+    assert {"small", "teacher", "bert_distill", "export_model", "predict", "benchmark"} <= scripts
+    assert not scripts & LIBRARIES and LIBRARIES <= set(modules)
+    for name, path in modules.items():
+        local = imported_modules(path) & set(modules)
+        assert not local & scripts, f"{name}.py imports the script(s) {sorted(local & scripts)}"
+
+
+def test_predict_imports_no_training_code():
+    code = "import sys, predict; print(' '.join(sorted(set(sys.modules) & {names})))".format(
+        names=repr(set(top_level_modules())))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert set(result.stdout.split()) == {"predict", "model", "data", "utils", "args"}
