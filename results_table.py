@@ -13,28 +13,68 @@ import shlex
 from args import parse_args
 from utils import UserError, atomic_write, read_json, run_main
 
-ROWS = (("teacher", "Teacher (BERT)"), ("small", "Bi-LSTM baseline"), ("distill", "Distilled Bi-LSTM"))
-COLUMNS = ("sst-2", "qqp", "chnsenticorp")
+TASK_ORDER = ("sst-2", "qqp", "chnsenticorp")
+SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "Distilled Bi-LSTM"}
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}
 REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), "small": ("task_name", "output_dir"),
                   "distill": ("task_name", "teacher_dir", "output_dir")}
 
 
 def cell(results):
+    if results is None:
+        return "-"
     metrics = results["metrics"]
     text = f"{metrics['acc']:.4f}" + (f" / {metrics['f1']:.4f}" if "f1" in metrics else "")
     return f"{text} ({results['train_seconds'] / 60:.0f} min)"
 
 
+def protocol(results):
+    """(task, training data) of a run: what makes runs comparable."""
+    limit = results["flags"].get("max_train_samples")
+    return results["task"], f"first {limit:,}" if limit else "all"
+
+
+def teacher_name(results, teacher_runs):
+    """The teacher of a teacher or distillation run: the model it was fine-tuned from (found through the teacher
+    run whose output directory holds --teacher_dir, when that run is listed too), else its directory."""
+    flags = results["flags"]
+    if results["script"] == "teacher":
+        return os.path.basename(os.path.normpath(flags["model_name_or_path"]))
+    if results["script"] == "distill":
+        source = teacher_runs.get(os.path.dirname(os.path.normpath(flags["teacher_dir"])))
+        return teacher_name(source, {}) if source else flags["teacher_dir"]
+    return None
+
+
+def groups(results):
+    """(task, training data, teacher) -> {script: results}, in table order; a baseline joins every teacher of its
+    task and training data (it has none), so runs with different teachers or data never share a row. Later runs of
+    a kind win."""
+    teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
+    rows, baselines = {}, {}
+    for r in results:
+        if r["script"] == "small":
+            baselines[protocol(r)] = r
+        else:
+            rows.setdefault((*protocol(r), teacher_name(r, teacher_runs)), {})[r["script"]] = r
+    for key in baselines:
+        if not any(row[:2] == key for row in rows):
+            rows[(*key, None)] = {}
+    for (task, data, _), runs in rows.items():
+        if (task, data) in baselines:
+            runs["small"] = baselines[task, data]
+    order = lambda key: (TASK_ORDER.index(key[0]) if key[0] in TASK_ORDER else len(TASK_ORDER), key[1], key[2] or "")
+    return {key: rows[key] for key in sorted(rows, key=order)}
+
+
 def table(results):
-    """Markdown table: one row per script, one column per task; later runs of the same kind win."""
-    by_kind = {(r["script"], r["task"]): r for r in results}
-    tasks = [t for t in COLUMNS if any(task == t for _, task in by_kind)]
-    lines = ["| model | " + " | ".join(f"{t} dev acc" + (" / F1" if t == "qqp" else "") for t in tasks) + " |",
-             "|---" * (len(tasks) + 1) + "|"]
-    for script, name in ROWS:
-        lines.append(f"| {name} | " + " | ".join(cell(by_kind[script, t]) if (script, t) in by_kind else "-"
-                                                 for t in tasks) + " |")
+    """Markdown table: a row per task, training data and teacher; the teacher, baseline and distilled student side
+    by side (dev accuracy, QQP: accuracy / F1, and training time)."""
+    lines = ["| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev |",
+             "|---|---|---|---|---|---|"]
+    for (task, data, teacher), runs in groups(results).items():
+        lines.append(f"| {task} | {data} | {teacher or '-'} | {cell(runs.get('teacher'))} | "
+                     f"{cell(runs.get('small'))} | {cell(runs.get('distill'))} |")
     return "\n".join(lines)
 
 
@@ -60,7 +100,7 @@ def run_line(results, aliases=()):
     flags = results["flags"]
     metrics = ", ".join(f"{name} {value:.4f}" for name, value in results["metrics"].items())
     n_iter = f", n_iter {flags['n_iter']}" if results["script"] == "distill" else ""
-    return (f"- {results['task']} {dict(ROWS)[results['script']]}: {metrics} at step {results['best_step']} "
+    return (f"- {results['task']} {SCRIPT_NAMES[results['script']]}: {metrics} at step {results['best_step']} "
             f"of {results['steps']}, seed {flags['seed']}{n_iter}, {results['train_seconds'] / 60:.0f} min of "
             f"training: `{command(results, aliases)}`")
 
@@ -92,7 +132,10 @@ def main(argv=None):
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]
     if not found:
         raise UserError("run_dirs: no results.json in " + ", ".join(args.run_dirs))
-    results = [read_json(path) for path in found]
+    script_order = list(SCRIPT_NAMES)
+    results = sorted((read_json(path) for path in found), key=lambda r: (
+        TASK_ORDER.index(r["task"]) if r["task"] in TASK_ORDER else len(TASK_ORDER), protocol(r)[1],
+        script_order.index(r["script"])))
     text = table(results) + "\n\n" + "\n".join(run_line(r, aliases) for r in results)
     print(text)
     if args.readme:

@@ -1,4 +1,5 @@
 """results_table.py builds the README's table from results.json files."""
+import os
 import shlex
 
 from conftest import fails_cleanly
@@ -11,7 +12,8 @@ from utils import write_json
 def run_dir(tmp_path, name, script, task, metrics, minutes, flags=()):
     directory = tmp_path / name
     directory.mkdir()
-    required = {"small": [], "distill": ["--teacher_dir", "/models/teacher"]}[script]
+    required = {"small": [], "distill": ["--teacher_dir", "/models/teacher"],
+                "teacher": ["--model_name_or_path", "/models/bert"]}[script]
     args = parse_args(script, ["--task_name", task, "--output_dir", str(directory), *required, *flags])
     write_json(str(directory / "results.json"), {"script": script, "task": task, "metrics": metrics,
                                                  "train_seconds": minutes * 60, "best_step": 30, "steps": 40,
@@ -28,11 +30,26 @@ def test_table_and_readme_block(tmp_path, capsys):
     results_table.main(dirs + ["--readme", str(readme)])
     lines = readme.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "intro" and lines[-1] == "end" and "old" not in lines
-    assert lines[2] == "| model | sst-2 dev acc | qqp dev acc / F1 |"
-    assert "| Bi-LSTM baseline | 0.8406 (16 min) | - |" in lines
-    assert "| Distilled Bi-LSTM | - | 0.8000 / 0.7500 (90 min) |" in lines
-    assert "| Teacher (BERT) | - | - |" in lines
+    assert lines[2] == "| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev |"
+    assert "| sst-2 | all | - | - | 0.8406 (16 min) | - |" in lines
+    assert "| qqp | all | /models/teacher | - | - | 0.8000 / 0.7500 (90 min) |" in lines
     assert capsys.readouterr().out.strip() == "\n".join(lines[2:-2])
+
+
+def test_runs_with_different_teachers_or_data_never_share_a_row(tmp_path, capsys):
+    teachers = {name: run_dir(tmp_path, f"teacher-{name}", "teacher", "sst-2", {"acc": acc}, 60,
+                              ["--model_name_or_path", f"/models/{name}", "--max_train_samples", "8000"])
+                for name, acc in (("mpnet", 0.92), ("minilm", 0.84))}
+    runs = [run_dir(tmp_path, f"distill-{name}", "distill", "sst-2", {"acc": acc}, 30,
+                    ["--teacher_dir", os.path.join(teachers[name], "best"), "--max_train_samples", "8000"])
+            for name, acc in (("mpnet", 0.89), ("minilm", 0.81))]
+    runs += [run_dir(tmp_path, "small-8k", "small", "sst-2", {"acc": 0.80}, 5, ["--max_train_samples", "8000"]),
+             run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.86}, 9)]
+    results_table.main(list(teachers.values()) + runs)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sst-2")]
+    assert rows == ["| sst-2 | all | - | - | 0.8600 (9 min) | - |",
+                    "| sst-2 | first 8,000 | minilm | 0.8400 (60 min) | 0.8000 (5 min) | 0.8100 (30 min) |",
+                    "| sst-2 | first 8,000 | mpnet | 0.9200 (60 min) | 0.8000 (5 min) | 0.8900 (30 min) |"]
 
 
 def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
