@@ -46,17 +46,22 @@ def teacher_name(results, teacher_runs):
     return None
 
 
+def score(results):
+    return results["metrics"][results["metric"]]
+
+
 def groups(results):
     """(task, training data, teacher) -> {script: results}, in table order; a baseline joins every teacher of its
-    task and training data (it has none), so runs with different teachers or data never share a row. Later runs of
-    a kind win."""
+    task and training data (it has none), so runs with different teachers or data never share a row. Of several
+    runs of a kind, the best by its dev metric fills the cell (all are listed under the table)."""
     teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
     rows, baselines = {}, {}
     for r in results:
-        if r["script"] == "small":
-            baselines[protocol(r)] = r
-        else:
-            rows.setdefault((*protocol(r), teacher_name(r, teacher_runs)), {})[r["script"]] = r
+        cells = baselines if r["script"] == "small" else rows.setdefault(
+            (*protocol(r), teacher_name(r, teacher_runs)), {})
+        key = protocol(r) if r["script"] == "small" else r["script"]
+        if key not in cells or score(r) > score(cells[key]):
+            cells[key] = r
     for key in baselines:
         if not any(row[:2] == key for row in rows):
             rows[(*key, None)] = {}
