@@ -39,7 +39,9 @@ def teacher_name(results, teacher_runs):
     run whose output directory holds --teacher_dir, when that run is listed too), else its directory."""
     flags = results["flags"]
     if results["script"] == "teacher":
-        return os.path.basename(os.path.normpath(flags["model_name_or_path"]))
+        path = os.path.normpath(flags["model_name_or_path"])
+        name = os.path.basename(path)  # a model packaged for pip sits in <package>/model
+        return os.path.basename(os.path.dirname(path)) if name == "model" else name
     if results["script"] == "distill":
         source = teacher_runs.get(os.path.dirname(os.path.normpath(flags["teacher_dir"])))
         return teacher_name(source, {}) if source else flags["teacher_dir"]
