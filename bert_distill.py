@@ -64,6 +64,8 @@ def main(argv=None):
     if trained_on != args.task_name:
         raise UserError(f"--teacher_dir {args.teacher_dir} was fine-tuned on {trained_on}, not --task_name "
                         f"{args.task_name}")
+    models.check_teacher_length(models.teacher_config(args.teacher_dir), args.max_seq_length,
+                                f"--teacher_dir {args.teacher_dir}")
     setup = training.student_setup(args, task, args.teacher_dir)
 
     config = data.AugmentConfig(

@@ -29,6 +29,8 @@ def main(argv=None):
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
     model = models.load_teacher(args.model_name_or_path, len(task.labels), dropout_prob=args.dropout_prob)
+    models.check_teacher_length(model.config.to_dict(), args.max_seq_length,
+                                f"--model_name_or_path {args.model_name_or_path}")
     tokenizer = data.load_tokenizer(args.model_name_or_path, "--model_name_or_path")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
 

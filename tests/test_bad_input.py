@@ -1,5 +1,6 @@
-"""Bad flags: a numeric flag out of its range is refused at parse time, with exit code 2 and one line naming the flag
-and the range it must lie in, and nothing written."""
+"""Bad flags: a numeric flag out of its range is refused at parse time, and a --max_seq_length beyond the teacher's
+position embeddings when the teacher is known, with exit code 2 and one line naming the flag and what is allowed, and
+nothing written."""
 import os
 
 import pytest
@@ -7,11 +8,14 @@ from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
 import benchmark
 import bert_distill
+import data
 import demo_data
 import export_model
+import model
 import predict
 import small
 import teacher
+from utils import UserError
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,31 @@ def test_flag_out_of_range_is_refused_at_parse_time(capsys, flags, script, flag,
 def test_ngram_range_must_not_be_reversed(capsys, flags):
     fails_cleanly(capsys, bert_distill.main, flags["distill"] + ["--ngram_min", "3", "--ngram_max", "2"],
                   "--ngram_min must not exceed --ngram_max")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The teacher's position embeddings
+
+
+@pytest.mark.parametrize("script", ["teacher", "distill", "export"])
+def test_max_seq_length_beyond_the_teachers_positions(capsys, flags, tiny_bert, monkeypatch, script):
+    if script == "distill":  # its teacher directory is checked before any work
+        monkeypatch.setattr(data, "load_examples", lambda *a, **k: pytest.fail("data loaded before the check"))
+    fails_cleanly(capsys, MAINS[script], flags[script] + ["--max_seq_length", "257"], "--max_seq_length 257",
+                  "at most 256 tokens", tiny_bert)
+    assert not os.path.exists(flags["distill"][flags["distill"].index("--cache_dir") + 1])
+
+
+@pytest.mark.parametrize("config, limit", [
+    ({"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 0}, 512),
+    ({"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 1}, 512),  # multilingual-e5
+    ({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}, 512),  # all-mpnet-base-v2
+    ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+    ({"model_type": "xlm-roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+    ({"model_type": "ernie", "max_position_embeddings": 2048, "pad_token_id": 0}, 2048),
+], ids=["bert", "bert-pad-1", "mpnet", "roberta", "xlm-roberta", "ernie"])
+def test_teacher_length_limit_per_family(config, limit):
+    model.check_teacher_length(config, limit, "--teacher_dir t")
+    with pytest.raises(UserError, match=f"--max_seq_length {limit + 1}: .* at most {limit} tokens"):
+        model.check_teacher_length(config, limit + 1, "--teacher_dir t")
+    model.check_teacher_length({}, 10 ** 6, "--teacher_dir t")  # a config without the size: nothing to check
