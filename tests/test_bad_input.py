@@ -1,8 +1,14 @@
-"""Bad flags: a numeric flag out of its range is refused at parse time, and a --max_seq_length beyond the teacher's
-position embeddings when the teacher is known, with exit code 2 and one line naming the flag and what is allowed, and
-nothing written."""
+"""Bad flags and damaged caches. A numeric flag out of its range is refused at parse time, and a --max_seq_length
+beyond the teacher's position embeddings when the teacher is known (exit code 2, one line naming the flag and what is
+allowed, nothing written); a damaged cache entry is reported, moved aside to <name>.bad and computed again."""
+import io
+import logging
 import os
+import pickle
+from types import SimpleNamespace
 
+import numpy as np
+import paddle
 import pytest
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
@@ -133,3 +139,124 @@ def test_teacher_length_limit_per_family(config, limit):
     with pytest.raises(UserError, match=f"--max_seq_length {limit + 1}: .* at most {limit} tokens"):
         model.check_teacher_length(config, limit + 1, "--teacher_dir t")
     model.check_teacher_length({}, 10 ** 6, "--teacher_dir t")  # a config without the size: nothing to check
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Damaged caches
+
+
+@pytest.fixture(scope="module")
+def distill_run(task_files, tiny_bert, tmp_path_factory):
+    """A first, short bert_distill.py run on ChnSentiCorp (jieba POS tags, so both caches are written): its
+    arguments, results, best weights and the cache files it wrote."""
+    base = tmp_path_factory.mktemp("distill-run")
+    argv = data_flags(task_files, "chnsenticorp") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--n_iter", "1", "--p_pos", "0.3", "--num_workers", "1",
+        "--teacher_backend", "dygraph", "--max_dev_samples", "30", "--cache_dir", str(base / "cache"),
+        "--output_dir", str(base / "first")]
+    results = bert_distill.main(argv)
+    cached = {name.split("-")[0]: str(base / "cache" / name) for name in os.listdir(base / "cache")}
+    assert sorted(cached) == ["logits", "pos"]
+    return SimpleNamespace(argv=argv, output_dir=str(base / "first"), results=results, logits=cached["logits"],
+                           pos=cached["pos"], weights=best_weights(str(base / "first")))
+
+
+def best_weights(output_dir):
+    return {k: np.asarray(v) for k, v in paddle.load(os.path.join(output_dir, "best", "model.pdparams")).items()}
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def load_logits(raw):
+    return np.load(io.BytesIO(raw))
+
+
+def load_tags(raw):
+    return pickle.loads(raw)
+
+
+def with_nan(raw):
+    logits = load_logits(raw).copy()
+    logits[3, 1] = np.nan
+    return npy_bytes(logits)
+
+
+def with_inf(raw):
+    logits = load_logits(raw).copy()
+    logits[0, 0] = -np.inf
+    return npy_bytes(logits)
+
+
+def missing_tag(raw):
+    tags = load_tags(raw)
+    tags[5][0] = tags[5][0][:-1]
+    return pickle.dumps(tags)
+
+
+# id -> (the cache file, damage(good bytes) -> bad bytes, what the warning says)
+CACHE_CASES = {
+    "logits-truncated": ("logits", lambda raw: raw[:len(raw) // 2], "unreadable"),
+    "logits-random-bytes": ("logits", lambda raw: np.random.default_rng(0).bytes(len(raw)), "unreadable"),
+    "logits-empty-file": ("logits", lambda raw: b"", "unreadable"),
+    "logits-wrong-row-count": ("logits", lambda raw: npy_bytes(load_logits(raw)[:-1]), "expected ("),
+    "logits-wrong-columns": ("logits", lambda raw: npy_bytes(np.tile(load_logits(raw), 2)), "expected ("),
+    "logits-empty-array": ("logits", lambda raw: npy_bytes(np.zeros((0, 0), "float32")), "shape (0, 0)"),
+    "logits-float64": ("logits", lambda raw: npy_bytes(load_logits(raw).astype("float64")), "dtype float64"),
+    "logits-nan": ("logits", with_nan, "1 NaN or infinite"),
+    "logits-inf": ("logits", with_inf, "1 NaN or infinite"),
+    "logits-pickled-object": ("logits", lambda raw: npy_bytes(np.array([{}], dtype=object)), "unreadable"),
+    "pos-truncated": ("pos", lambda raw: raw[:len(raw) // 2], "unreadable"),
+    "pos-random-bytes": ("pos", lambda raw: np.random.default_rng(0).bytes(len(raw)), "unreadable"),
+    "pos-fewer-examples": ("pos", lambda raw: pickle.dumps(load_tags(raw)[:-1]), "159 examples, expected 160"),
+    "pos-tag-missing": ("pos", missing_tag, "example 5: not one tag per word"),
+    "pos-not-a-list": ("pos", lambda raw: pickle.dumps({"tags": load_tags(raw)}), "a dict, not a list"),
+}
+
+
+@pytest.mark.parametrize("case", CACHE_CASES.values(), ids=CACHE_CASES.keys())
+def test_damaged_cache_is_moved_aside_and_computed_again(distill_run, tmp_path, caplog, case):
+    kind, damage, reason = case
+    path = getattr(distill_run, kind)
+    with open(path, "rb") as f:
+        good = f.read()
+    bad = damage(good)
+    try:
+        with open(path, "wb") as f:
+            f.write(bad)
+        results = bert_distill.main(distill_run.argv + ["--output_dir", str(tmp_path / "rerun")])
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and path in r.getMessage()]
+        assert len(warnings) == 1 and reason in warnings[0] and "\n" not in warnings[0], warnings
+        with open(path + ".bad", "rb") as f:
+            assert f.read() == bad
+        with open(path, "rb") as f:
+            assert f.read() == good  # computed again, the same
+        assert results["metrics"] == distill_run.results["metrics"]
+        weights = best_weights(str(tmp_path / "rerun"))
+        for name, value in distill_run.weights.items():
+            np.testing.assert_array_equal(weights[name], value, err_msg=name)
+    finally:
+        with open(path, "wb") as f:
+            f.write(good)
+
+
+def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
+    label = model.label_with_teacher
+    monkeypatch.setattr(model, "label_with_teacher", lambda *args, **kwargs: label(*args, **kwargs) * np.nan)
+    cache = str(tmp_path / "cache")
+    argv = distill_run.argv + ["--p_pos", "0", "--cache_dir", cache, "--output_dir", str(tmp_path / "out")]
+    fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", "the teacher's logits are bad",
+                  "NaN or infinite values", "not cached")
+    assert not os.path.exists(cache)
+
+
+def test_bad_fresh_tags_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_zh_tags", lambda words: [])
+    cache = str(tmp_path / "cache")
+    fails_cleanly(capsys, bert_distill.main, distill_run.argv + ["--cache_dir", cache, "--output_dir",
+                                                                 str(tmp_path / "out")],
+                  "the POS tags of jieba.posseg are bad", "not one tag per word", "not cached")
+    assert not os.path.exists(cache)
