@@ -18,7 +18,7 @@ import data
 import model as models
 import training
 from args import parse_args
-from utils import UserError, atomic_write, prepare_output_dir, read_cache, run_main, write_cache
+from utils import UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, write_cache
 
 logger = logging.getLogger("distill")
 
@@ -82,6 +82,9 @@ def log_examples(transfer, teacher_records, student_records, logits, tokenizer, 
 def main(argv=None):
     args = parse_args("distill", argv)
     task = data.TASKS[args.task_name]
+    run = training.RunConfig.from_args(args, task.metric)
+    training.check_output_dir(run)
+    check_writable_dir(args.cache_dir, "--cache_dir")
     models.teacher_weights_path(args.teacher_dir)
     trained_on = models.teacher_task(args.teacher_dir).get("task_name", args.task_name)
     if trained_on != args.task_name:
@@ -89,6 +92,7 @@ def main(argv=None):
                         f"{args.task_name}")
     models.check_teacher_length(models.teacher_config(args.teacher_dir), args.max_seq_length,
                                 f"--teacher_dir {args.teacher_dir}")
+    tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     setup = training.student_setup(args, task, args.teacher_dir)
 
     config = data.AugmentConfig(
@@ -102,7 +106,6 @@ def main(argv=None):
     logger.info("transfer set: %d examples (%d original, %d augmented)", len(transfer), len(setup.train),
                 len(transfer) - len(setup.train))
 
-    tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
     # Original examples (label >= 0) are encoded from their texts, augmented copies from their words.
     teacher_records = [encoder.texts(setup.train[example.source].texts) if example.label >= 0 else
@@ -122,7 +125,6 @@ def main(argv=None):
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set:
         write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
-    run = training.RunConfig.from_args(args, task.metric)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)
     return training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)

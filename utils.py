@@ -47,6 +47,19 @@ def prepare_output_dir(path):
     return path
 
 
+def check_writable_dir(path, flag):
+    """Refuse, before any work, a directory path this run could not write to: an existing file (or a path through
+    one), or a directory that is not writable (for a directory still to be made: its nearest existing parent)."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    where = "" if existing == os.path.abspath(path) else f"{existing} "
+    if not os.path.isdir(existing):
+        raise UserError(f"{flag} {path}: {where or 'exists and '}is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {where or 'the directory '}is not writable")
+
+
 def set_device(name):
     """'auto' picks the GPU when Paddle is built with CUDA and one is present; on CPU use every core."""
     if name == "auto":

@@ -1,6 +1,6 @@
-"""Bad flags and damaged caches. A numeric flag out of its range is refused at parse time, and a --max_seq_length
-beyond the teacher's position embeddings when the teacher is known (exit code 2, one line naming the flag and what is
-allowed, nothing written); a damaged cache entry is reported, moved aside to <name>.bad and computed again."""
+"""Bad flags, bad output and cache paths, and damaged caches. A flag out of its range is refused at parse time and a
+bad --output_dir or --cache_dir before any work (exit code 2, one line naming the flag and what is allowed, nothing
+written); a damaged cache entry is reported, moved aside to <name>.bad and computed again."""
 import io
 import logging
 import os
@@ -260,3 +260,101 @@ def test_bad_fresh_tags_are_never_cached(capsys, distill_run, tmp_path, monkeypa
                                                                  str(tmp_path / "out")],
                   "the POS tags of jieba.posseg are bad", "not one tag per word", "not cached")
     assert not os.path.exists(cache)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output and cache paths, refused before any work
+
+
+def snapshot(path):
+    """Every entry under path (path itself included) with its size and modification time; None if path is absent."""
+    if not os.path.lexists(path):
+        return None
+    entries = {}
+    for root, dirs, files in os.walk(path):
+        for name in [""] + dirs + files:
+            stat = os.lstat(os.path.join(root, name))
+            entries[os.path.relpath(os.path.join(root, name), path)] = (stat.st_size, stat.st_mtime_ns)
+    return entries
+
+
+@pytest.fixture(scope="module")
+def small_run(flags, tmp_path_factory):
+    """The output directory of a finished one-step small.py run."""
+    output_dir = str(tmp_path_factory.mktemp("small-run"))
+    small.main(flags["small"] + ["--max_steps", "1", "--output_dir", output_dir])
+    return output_dir
+
+
+def a_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a directory\n")
+    return str(path)
+
+
+def read_only_dir(tmp_path, monkeypatch):
+    path = tmp_path / "read-only"
+    path.mkdir()
+    path.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: let os.access answer as for another user
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: os.path.abspath(p) != str(path)
+                            and access(p, mode, **kw))
+    return str(path)
+
+
+def foreign_dir(tmp_path):
+    path = tmp_path / "documents"
+    path.mkdir()
+    (path / "notes.txt").write_text("mine\n")
+    return str(path)
+
+
+# id -> (script, lambda tmp_path, monkeypatch, runs: (flag values appended), parts of the message)
+PATH_CASES = {
+    "teacher-output-is-a-file": ("teacher", lambda t, m, r: ["--output_dir", a_file(t)],
+                                 ["--output_dir", "exists and is not a directory"]),
+    "small-output-is-a-file": ("small", lambda t, m, r: ["--output_dir", a_file(t)],
+                               ["--output_dir", "exists and is not a directory"]),
+    "distill-output-is-a-file": ("distill", lambda t, m, r: ["--output_dir", a_file(t)],
+                                 ["--output_dir", "exists and is not a directory"]),
+    "small-output-under-a-file": ("small", lambda t, m, r: ["--output_dir", os.path.join(a_file(t), "run")],
+                                  ["--output_dir", "a-file is not a directory"]),
+    "small-output-read-only": ("small", lambda t, m, r: ["--output_dir", read_only_dir(t, m)],
+                               ["--output_dir", "read-only: the directory is not writable"]),
+    "teacher-output-under-read-only": ("teacher", lambda t, m, r: ["--output_dir",
+                                                                   os.path.join(read_only_dir(t, m), "run")],
+                                       ["--output_dir", "read-only is not writable"]),
+    "distill-cache-is-a-file": ("distill", lambda t, m, r: ["--cache_dir", a_file(t)],
+                                ["--cache_dir", "exists and is not a directory"]),
+    "distill-cache-read-only": ("distill", lambda t, m, r: ["--cache_dir", read_only_dir(t, m)],
+                                ["--cache_dir", "the directory is not writable"]),
+    "distill-into-a-small-run": ("distill", lambda t, m, r: ["--output_dir", r.small],
+                                 ["--output_dir", "holds a checkpoint of a run with other flags",
+                                  "--script small -> distill"]),
+    "teacher-into-a-small-run": ("teacher", lambda t, m, r: ["--output_dir", r.small],
+                                 ["--output_dir", "holds a checkpoint of a run with other flags"]),
+    "small-into-a-distill-run": ("small", lambda t, m, r: ["--output_dir", r.distill.output_dir],
+                                 ["--output_dir", "holds a checkpoint of a run with other flags"]),
+    "distill-rerun-with-other-flags": ("distill", lambda t, m, r: r.distill.argv + ["--alpha", "0.5"],
+                                       ["--output_dir", "other flags (--alpha 0.0 -> 0.5)"]),
+    "distill-into-a-foreign-dir": ("distill", lambda t, m, r: ["--output_dir", foreign_dir(t)],
+                                   ["--output_dir", "not empty and not a run's output (notes.txt)"]),
+}
+
+
+@pytest.mark.parametrize("case", PATH_CASES.values(), ids=PATH_CASES.keys())
+def test_bad_output_or_cache_path_is_refused_before_any_work(capsys, flags, small_run, distill_run, tmp_path,
+                                                            monkeypatch, case):
+    script, extra, expected = case
+    argv = flags[script] + extra(tmp_path, monkeypatch, SimpleNamespace(small=small_run, distill=distill_run))
+    # argparse keeps the last value given
+    watched = [argv[len(argv) - argv[::-1].index(flag)] for flag in ("--output_dir", "--cache_dir") if flag in argv]
+    before = [snapshot(path) for path in watched]
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("data loaded before the output paths were checked")
+
+    monkeypatch.setattr(data, "load_examples", no_work)
+    fails_cleanly(capsys, MAINS[script], argv, *expected)
+    assert [snapshot(path) for path in watched] == before
