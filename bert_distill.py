@@ -18,14 +18,26 @@ import data
 import model as models
 import training
 from args import parse_args
-from utils import UserError, atomic_write, prepare_output_dir, run_main
+from utils import UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, write_cache
 
 logger = logging.getLogger("distill")
 
 
-def cached_teacher_logits(teacher_dir, records, pad_id, cache_dir, batch_size, backend):
-    """Teacher logits for the teacher records of the transfer set, from the cache when the same teacher saw the
-    same inputs."""
+def logits_problem(logits, rows, num_labels):
+    """What is wrong with teacher logits meant for `rows` examples of a task with num_labels labels, or None."""
+    if logits.dtype != np.float32:
+        return f"dtype {logits.dtype}, expected float32"
+    if logits.shape != (rows, num_labels):
+        return f"shape {logits.shape}, expected ({rows}, {num_labels}): one row per example, one column per label"
+    not_finite = np.count_nonzero(~np.isfinite(logits))
+    if not_finite:
+        return f"{not_finite} NaN or infinite values"
+    return None
+
+
+def cached_teacher_logits(teacher_dir, records, pad_id, num_labels, cache_dir, batch_size, backend):
+    """Teacher logits (float32, one row per teacher record of the transfer set, one column per label), from the
+    cache when the same teacher saw the same inputs and the cached array passes logits_problem."""
     digest = hashlib.sha256()
     with open(models.teacher_weights_path(teacher_dir), "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
@@ -33,15 +45,26 @@ def cached_teacher_logits(teacher_dir, records, pad_id, cache_dir, batch_size, b
     for record in records:
         digest.update(b"|".join(name.encode() + b"=" + record[name].tobytes() for name in sorted(record)) + b";")
     path = os.path.join(cache_dir, f"logits-{digest.hexdigest()[:20]}.npy")
-    if os.path.exists(path):
+
+    def problem(logits):
+        return logits_problem(logits, len(records), num_labels)
+
+    logits = read_cache(path, _read_npy, problem)
+    if logits is not None:
         logger.info("teacher logits from cache %s", path)
-        return np.load(path)
+        return logits
     teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
     logger.info("labelling %d transfer-set examples with the teacher (%s)", len(records), backend)
     logits = models.label_with_teacher(teacher, records, batch_size, pad_id, backend)
-    os.makedirs(cache_dir, exist_ok=True)
-    atomic_write(path, lambda f: np.save(f, logits), "wb")
+    write_cache(path, logits, np.save, problem, f"--teacher_dir {teacher_dir}: the teacher's logits")
     return logits
+
+
+def _read_npy(path):
+    """The array of a .npy file; no pickled objects, and anything that is not one fails (np.load would read a zip
+    or a pickle too)."""
+    with open(path, "rb") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def log_examples(transfer, teacher_records, student_records, logits, tokenizer, vocab, count=3):
@@ -59,11 +82,17 @@ def log_examples(transfer, teacher_records, student_records, logits, tokenizer, 
 def main(argv=None):
     args = parse_args("distill", argv)
     task = data.TASKS[args.task_name]
+    run = training.RunConfig.from_args(args, task.metric)
+    training.check_output_dir(run)
+    check_writable_dir(args.cache_dir, "--cache_dir")
     models.teacher_weights_path(args.teacher_dir)
     trained_on = models.teacher_task(args.teacher_dir).get("task_name", args.task_name)
     if trained_on != args.task_name:
         raise UserError(f"--teacher_dir {args.teacher_dir} was fine-tuned on {trained_on}, not --task_name "
                         f"{args.task_name}")
+    models.check_teacher_length(models.teacher_config(args.teacher_dir), args.max_seq_length,
+                                f"--teacher_dir {args.teacher_dir}")
+    tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     setup = training.student_setup(args, task, args.teacher_dir)
 
     config = data.AugmentConfig(
@@ -77,13 +106,12 @@ def main(argv=None):
     logger.info("transfer set: %d examples (%d original, %d augmented)", len(transfer), len(setup.train),
                 len(transfer) - len(setup.train))
 
-    tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
     # Original examples (label >= 0) are encoded from their texts, augmented copies from their words.
     teacher_records = [encoder.texts(setup.train[example.source].texts) if example.label >= 0 else
                        encoder.sentences(example.sentences) for example in transfer]
-    logits = cached_teacher_logits(args.teacher_dir, teacher_records, tokenizer.pad_token_id, args.cache_dir,
-                                   args.teacher_batch_size, args.teacher_backend)
+    logits = cached_teacher_logits(args.teacher_dir, teacher_records, tokenizer.pad_token_id, len(task.labels),
+                                   args.cache_dir, args.teacher_batch_size, args.teacher_backend)
     records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
                 "logits": logits[i]} for i, example in enumerate(transfer)]
     log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)
@@ -97,7 +125,6 @@ def main(argv=None):
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set:
         write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
-    run = training.RunConfig.from_args(args, task.metric)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)
     return training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)

@@ -16,7 +16,7 @@ from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 from tqdm import tqdm
 
-from utils import CPU_CORES, UserError, atomic_write
+from utils import CPU_CORES, UserError, read_cache, write_cache
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")
@@ -494,17 +494,39 @@ def pos_tags(examples, analyzer, language, pos_model, cache_dir):
     sentences = [[analyzer.words(t) for t in ex.texts] for ex in examples]
     digest = hashlib.sha256(pickle.dumps((language, pos_model, sentences))).hexdigest()[:16]
     path = os.path.join(cache_dir, f"pos-{digest}.pkl")
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            return pickle.load(f)
+    tags = read_cache(path, _read_pickle, lambda tags: tags_problem(tags, sentences))
+    if tags is not None:
+        return tags
     tagger = _zh_tags if language == "zh" else _english_tagger(pos_model)
     if tagger is None:
         return None
     tags = [[tagger(words) for words in example] for example in sentences] if language == "zh" else \
         _regroup(tagger([w for example in sentences for w in example]), sentences)
-    os.makedirs(cache_dir, exist_ok=True)
-    atomic_write(path, lambda f: pickle.dump(tags, f), "wb")
+    write_cache(path, tags, lambda f, tags: pickle.dump(tags, f), lambda tags: tags_problem(tags, sentences),
+                f"the POS tags of {'jieba.posseg' if language == 'zh' else '--pos_model ' + pos_model}")
     return tags
+
+
+def _read_pickle(path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def tags_problem(tags, sentences):
+    """What is wrong with POS tags meant for the words of `sentences` (examples of one or two word lists), or None:
+    they must hold one tag (a string) per word of every sentence."""
+    if not isinstance(tags, list):
+        return f"a {type(tags).__name__}, not a list of the tags of {len(sentences)} examples"
+    if len(tags) != len(sentences):
+        return f"the tags of {len(tags)} examples, expected {len(sentences)}"
+    for index, (example_tags, example) in enumerate(zip(tags, sentences)):
+        aligned = isinstance(example_tags, list) and len(example_tags) == len(example) and all(
+            isinstance(sentence_tags, list) and len(sentence_tags) == len(words)
+            and all(isinstance(tag, str) for tag in sentence_tags)
+            for sentence_tags, words in zip(example_tags, example))
+        if not aligned:
+            return f"example {index}: not one tag per word of its sentences"
+    return None
 
 
 def _zh_tags(words):

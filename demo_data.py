@@ -9,6 +9,8 @@ import argparse
 import os
 import random
 
+from args import COUNT
+
 POSITIVE = ["good", "great", "lovely", "superb", "charming", "unforgettable"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "unwatchable"]
 FILLER = ["the", "movie", "film", "story", "was", "is", "a", "very", "plot", "acting", "really", "quite", ",", "."]
@@ -135,12 +137,12 @@ def _train_sentencepiece(directory):
     return prefix + ".model"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="demo", help="Where the task folders and tiny-bert go.")
-    parser.add_argument("--n_train", type=int, default=2000, help="Training examples per task.")
-    parser.add_argument("--n_dev", type=int, default=500, help="Dev examples per task.")
-    args = parser.parse_args()
+    parser.add_argument("--n_train", type=COUNT, default=2000, help="Training examples per task.")
+    parser.add_argument("--n_dev", type=COUNT, default=500, help="Dev examples per task.")
+    args = parser.parse_args(argv)
     for task in HEADERS:
         write_task(task, os.path.join(args.output_dir, task), args.n_train, args.n_dev)
     write_tiny_bert(os.path.join(args.output_dir, "tiny-bert"))

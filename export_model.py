@@ -50,6 +50,7 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
                         f"--task_name {task_name} has {len(task.labels)}")
     tokenizer = data.load_tokenizer(teacher_dir, "--teacher_dir")
     max_seq_length = max_seq_length or 128
+    models.check_teacher_length(model.config.to_dict(), max_seq_length, f"--teacher_dir {teacher_dir}")
     input_names = data.TeacherEncoder(tokenizer, max_seq_length, task.language).input_names
 
     def build(directory):

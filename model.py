@@ -288,6 +288,32 @@ def teacher_task(teacher_dir):
     return read_json(path) if os.path.isfile(path) else {}
 
 
+# Families whose position ids start after the padding id (RoBERTa's layout): pad_token_id + 1 of their
+# max_position_embeddings never hold text, e.g. 514 positions with pad id 1 take 512 tokens.
+PADDING_OFFSET_FAMILIES = ("roberta", "xlm-roberta", "mpnet")
+
+
+def teacher_config(teacher_dir):
+    """The config.json of a teacher directory as a dict (empty when there is none)."""
+    path = os.path.join(teacher_dir, "config.json")
+    return read_json(path) if os.path.isfile(path) else {}
+
+
+def check_teacher_length(config, max_seq_length, source):
+    """Refuse a --max_seq_length longer than the teacher's position embeddings take (an embedding lookup out of
+    range fails on the first long input, mid-run). config: the teacher's config as a dict (config.json);
+    source: the flag and directory the teacher comes from, for the message."""
+    positions = config.get("max_position_embeddings")
+    if positions is None:
+        return
+    limit = positions
+    if config.get("model_type") in PADDING_OFFSET_FAMILIES:
+        limit -= config.get("pad_token_id", 1) + 1
+    if max_seq_length > limit:
+        raise UserError(f"--max_seq_length {max_seq_length}: the teacher of {source} takes at most {limit} tokens "
+                        f"(its {config.get('model_type', 'model')} config has max_position_embeddings {positions})")
+
+
 def teacher_weights_path(teacher_dir, flag="--teacher_dir"):
     """The weights file of a local teacher directory, or a UserError naming what is missing."""
     for name in ("model_state.pdparams",) + TORCH_WEIGHTS:

@@ -78,8 +78,6 @@ def main(argv=None):
     args = parse_args("predict", argv)
     if args.input_file and not os.path.isfile(args.input_file):
         raise UserError(f"--input_file {args.input_file}: no such file")
-    if args.batch_size < 1:
-        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     model = ExportedModel(args.model_dir)
     labels, is_pair = model.config["labels"], model.config["is_pair"]
     source = args.input_file or "<stdin>"

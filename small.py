@@ -16,6 +16,8 @@ from utils import prepare_output_dir, run_main
 def main(argv=None):
     args = parse_args("small", argv)
     task = data.TASKS[args.task_name]
+    run = training.RunConfig.from_args(args, task.metric)
+    training.check_output_dir(run)
     setup = training.student_setup(args, task)
     records = [data.student_record(setup.analyzer.sentences(ex.texts), setup.vocab, args.max_seq_length, ex.label)
                for ex in setup.train]
@@ -26,7 +28,6 @@ def main(argv=None):
         return F.cross_entropy(model(**student_inputs(batch)), batch["label"])
 
     prepare_output_dir(args.output_dir)
-    run = training.RunConfig.from_args(args, task.metric)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)
     return training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)

@@ -24,11 +24,15 @@ from utils import classification_metrics, prepare_output_dir, run_main, set_devi
 def main(argv=None):
     args = parse_args("teacher", argv)
     task = data.TASKS[args.task_name]
+    run = training.RunConfig.from_args(args, task.metric)
+    training.check_output_dir(run)
     set_seed(args.seed)
     set_device(args.device)
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
     model = models.load_teacher(args.model_name_or_path, len(task.labels), dropout_prob=args.dropout_prob)
+    models.check_teacher_length(model.config.to_dict(), args.max_seq_length,
+                                f"--model_name_or_path {args.model_name_or_path}")
     tokenizer = data.load_tokenizer(args.model_name_or_path, "--model_name_or_path")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
 
@@ -38,7 +42,6 @@ def main(argv=None):
     train_records, dev_records = encode(train), encode(dev)
     loader = data.make_loader(train_records, data.teacher_collate(tokenizer.pad_token_id), args.batch_size,
                               shuffle=True, seed=args.seed)
-    run = training.RunConfig.from_args(args, task.metric)
     lr_scheduler = LinearDecayWithWarmup(args.lr, run.total_steps(len(loader)), args.warmup_proportion)
     no_decay = [p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n]
     optimizer = paddle.optimizer.AdamW(learning_rate=lr_scheduler, parameters=model.parameters(),

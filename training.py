@@ -21,8 +21,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
 import model as models
-from utils import UserError, classification_metrics, read_json, replace_dir, recover_dir, set_device, set_seed, \
-    write_json
+from utils import UserError, check_writable_dir, classification_metrics, read_json, replace_dir, recover_dir, \
+    set_device, set_seed, write_json
 
 logger = logging.getLogger("distill")
 
@@ -31,6 +31,8 @@ logger = logging.getLogger("distill")
 FLAGS_A_RESUME_MAY_CHANGE = {"output_dir", "device", "max_epoch", "max_steps", "eval_steps", "logging_steps",
                              "visualdl", "num_workers", "cache_dir", "teacher_backend", "teacher_batch_size",
                              "save_transfer_set"}
+# What a run writes in its --output_dir (each also as <name>.tmp or <name>.old while it is being replaced).
+RUN_FILES = {"best", "checkpoint", "eval_log.jsonl", "results.json", "vdl", "transfer_set.tsv"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,41 @@ def stop_requests():
         restore()
 
 
+def check_output_dir(run):
+    """Refuse, before any work, an --output_dir this run must not write to: one it cannot create or write, one
+    holding a checkpoint of a run with other flags, and a non-empty one holding no checkpoint and files that are not
+    a run's. A directory holding only a run's files but no checkpoint is a run stopped in its first epoch: it starts
+    over."""
+    check_writable_dir(run.output_dir, "--output_dir")
+    if not os.path.isdir(run.output_dir):
+        return
+    checkpoint = os.path.join(run.output_dir, "checkpoint")
+    if not os.path.exists(checkpoint):
+        checkpoint += ".old"  # a checkpoint interrupted between the renames of replace_dir, which the run puts back
+    if os.path.exists(os.path.join(checkpoint, "state.json")):
+        check_same_flags(run.output_dir, read_json(os.path.join(checkpoint, "state.json"))["flags"], run.resume_flags)
+        return
+    others = sorted(name for name in os.listdir(run.output_dir) if not _is_run_file(name))
+    if others:
+        raise UserError(f"--output_dir {run.output_dir}: not empty and not a run's output ({', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}); use a new or empty --output_dir")
+
+
+def _is_run_file(name):
+    base, extension = os.path.splitext(name)
+    return name in RUN_FILES or extension in (".tmp", ".old") and base in RUN_FILES
+
+
+def check_same_flags(output_dir, saved_flags, flags):
+    """Refuse to resume a checkpoint in output_dir saved with other flags (those a rerun may not change), naming
+    them."""
+    differing = sorted(k for k in set(saved_flags) | set(flags) if saved_flags.get(k) != flags.get(k))
+    if differing:
+        changes = ", ".join(f"--{k} {_shown(saved_flags.get(k))} -> {_shown(flags.get(k))}" for k in differing)
+        raise UserError(f"--output_dir {output_dir} holds a checkpoint of a run with other flags ({changes}); rerun "
+                        f"with the same flags to resume, or use another --output_dir")
+
+
 class Checkpoint:
     """<output_dir>/checkpoint: model, optimizer, LR schedule, random state and LoopState, written whole or not at
     all (replace_dir)."""
@@ -115,11 +152,7 @@ class Checkpoint:
         if not os.path.exists(os.path.join(self.directory, "state.json")):
             return None
         saved = read_json(os.path.join(self.directory, "state.json"))
-        differing = sorted(k for k in set(saved["flags"]) | set(flags) if saved["flags"].get(k) != flags.get(k))
-        if differing:
-            changes = ", ".join(f"--{k} {_shown(saved['flags'].get(k))} -> {_shown(flags.get(k))}" for k in differing)
-            raise UserError(f"--output_dir {os.path.dirname(self.directory)} holds a checkpoint of a run with other "
-                            f"flags ({changes}); rerun with the same flags to resume, or use another --output_dir")
+        check_same_flags(os.path.dirname(self.directory), saved["flags"], flags)
         self.model.set_state_dict(paddle.load(os.path.join(self.directory, "model.pdparams")))
         names = {n: p.name for n, p in self.model.named_parameters()}
         self.optimizer.set_state_dict(_rename_keys(paddle.load(os.path.join(self.directory, "optimizer.pdopt")),

@@ -47,6 +47,19 @@ def prepare_output_dir(path):
     return path
 
 
+def check_writable_dir(path, flag):
+    """Refuse, before any work, a directory path this run could not write to: an existing file (or a path through
+    one), or a directory that is not writable (for a directory still to be made: its nearest existing parent)."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    where = "" if existing == os.path.abspath(path) else f"{existing} "
+    if not os.path.isdir(existing):
+        raise UserError(f"{flag} {path}: {where or 'exists and '}is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {where or 'the directory '}is not writable")
+
+
 def set_device(name):
     """'auto' picks the GPU when Paddle is built with CUDA and one is present; on CPU use every core."""
     if name == "auto":
@@ -88,6 +101,36 @@ def atomic_write(path, write, mode="w"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def read_cache(path, load, problem):
+    """The entry cached at path, or None when there is none or it is bad: load(path) fails, or problem(entry) says
+    what is wrong with it (None when nothing is). A bad entry is reported in one warning and moved aside to
+    <path>.bad (replacing an older one), so that it is computed again and can still be looked at."""
+    if not os.path.exists(path):
+        return None
+    try:
+        entry = load(path)
+    except Exception as error:  # a truncated or overwritten file fails in many ways
+        wrong = f"unreadable ({type(error).__name__}: {(str(error).splitlines() or [''])[0]})"
+    else:
+        wrong = problem(entry)
+    if wrong is None:
+        return entry
+    logger.warning("cache %s is bad: %s; moved aside to %s.bad, computing it again", path, wrong, path)
+    os.replace(path, path + ".bad")
+    return None
+
+
+def write_cache(path, entry, save, problem, what):
+    """Cache a freshly computed entry at path (save(file, entry), written whole or not at all) once problem(entry)
+    finds nothing wrong; otherwise nothing is written and a UserError says what (e.g. "--teacher_dir t: the
+    teacher's logits") is bad."""
+    wrong = problem(entry)
+    if wrong is not None:
+        raise UserError(f"{what} are bad: {wrong}; not cached in {path}")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    atomic_write(path, lambda f: save(f, entry), "wb")
 
 
 def write_json(path, obj):

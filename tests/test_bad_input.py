@@ -1,0 +1,360 @@
+"""Bad flags, bad output and cache paths, and damaged caches. A flag out of its range is refused at parse time and a
+bad --output_dir or --cache_dir before any work (exit code 2, one line naming the flag and what is allowed, nothing
+written); a damaged cache entry is reported, moved aside to <name>.bad and computed again."""
+import io
+import logging
+import os
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import paddle
+import pytest
+from conftest import STUDENT_FAST, data_flags, fails_cleanly
+
+import benchmark
+import bert_distill
+import data
+import demo_data
+import export_model
+import model
+import predict
+import small
+import teacher
+from utils import UserError
+
+
+@pytest.fixture(scope="module")
+def flags(task_files, tiny_bert, tmp_path_factory):
+    """Each script's valid arguments (a fresh --output_dir and --cache_dir that do not exist yet)."""
+    base = tmp_path_factory.mktemp("bad-input")
+    out, cache = ["--output_dir", str(base / "out")], ["--cache_dir", str(base / "cache")]
+    sst = data_flags(task_files, "sst-2")
+    vocab = ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")]
+    return {"teacher": sst + ["--model_name_or_path", tiny_bert, "--device", "cpu"] + out,
+            "small": sst + STUDENT_FAST + vocab + out,
+            "distill": sst + STUDENT_FAST + ["--teacher_dir", tiny_bert] + out + cache,
+            "export": ["--teacher_dir", tiny_bert, "--task_name", "sst-2"] + out,
+            "predict": ["--model_dir", str(base / "exported")],
+            "benchmark": ["--teacher_dir", tiny_bert, "--data_file", task_files["sst-2"][1], "--sections", "size"],
+            "demo_data": out}
+
+
+MAINS = {"teacher": teacher.main, "small": small.main, "distill": bert_distill.main, "export": export_model.main,
+         "predict": predict.main, "benchmark": benchmark.main, "demo_data": demo_data.main}
+
+AT_LEAST_1 = "must be an integer >= 1"
+AT_LEAST_0 = "must be an integer >= 0"
+IN_0_1 = "must be a number in [0, 1]"
+IN_0_1_OPEN = "must be a number in [0, 1)"
+POSITIVE = "must be a number > 0"
+
+# (script, flag, value, what the message says is allowed)
+FLAG_CASES = [
+    ("small", "--batch_size", "0", AT_LEAST_1),
+    ("small", "--batch_size", "-4", AT_LEAST_1),
+    ("small", "--eval_steps", "0", AT_LEAST_1),
+    ("small", "--logging_steps", "0", AT_LEAST_1),
+    ("small", "--max_seq_length", "0", AT_LEAST_1),
+    ("teacher", "--max_seq_length", "1", "must be an integer >= 3"),
+    ("distill", "--max_seq_length", "2", "must be an integer >= 3"),
+    ("small", "--dropout_prob", "1.5", IN_0_1_OPEN),
+    ("teacher", "--dropout_prob", "1", IN_0_1_OPEN),
+    ("small", "--hidden_size", "0", AT_LEAST_1),
+    ("small", "--emb_dim", "0", AT_LEAST_1),
+    ("small", "--max_train_samples", "-1", AT_LEAST_1),
+    ("small", "--max_dev_samples", "0", AT_LEAST_1),
+    ("small", "--max_epoch", "0", AT_LEAST_1),
+    ("teacher", "--max_steps", "0", AT_LEAST_1),
+    ("small", "--lr", "0", POSITIVE),
+    ("teacher", "--lr", "-0.00003", POSITIVE),
+    ("small", "--lr", "nan", POSITIVE),
+    ("small", "--seed", "-1", "must be an integer in [0, 4294967294]"),
+    ("small", "--rho", "1", "must be a number in (0, 1)"),
+    ("small", "--rho", "0", "must be a number in (0, 1)"),
+    ("small", "--max_vocab_size", "0", AT_LEAST_1),
+    ("small", "--min_freq", "0", AT_LEAST_1),
+    ("small", "--batch_size", "2.5", "'2.5' is not an integer"),
+    ("teacher", "--warmup_proportion", "1", IN_0_1_OPEN),
+    ("teacher", "--warmup_proportion", "-0.1", IN_0_1_OPEN),
+    ("teacher", "--weight_decay", "-0.01", "must be a number >= 0"),
+    ("distill", "--teacher_batch_size", "0", AT_LEAST_1),
+    ("distill", "--teacher_batch_size", "-5", AT_LEAST_1),
+    ("distill", "--n_iter", "-3", AT_LEAST_0),
+    ("distill", "--p_mask", "1.5", IN_0_1),
+    ("distill", "--p_mask", "-0.5", IN_0_1),
+    ("distill", "--p_pos", "2", IN_0_1),
+    ("distill", "--p_ng", "inf", IN_0_1),
+    ("distill", "--ngram_min", "0", AT_LEAST_1),
+    ("distill", "--ngram_max", "0", AT_LEAST_1),
+    ("distill", "--alpha", "2", IN_0_1),
+    ("distill", "--temperature", "0", POSITIVE),
+    ("distill", "--num_workers", "-1", AT_LEAST_0),
+    ("export", "--max_seq_length", "0", "must be an integer >= 3"),
+    ("predict", "--batch_size", "0", AT_LEAST_1),
+    ("benchmark", "--num_sentences", "0", AT_LEAST_1),
+    ("benchmark", "--latency_sentences", "0", AT_LEAST_1),
+    ("benchmark", "--batch_size", "-1", AT_LEAST_1),
+    ("benchmark", "--n_iter", "-1", AT_LEAST_0),
+    ("benchmark", "--max_seq_length", "2", "must be an integer >= 3"),
+    ("demo_data", "--n_train", "0", AT_LEAST_1),
+    ("demo_data", "--n_dev", "-1", AT_LEAST_1),
+]
+
+
+@pytest.mark.parametrize("script, flag, value, allowed", FLAG_CASES,
+                         ids=[f"{script}{flag}={value}" for script, flag, value, _ in FLAG_CASES])
+def test_flag_out_of_range_is_refused_at_parse_time(capsys, flags, script, flag, value, allowed):
+    fails_cleanly(capsys, MAINS[script], flags[script] + [flag, value], f"error: argument {flag}: ", allowed)
+
+
+def test_ngram_range_must_not_be_reversed(capsys, flags):
+    fails_cleanly(capsys, bert_distill.main, flags["distill"] + ["--ngram_min", "3", "--ngram_max", "2"],
+                  "--ngram_min must not exceed --ngram_max")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The teacher's position embeddings
+
+
+@pytest.mark.parametrize("script", ["teacher", "distill", "export"])
+def test_max_seq_length_beyond_the_teachers_positions(capsys, flags, tiny_bert, monkeypatch, script):
+    if script == "distill":  # its teacher directory is checked before any work
+        monkeypatch.setattr(data, "load_examples", lambda *a, **k: pytest.fail("data loaded before the check"))
+    fails_cleanly(capsys, MAINS[script], flags[script] + ["--max_seq_length", "257"], "--max_seq_length 257",
+                  "at most 256 tokens", tiny_bert)
+    assert not os.path.exists(flags["distill"][flags["distill"].index("--cache_dir") + 1])
+
+
+@pytest.mark.parametrize("config, limit", [
+    ({"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 0}, 512),
+    ({"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 1}, 512),  # multilingual-e5
+    ({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}, 512),  # all-mpnet-base-v2
+    ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+    ({"model_type": "xlm-roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+    ({"model_type": "ernie", "max_position_embeddings": 2048, "pad_token_id": 0}, 2048),
+], ids=["bert", "bert-pad-1", "mpnet", "roberta", "xlm-roberta", "ernie"])
+def test_teacher_length_limit_per_family(config, limit):
+    model.check_teacher_length(config, limit, "--teacher_dir t")
+    with pytest.raises(UserError, match=f"--max_seq_length {limit + 1}: .* at most {limit} tokens"):
+        model.check_teacher_length(config, limit + 1, "--teacher_dir t")
+    model.check_teacher_length({}, 10 ** 6, "--teacher_dir t")  # a config without the size: nothing to check
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Damaged caches
+
+
+@pytest.fixture(scope="module")
+def distill_run(task_files, tiny_bert, tmp_path_factory):
+    """A first, short bert_distill.py run on ChnSentiCorp (jieba POS tags, so both caches are written): its
+    arguments, results, best weights and the cache files it wrote."""
+    base = tmp_path_factory.mktemp("distill-run")
+    argv = data_flags(task_files, "chnsenticorp") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--n_iter", "1", "--p_pos", "0.3", "--num_workers", "1",
+        "--teacher_backend", "dygraph", "--max_dev_samples", "30", "--cache_dir", str(base / "cache"),
+        "--output_dir", str(base / "first")]
+    results = bert_distill.main(argv)
+    cached = {name.split("-")[0]: str(base / "cache" / name) for name in os.listdir(base / "cache")}
+    assert sorted(cached) == ["logits", "pos"]
+    return SimpleNamespace(argv=argv, output_dir=str(base / "first"), results=results, logits=cached["logits"],
+                           pos=cached["pos"], weights=best_weights(str(base / "first")))
+
+
+def best_weights(output_dir):
+    return {k: np.asarray(v) for k, v in paddle.load(os.path.join(output_dir, "best", "model.pdparams")).items()}
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def load_logits(raw):
+    return np.load(io.BytesIO(raw))
+
+
+def load_tags(raw):
+    return pickle.loads(raw)
+
+
+def with_nan(raw):
+    logits = load_logits(raw).copy()
+    logits[3, 1] = np.nan
+    return npy_bytes(logits)
+
+
+def with_inf(raw):
+    logits = load_logits(raw).copy()
+    logits[0, 0] = -np.inf
+    return npy_bytes(logits)
+
+
+def missing_tag(raw):
+    tags = load_tags(raw)
+    tags[5][0] = tags[5][0][:-1]
+    return pickle.dumps(tags)
+
+
+# id -> (the cache file, damage(good bytes) -> bad bytes, what the warning says)
+CACHE_CASES = {
+    "logits-truncated": ("logits", lambda raw: raw[:len(raw) // 2], "unreadable"),
+    "logits-random-bytes": ("logits", lambda raw: np.random.default_rng(0).bytes(len(raw)), "unreadable"),
+    "logits-empty-file": ("logits", lambda raw: b"", "unreadable"),
+    "logits-wrong-row-count": ("logits", lambda raw: npy_bytes(load_logits(raw)[:-1]), "expected ("),
+    "logits-wrong-columns": ("logits", lambda raw: npy_bytes(np.tile(load_logits(raw), 2)), "expected ("),
+    "logits-empty-array": ("logits", lambda raw: npy_bytes(np.zeros((0, 0), "float32")), "shape (0, 0)"),
+    "logits-float64": ("logits", lambda raw: npy_bytes(load_logits(raw).astype("float64")), "dtype float64"),
+    "logits-nan": ("logits", with_nan, "1 NaN or infinite"),
+    "logits-inf": ("logits", with_inf, "1 NaN or infinite"),
+    "logits-pickled-object": ("logits", lambda raw: npy_bytes(np.array([{}], dtype=object)), "unreadable"),
+    "pos-truncated": ("pos", lambda raw: raw[:len(raw) // 2], "unreadable"),
+    "pos-random-bytes": ("pos", lambda raw: np.random.default_rng(0).bytes(len(raw)), "unreadable"),
+    "pos-fewer-examples": ("pos", lambda raw: pickle.dumps(load_tags(raw)[:-1]), "159 examples, expected 160"),
+    "pos-tag-missing": ("pos", missing_tag, "example 5: not one tag per word"),
+    "pos-not-a-list": ("pos", lambda raw: pickle.dumps({"tags": load_tags(raw)}), "a dict, not a list"),
+}
+
+
+@pytest.mark.parametrize("case", CACHE_CASES.values(), ids=CACHE_CASES.keys())
+def test_damaged_cache_is_moved_aside_and_computed_again(distill_run, tmp_path, caplog, case):
+    kind, damage, reason = case
+    path = getattr(distill_run, kind)
+    with open(path, "rb") as f:
+        good = f.read()
+    bad = damage(good)
+    try:
+        with open(path, "wb") as f:
+            f.write(bad)
+        results = bert_distill.main(distill_run.argv + ["--output_dir", str(tmp_path / "rerun")])
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and path in r.getMessage()]
+        assert len(warnings) == 1 and reason in warnings[0] and "\n" not in warnings[0], warnings
+        with open(path + ".bad", "rb") as f:
+            assert f.read() == bad
+        with open(path, "rb") as f:
+            assert f.read() == good  # computed again, the same
+        assert results["metrics"] == distill_run.results["metrics"]
+        weights = best_weights(str(tmp_path / "rerun"))
+        for name, value in distill_run.weights.items():
+            np.testing.assert_array_equal(weights[name], value, err_msg=name)
+    finally:
+        with open(path, "wb") as f:
+            f.write(good)
+
+
+def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
+    label = model.label_with_teacher
+    monkeypatch.setattr(model, "label_with_teacher", lambda *args, **kwargs: label(*args, **kwargs) * np.nan)
+    cache = str(tmp_path / "cache")
+    argv = distill_run.argv + ["--p_pos", "0", "--cache_dir", cache, "--output_dir", str(tmp_path / "out")]
+    fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", "the teacher's logits are bad",
+                  "NaN or infinite values", "not cached")
+    assert not os.path.exists(cache)
+
+
+def test_bad_fresh_tags_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_zh_tags", lambda words: [])
+    cache = str(tmp_path / "cache")
+    fails_cleanly(capsys, bert_distill.main, distill_run.argv + ["--cache_dir", cache, "--output_dir",
+                                                                 str(tmp_path / "out")],
+                  "the POS tags of jieba.posseg are bad", "not one tag per word", "not cached")
+    assert not os.path.exists(cache)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output and cache paths, refused before any work
+
+
+def snapshot(path):
+    """Every entry under path (path itself included) with its size and modification time; None if path is absent."""
+    if not os.path.lexists(path):
+        return None
+    entries = {}
+    for root, dirs, files in os.walk(path):
+        for name in [""] + dirs + files:
+            stat = os.lstat(os.path.join(root, name))
+            entries[os.path.relpath(os.path.join(root, name), path)] = (stat.st_size, stat.st_mtime_ns)
+    return entries
+
+
+@pytest.fixture(scope="module")
+def small_run(flags, tmp_path_factory):
+    """The output directory of a finished one-step small.py run."""
+    output_dir = str(tmp_path_factory.mktemp("small-run"))
+    small.main(flags["small"] + ["--max_steps", "1", "--output_dir", output_dir])
+    return output_dir
+
+
+def a_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a directory\n")
+    return str(path)
+
+
+def read_only_dir(tmp_path, monkeypatch):
+    path = tmp_path / "read-only"
+    path.mkdir()
+    path.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: let os.access answer as for another user
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: os.path.abspath(p) != str(path)
+                            and access(p, mode, **kw))
+    return str(path)
+
+
+def foreign_dir(tmp_path):
+    path = tmp_path / "documents"
+    path.mkdir()
+    (path / "notes.txt").write_text("mine\n")
+    return str(path)
+
+
+# id -> (script, lambda tmp_path, monkeypatch, runs: (flag values appended), parts of the message)
+PATH_CASES = {
+    "teacher-output-is-a-file": ("teacher", lambda t, m, r: ["--output_dir", a_file(t)],
+                                 ["--output_dir", "exists and is not a directory"]),
+    "small-output-is-a-file": ("small", lambda t, m, r: ["--output_dir", a_file(t)],
+                               ["--output_dir", "exists and is not a directory"]),
+    "distill-output-is-a-file": ("distill", lambda t, m, r: ["--output_dir", a_file(t)],
+                                 ["--output_dir", "exists and is not a directory"]),
+    "small-output-under-a-file": ("small", lambda t, m, r: ["--output_dir", os.path.join(a_file(t), "run")],
+                                  ["--output_dir", "a-file is not a directory"]),
+    "small-output-read-only": ("small", lambda t, m, r: ["--output_dir", read_only_dir(t, m)],
+                               ["--output_dir", "read-only: the directory is not writable"]),
+    "teacher-output-under-read-only": ("teacher", lambda t, m, r: ["--output_dir",
+                                                                   os.path.join(read_only_dir(t, m), "run")],
+                                       ["--output_dir", "read-only is not writable"]),
+    "distill-cache-is-a-file": ("distill", lambda t, m, r: ["--cache_dir", a_file(t)],
+                                ["--cache_dir", "exists and is not a directory"]),
+    "distill-cache-read-only": ("distill", lambda t, m, r: ["--cache_dir", read_only_dir(t, m)],
+                                ["--cache_dir", "the directory is not writable"]),
+    "distill-into-a-small-run": ("distill", lambda t, m, r: ["--output_dir", r.small],
+                                 ["--output_dir", "holds a checkpoint of a run with other flags",
+                                  "--script small -> distill"]),
+    "teacher-into-a-small-run": ("teacher", lambda t, m, r: ["--output_dir", r.small],
+                                 ["--output_dir", "holds a checkpoint of a run with other flags"]),
+    "small-into-a-distill-run": ("small", lambda t, m, r: ["--output_dir", r.distill.output_dir],
+                                 ["--output_dir", "holds a checkpoint of a run with other flags"]),
+    "distill-rerun-with-other-flags": ("distill", lambda t, m, r: r.distill.argv + ["--alpha", "0.5"],
+                                       ["--output_dir", "other flags (--alpha 0.0 -> 0.5)"]),
+    "distill-into-a-foreign-dir": ("distill", lambda t, m, r: ["--output_dir", foreign_dir(t)],
+                                   ["--output_dir", "not empty and not a run's output (notes.txt)"]),
+}
+
+
+@pytest.mark.parametrize("case", PATH_CASES.values(), ids=PATH_CASES.keys())
+def test_bad_output_or_cache_path_is_refused_before_any_work(capsys, flags, small_run, distill_run, tmp_path,
+                                                            monkeypatch, case):
+    script, extra, expected = case
+    argv = flags[script] + extra(tmp_path, monkeypatch, SimpleNamespace(small=small_run, distill=distill_run))
+    # argparse keeps the last value given
+    watched = [argv[len(argv) - argv[::-1].index(flag)] for flag in ("--output_dir", "--cache_dir") if flag in argv]
+    before = [snapshot(path) for path in watched]
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("data loaded before the output paths were checked")
+
+    monkeypatch.setattr(data, "load_examples", no_work)
+    fails_cleanly(capsys, MAINS[script], argv, *expected)
+    assert [snapshot(path) for path in watched] == before
