@@ -18,6 +18,23 @@ from args import parse_args
 from utils import UserError, replace_dir, run_main, write_json
 
 
+CHECK_TEXTS = ("a", "the film is not good at all , but the actors are fine", "很好的酒店")  # padded to one batch
+
+
+def verified_onednn(model, prefix, batch, flag, source):
+    """Whether predict.py should run the export with oneDNN: with it when its logits on the check batch match the
+    dygraph model's, else without; neither matching refuses the export."""
+    verified = models.verified_predictor(model, prefix, batch)
+    if verified is None:
+        raise UserError(f"{flag} {source}: the exported model's logits differ from the model's own, with and "
+                        "without oneDNN; nothing exported")
+    return verified[1]
+
+
+def check_texts(is_pair):
+    return [(text, text[::-1]) if is_pair else (text,) for text in CHECK_TEXTS]
+
+
 def student_export(student_dir):
     """(build, config): build(directory) writes the student's static model and vocabulary, returning the model's
     path prefix."""
@@ -26,13 +43,18 @@ def student_export(student_dir):
 
     def build(directory):
         student.vocab.save(os.path.join(directory, "vocab.txt"))
-        return models.export_static(student.model, models.student_input_spec(config), directory)
+        prefix = models.export_static(student.model, models.student_input_spec(config), directory)
+        batch = data.student_collate(student.vocab.pad_id)([data.student_record(
+            student.analyzer.sentences(texts), student.vocab, config.max_seq_length) for texts in check_texts(
+                config.is_pair)])
+        exported["onednn"] = verified_onednn(student.model, prefix, batch, "--student_dir", student_dir)
+        return prefix
 
-    return build, {"kind": "student", "task_name": config.task_name, "labels": list(config.labels),
-                   "is_pair": config.is_pair, "language": config.language, "use_pieces": config.use_pieces,
-                   "do_lower_case": student.analyzer.lower_cases,
-                   "max_seq_length": config.max_seq_length, "pad_id": student.vocab.pad_id,
-                   "inputs": list(config.input_names)}
+    exported = {"kind": "student", "task_name": config.task_name, "labels": list(config.labels),
+                "is_pair": config.is_pair, "language": config.language, "use_pieces": config.use_pieces,
+                "do_lower_case": student.analyzer.lower_cases, "max_seq_length": config.max_seq_length,
+                "pad_id": student.vocab.pad_id, "inputs": list(config.input_names)}
+    return build, exported
 
 
 def teacher_export(teacher_dir, task_name, max_seq_length):
@@ -51,15 +73,20 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
     tokenizer = data.load_tokenizer(teacher_dir, "--teacher_dir")
     max_seq_length = max_seq_length or 128
     models.check_teacher_length(model.config.to_dict(), max_seq_length, f"--teacher_dir {teacher_dir}")
-    input_names = data.TeacherEncoder(tokenizer, max_seq_length, task.language).input_names
+    encoder = data.TeacherEncoder(tokenizer, max_seq_length, task.language)
 
     def build(directory):
         tokenizer.save_pretrained(directory)
-        return models.export_static(model, models.teacher_input_spec(input_names), directory)
+        prefix = models.export_static(model, models.teacher_input_spec(encoder.input_names), directory)
+        batch = data.teacher_collate(tokenizer.pad_token_id)([encoder.texts(texts) for texts in check_texts(
+            task.is_pair)])
+        exported["onednn"] = verified_onednn(model, prefix, batch, "--teacher_dir", teacher_dir)
+        return prefix
 
-    return build, {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
-                   "language": task.language, "max_seq_length": max_seq_length, "pad_id": tokenizer.pad_token_id,
-                   "inputs": input_names}
+    exported = {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
+                "language": task.language, "max_seq_length": max_seq_length, "pad_id": tokenizer.pad_token_id,
+                "inputs": encoder.input_names}
+    return build, exported
 
 
 def main(argv=None):

@@ -54,7 +54,7 @@ class ExportedModel:
                                           config["language"])
             self._encode = encoder.texts
             self._collate = data.teacher_collate(config["pad_id"])
-        self._run = models.predictor_runner(models.make_predictor(prefix))
+        self._run = models.predictor_runner(models.make_predictor(prefix, config.get("onednn", True)))
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""

@@ -63,3 +63,29 @@ def test_falls_back_to_dygraph_with_one_warning(bert, task_files, caplog, monkey
         logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     assert len(caplog.records) == 1 and "no predictor" in caplog.text
     np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-6)
+
+
+@pytest.mark.parametrize("wrong", [(True,), (True, False)])
+def test_a_predictor_that_disagrees_with_dygraph_is_not_used(bert, task_files, caplog, monkeypatch, wrong):
+    """oneDNN gave wrong MPNet logits on Paddle 3.3.1: a predictor is checked first, oneDNN off is tried next, and
+    dygraph labels when no predictor agrees."""
+    model, tokenizer = bert
+    encoded = encode(task_files, "sst-2", tokenizer)[:20]
+    make_predictor, predictor_runner = models.make_predictor, models.predictor_runner
+    built = []
+
+    def predictor(prefix, onednn=True):
+        built.append(onednn)
+        return make_predictor(prefix, onednn)
+
+    def runner(predictor):
+        run = predictor_runner(predictor)
+        return (lambda batch: run(batch) + 3.0) if built[-1] in wrong else run  # wrong logits
+
+    monkeypatch.setattr(models, "predictor_runner", runner)
+    monkeypatch.setattr(models, "make_predictor", predictor)
+    with caplog.at_level(logging.WARNING, logger="distill"):
+        logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+    assert built == [True, False]
+    assert len(caplog.records) == len(wrong) + (len(wrong) == 2)  # one per rejected predictor, then the fallback
+    np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)
