@@ -93,6 +93,8 @@ def main(argv=None):
     models.check_teacher_length(models.teacher_config(args.teacher_dir), args.max_seq_length,
                                 f"--teacher_dir {args.teacher_dir}")
     tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
+    models.check_teacher_vocabulary(models.teacher_config(args.teacher_dir), tokenizer,
+                                    f"--teacher_dir {args.teacher_dir}")
     setup = training.student_setup(args, task, args.teacher_dir)
 
     config = data.AugmentConfig(

@@ -15,7 +15,7 @@ import paddle
 import data
 import model as models
 from args import parse_args
-from utils import UserError, replace_dir, run_main, write_json
+from utils import UserError, file_sha256, replace_dir, run_main, write_json
 
 
 CHECK_TEXTS = ("a", "the film is not good at all , but the actors are fine", "很好的酒店")  # padded to one batch
@@ -43,6 +43,7 @@ def student_export(student_dir):
 
     def build(directory):
         student.vocab.save(os.path.join(directory, "vocab.txt"))
+        exported["vocab_sha256"] = file_sha256(os.path.join(directory, "vocab.txt"))
         prefix = models.export_static(student.model, models.student_input_spec(config), directory)
         batch = data.student_collate(student.vocab.pad_id)([data.student_record(
             student.analyzer.sentences(texts), student.vocab, config.max_seq_length) for texts in check_texts(
@@ -53,7 +54,7 @@ def student_export(student_dir):
     exported = {"kind": "student", "task_name": config.task_name, "labels": list(config.labels),
                 "is_pair": config.is_pair, "language": config.language, "use_pieces": config.use_pieces,
                 "do_lower_case": student.analyzer.lower_cases, "max_seq_length": config.max_seq_length,
-                "pad_id": student.vocab.pad_id, "inputs": list(config.input_names)}
+                "pad_id": student.vocab.pad_id, "inputs": list(config.input_names), "vocab_size": len(student.vocab)}
     return build, exported
 
 
@@ -71,6 +72,7 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
         raise UserError(f"--teacher_dir {teacher_dir}: {model.config.num_labels} classes, but "
                         f"--task_name {task_name} has {len(task.labels)}")
     tokenizer = data.load_tokenizer(teacher_dir, "--teacher_dir")
+    models.check_teacher_vocabulary(model.config.to_dict(), tokenizer, f"--teacher_dir {teacher_dir}")
     max_seq_length = max_seq_length or 128
     models.check_teacher_length(model.config.to_dict(), max_seq_length, f"--teacher_dir {teacher_dir}")
     encoder = data.TeacherEncoder(tokenizer, max_seq_length, task.language)
@@ -85,7 +87,7 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
 
     exported = {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
                 "language": task.language, "max_seq_length": max_seq_length, "pad_id": tokenizer.pad_token_id,
-                "inputs": encoder.input_names}
+                "inputs": encoder.input_names, "vocab_size": len(tokenizer)}
     return build, exported
 
 

@@ -263,6 +263,9 @@ def load_student(directory, flag="--model_dir"):
     if not os.path.isfile(vocab_file):
         raise UserError(f"{flag} {directory}: missing vocab.txt (not a student directory)")
     vocab = data.StudentVocab(data.load_vocab_file(vocab_file, flag), config.use_pieces)
+    if len(vocab) != config.vocab_size:
+        raise UserError(f"{flag} {directory}: vocab.txt has {len(vocab)} entries but the model was trained with "
+                        f"{config.vocab_size} (a vocabulary that does not belong to these weights)")
     model = BiLSTM(config)
     load_student_weights(model, directory, flag)
     model.eval()
@@ -312,6 +315,15 @@ def check_teacher_length(config, max_seq_length, source):
     if max_seq_length > limit:
         raise UserError(f"--max_seq_length {max_seq_length}: the teacher of {source} takes at most {limit} tokens "
                         f"(its {config.get('model_type', 'model')} config has max_position_embeddings {positions})")
+
+
+def check_teacher_vocabulary(config, tokenizer, source):
+    """Refuse a tokenizer that makes ids beyond the teacher's word embeddings (they would be read out of range).
+    config: the teacher's config as a dict; source: the flag and directory, for the message."""
+    rows = config.get("vocab_size")
+    if rows is not None and len(tokenizer) > rows:
+        raise UserError(f"{source}: its tokenizer has {len(tokenizer)} tokens but the model's word embeddings have "
+                        f"{rows} rows (a vocabulary that does not belong to these weights)")
 
 
 def teacher_weights_path(teacher_dir, flag="--teacher_dir"):

@@ -24,7 +24,7 @@ import numpy as np
 import data
 import model as models
 from args import parse_args
-from utils import UserError, read_json, run_main
+from utils import UserError, file_sha256, read_json, run_main
 
 CHUNK_BATCHES = 50  # lines are read, sorted by length and labelled this many batches at a time
 
@@ -44,14 +44,19 @@ class ExportedModel:
         if config["kind"] == "student":
             vocab_file = os.path.join(directory, "vocab.txt")
             vocab = data.StudentVocab(data.load_vocab_file(vocab_file, "--model_dir"), config["use_pieces"])
+            check_vocabulary_size(len(vocab), config, directory)
+            if config.get("vocab_sha256", file_sha256(vocab_file)) != file_sha256(vocab_file):
+                raise UserError(f"--model_dir {directory}: vocab.txt is not the vocabulary the model was exported "
+                                "with (same size, other tokens)")
             analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
                                           "--model_dir")
             self._encode = lambda texts: data.student_record(analyzer.sentences(texts), vocab,
                                                              config["max_seq_length"])
             self._collate = data.student_collate(config["pad_id"])
         else:
-            encoder = data.TeacherEncoder(data.load_tokenizer(directory, "--model_dir"), config["max_seq_length"],
-                                          config["language"])
+            tokenizer = data.load_tokenizer(directory, "--model_dir")
+            check_vocabulary_size(len(tokenizer), config, directory)
+            encoder = data.TeacherEncoder(tokenizer, config["max_seq_length"], config["language"])
             self._encode = encoder.texts
             self._collate = data.teacher_collate(config["pad_id"])
         self._run = models.predictor_runner(models.make_predictor(prefix, config.get("onednn", True)))
@@ -64,6 +69,15 @@ class ExportedModel:
         logits = models.batched_logits(self._run, records, batch_size, self._collate).astype("float64")
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def check_vocabulary_size(size, config, directory):
+    """Refuse a vocabulary other than the one exported with the model (its ids would be read out of range, or
+    mean other words)."""
+    exported = config.get("vocab_size", size)  # exports made before the size was recorded
+    if size != exported:
+        raise UserError(f"--model_dir {directory}: its vocabulary has {size} entries but the model was exported with "
+                        f"{exported}")
 
 
 def parse_line(line, is_pair):

@@ -34,6 +34,8 @@ def main(argv=None):
     models.check_teacher_length(model.config.to_dict(), args.max_seq_length,
                                 f"--model_name_or_path {args.model_name_or_path}")
     tokenizer = data.load_tokenizer(args.model_name_or_path, "--model_name_or_path")
+    models.check_teacher_vocabulary(model.config.to_dict(), tokenizer,
+                                    f"--model_name_or_path {args.model_name_or_path}")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
 
     def encode(examples):

@@ -1,5 +1,6 @@
 """Small helpers every module uses: the error type and how scripts end on it, output directories, device and
 seeding, metrics, and writing files so that a crash never leaves half of one."""
+import hashlib
 import json
 import logging
 import os
@@ -166,3 +167,11 @@ def recover_dir(path):
     """Put back the previous version of a directory when replace_dir was interrupted between its renames."""
     if not os.path.exists(path) and os.path.exists(path + ".old"):
         os.replace(path + ".old", path)
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()

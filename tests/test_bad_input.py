@@ -358,3 +358,41 @@ def test_bad_output_or_cache_path_is_refused_before_any_work(capsys, flags, smal
     monkeypatch.setattr(data, "load_examples", no_work)
     fails_cleanly(capsys, MAINS[script], argv, *expected)
     assert [snapshot(path) for path in watched] == before
+
+
+# --- a vocabulary that does not belong to the model
+
+
+def write_lines(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_a_swapped_student_vocabulary_is_refused_at_export_and_predict(capsys, small_run, tmp_path):
+    best = os.path.join(small_run, "best")
+    export_dir = str(tmp_path / "exported")
+    export_model.main(["--student_dir", best, "--output_dir", export_dir])
+    vocab = open(os.path.join(export_dir, "vocab.txt"), encoding="utf-8").read().splitlines()
+    write_lines(os.path.join(export_dir, "vocab.txt"), vocab + ["extra1", "extra2"])  # larger
+    fails_cleanly(capsys, predict.main, ["--model_dir", export_dir], "--model_dir", f"{len(vocab) + 2} entries",
+                  f"exported with {len(vocab)}")
+    write_lines(os.path.join(export_dir, "vocab.txt"), vocab[:-1] + ["zzzz"])  # same size, another token
+    fails_cleanly(capsys, predict.main, ["--model_dir", export_dir], "--model_dir", "not the vocabulary")
+    swapped = tmp_path / "student"
+    swapped.mkdir()
+    for name in ("config.json", "model.pdparams"):
+        (swapped / name).write_bytes(open(os.path.join(best, name), "rb").read())
+    write_lines(swapped / "vocab.txt", vocab + ["extra"])
+    fails_cleanly(capsys, export_model.main, ["--student_dir", str(swapped), "--output_dir", str(tmp_path / "e2")],
+                  "--student_dir", f"{len(vocab) + 1} entries", f"trained with {len(vocab)}")
+
+
+def test_a_teacher_vocabulary_larger_than_its_embeddings_is_refused(capsys, flags, tiny_bert, tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    teacher_dir.mkdir()
+    for name in os.listdir(tiny_bert):
+        (teacher_dir / name).write_bytes(open(os.path.join(tiny_bert, name), "rb").read())
+    vocab = open(os.path.join(tiny_bert, "vocab.txt"), encoding="utf-8").read().splitlines()
+    write_lines(teacher_dir / "vocab.txt", vocab + [f"extra{i}" for i in range(5)])
+    argv = [str(teacher_dir) if value == tiny_bert else value for value in flags["distill"]]
+    fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", f"{len(vocab) + 5} tokens", f"{len(vocab)} rows")
