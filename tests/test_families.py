@@ -4,6 +4,7 @@ baseline -> distillation runs end to end."""
 import os
 
 import numpy as np
+import paddle
 import pytest
 from conftest import FAST, data_flags
 
@@ -52,6 +53,10 @@ def test_the_teacher_reads_exactly_its_tokenizer_s_encoding(teacher_dirs, task_f
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fast_labelling_matches_the_dygraph_teacher_one_example_at_a_time(teacher_dirs, task_files, family):
     bert = model.load_teacher(teacher_dirs[family], num_labels=2)
+    with paddle.no_grad():  # logits of a few units, as a trained teacher gives (random weights give ~0.05)
+        for parameter in bert.parameters():
+            if parameter.ndim == 2:
+                parameter.set_value(parameter * 20)
     tokenizer = data.load_tokenizer(teacher_dirs[family], "--teacher_dir")
     task = "chnsenticorp" if family == "bert-sentencepiece" else "qqp"
     encoder = data.TeacherEncoder(tokenizer, 32, data.TASKS[task].language)
@@ -59,7 +64,10 @@ def test_fast_labelling_matches_the_dygraph_teacher_one_example_at_a_time(teache
     assert len({data.record_length(r) for r in records}) > 3  # padded batches of several shapes
     fast = model.label_with_teacher(bert, records, 8, tokenizer.pad_token_id, "inference")
     one_by_one = np.concatenate([model.teacher_logits(bert, [r], 1, tokenizer.pad_token_id) for r in records])
-    np.testing.assert_allclose(fast, one_by_one, atol=1e-4)  # also: padding (its pad id) is masked
+    assert np.abs(one_by_one).max() > 1
+    # also: padding (its pad id) is masked; and for MPNet, whose oneDNN logits are wrong on Paddle 3.3.1 (off by
+    # about 7 here), the checked predictor runs without oneDNN
+    np.testing.assert_allclose(fast, one_by_one, atol=1e-3)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
