@@ -45,7 +45,8 @@ class ExportedModel:
             vocab_file = os.path.join(directory, "vocab.txt")
             vocab = data.StudentVocab(data.load_vocab_file(vocab_file, "--model_dir"), config["use_pieces"])
             check_vocabulary_size(len(vocab), config, directory)
-            if config.get("vocab_sha256", file_sha256(vocab_file)) != file_sha256(vocab_file):
+            digest = file_sha256(vocab_file)
+            if config.get("vocab_sha256", digest) != digest:  # exports made before the hash was recorded
                 raise UserError(f"--model_dir {directory}: vocab.txt is not the vocabulary the model was exported "
                                 "with (same size, other tokens)")
             analyzer = data.make_analyzer(config["language"], vocab_file if config["use_pieces"] else None,
