@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import random
+import shutil
 import signal
 import sys
 import time
@@ -21,8 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
 import model as models
-from utils import UserError, check_writable_dir, classification_metrics, read_json, replace_dir, recover_dir, \
-    set_device, set_seed, write_json
+from utils import UserError, check_writable_dir, classification_metrics, file_sha256, read_json, recover_dir, \
+    replace_dir, set_device, set_seed, write_json
 
 logger = logging.getLogger("distill")
 
@@ -31,6 +32,7 @@ logger = logging.getLogger("distill")
 FLAGS_A_RESUME_MAY_CHANGE = {"output_dir", "device", "max_epoch", "max_steps", "eval_steps", "logging_steps",
                              "visualdl", "num_workers", "cache_dir", "teacher_backend", "teacher_batch_size",
                              "save_transfer_set"}
+INPUTS = "input_sha256"  # the key of the input files' hashes among the flags a checkpoint records
 # What a run writes in its --output_dir (each also as <name>.tmp or <name>.old while it is being replaced).
 RUN_FILES = {"best", "checkpoint", "eval_log.jsonl", "results.json", "vdl", "transfer_set.tsv"}
 
@@ -49,19 +51,40 @@ class RunConfig:
     logging_steps: int
     visualdl: bool
     flags: dict  # every flag of the run, for results.json and for refusing to resume with other settings
+    inputs: dict = field(default_factory=dict)  # flag -> sha256 of the file it names (input_hashes)
 
     @classmethod
     def from_args(cls, args, metric):
         return cls(script=args.script, task_name=args.task_name, output_dir=args.output_dir, metric=metric,
                    seed=args.seed, max_epoch=args.max_epoch, max_steps=args.max_steps, eval_steps=args.eval_steps,
-                   logging_steps=args.logging_steps, visualdl=args.visualdl, flags=dict(sorted(vars(args).items())))
+                   logging_steps=args.logging_steps, visualdl=args.visualdl, flags=dict(sorted(vars(args).items())),
+                   inputs=input_hashes(args))
 
     def total_steps(self, steps_per_epoch):
         return self.max_steps or steps_per_epoch * self.max_epoch
 
     @property
     def resume_flags(self):
-        return {k: v for k, v in self.flags.items() if k not in FLAGS_A_RESUME_MAY_CHANGE}
+        """What a resumed run must share with its checkpoint: the flags a rerun may not change, and the contents of
+        the input files."""
+        return {**{k: v for k, v in self.flags.items() if k not in FLAGS_A_RESUME_MAY_CHANGE}, INPUTS: self.inputs}
+
+
+def input_hashes(args):
+    """flag -> sha256 of the input file it names: data files, vocabulary, embedding vectors, and the weights of a
+    local teacher (or of the local model a teacher is fine-tuned from)."""
+    files = {flag: getattr(args, flag, None) for flag in ("train_file", "dev_file", "vocab_path", "embedding")}
+    for flag in ("teacher_dir", "model_name_or_path"):
+        directory = getattr(args, flag, None)
+        try:
+            files[flag] = models.teacher_weights_path(directory) if directory and os.path.isdir(directory) else None
+        except UserError:
+            pass  # a directory without weights is reported where the teacher is loaded
+    try:
+        return {flag: file_sha256(path) for flag, path in files.items() if path and os.path.isfile(path)}
+    except OSError as error:
+        flag = next(flag for flag, path in files.items() if path == error.filename)
+        raise UserError(f"--{flag} {error.filename}: cannot be read ({error.strerror})") from None
 
 
 @dataclass
@@ -128,9 +151,16 @@ def _is_run_file(name):
 
 
 def check_same_flags(output_dir, saved_flags, flags):
-    """Refuse to resume a checkpoint in output_dir saved with other flags (those a rerun may not change), naming
-    them."""
-    differing = sorted(k for k in set(saved_flags) | set(flags) if saved_flags.get(k) != flags.get(k))
+    """Refuse to resume a checkpoint in output_dir saved with other flags (those a rerun may not change) or from
+    input files that have changed since at the same paths, naming them."""
+    differing = sorted(k for k in set(saved_flags) | set(flags) if k != INPUTS and saved_flags.get(k) != flags.get(k))
+    saved_inputs = saved_flags.get(INPUTS, {})  # checkpoints written before the inputs were hashed have none
+    changed = [flag for flag, digest in flags.get(INPUTS, {}).items()
+               if flag not in differing and saved_inputs.get(flag, digest) != digest]
+    if changed and not differing:
+        raise UserError(f"--output_dir {output_dir} holds a checkpoint of a run that read other contents from "
+                        f"{', '.join(f'--{flag} {flags[flag]}' for flag in changed)} (the file changed since); "
+                        "restore the file to resume, or use another --output_dir")
     if differing:
         changes = ", ".join(f"--{k} {_shown(saved_flags.get(k))} -> {_shown(flags.get(k))}" for k in differing)
         raise UserError(f"--output_dir {output_dir} holds a checkpoint of a run with other flags ({changes}); rerun "
@@ -139,10 +169,13 @@ def check_same_flags(output_dir, saved_flags, flags):
 
 class Checkpoint:
     """<output_dir>/checkpoint: model, optimizer, LR schedule, random state and LoopState, written whole or not at
-    all (replace_dir)."""
+    all (replace_dir), with a snapshot of <output_dir>/best as it was then (hard links: best/ is replaced, never
+    changed in place). Resuming puts that best/ back, so that best/ always agrees with the resumed state, also when
+    a run was killed after a best model newer than its checkpoint."""
 
     def __init__(self, output_dir, model, optimizer, lr_scheduler):
         self.directory = os.path.join(output_dir, "checkpoint")
+        self.best_dir = os.path.join(output_dir, "best")
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
         recover_dir(self.directory)
 
@@ -164,6 +197,12 @@ class Checkpoint:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         paddle.set_rng_state(rng["paddle"])
+        recover_dir(self.best_dir)
+        saved_best = os.path.join(self.directory, "best")
+        if os.path.isdir(saved_best):
+            replace_dir(lambda directory: _snapshot(saved_best, directory), self.best_dir)
+        else:
+            shutil.rmtree(self.best_dir, ignore_errors=True)
         logger.info("resumed from %s at step %d (epoch %d)", self.directory, saved["step"], saved["epoch"])
         return LoopState(**saved)
 
@@ -178,7 +217,19 @@ class Checkpoint:
                 pickle.dump({"python": random.getstate(), "numpy": np.random.get_state(),
                              "paddle": paddle.get_rng_state()}, f)
             write_json(os.path.join(directory, "state.json"), dataclasses.asdict(state))
+            if os.path.isdir(self.best_dir):
+                _snapshot(self.best_dir, os.path.join(directory, "best"))
         replace_dir(build, self.directory)
+
+
+def _snapshot(source, target):
+    """Copy directory source to target as hard links, or as copies where the file system has none."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    shutil.copytree(source, target, copy_function=link, dirs_exist_ok=True)
 
 
 def _shown(flag_value):

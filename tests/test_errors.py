@@ -102,6 +102,24 @@ def test_resuming_with_other_flags_is_refused(capsys, task_files, student_flags)
     assert small.main(flags + ["--max_steps", "4"])["steps"] == 4  # more steps with the same flags resume
 
 
+@pytest.mark.parametrize("flag", ["--train_file", "--vocab_path"])
+def test_resuming_after_an_input_file_changed_is_refused(capsys, task_files, tiny_bert, student_flags, tmp_path,
+                                                         flag):
+    train, vocab = tmp_path / "train.tsv", tmp_path / "vocab.txt"
+    train.write_bytes(open(task_files["sst-2"][0], "rb").read())
+    vocab.write_bytes(open(os.path.join(tiny_bert, "vocab.txt"), "rb").read())
+    flags = ["--task_name", "sst-2", "--train_file", str(train), "--dev_file", task_files["sst-2"][1]] + \
+        student_flags + ["--vocab_path", str(vocab), "--max_steps", "2"]
+    small.main(flags)
+    output_dir = flags[flags.index("--output_dir") + 1]
+    before = sorted(os.listdir(output_dir))
+    changed = {"--train_file": train, "--vocab_path": vocab}[flag]
+    with open(changed, "a", encoding="utf-8") as f:
+        f.write("a line added later\t1\n" if flag == "--train_file" else "addedlater\n")
+    fails_cleanly(capsys, small.main, flags + ["--max_steps", "4"], output_dir, f"{flag} {changed}", "changed")
+    assert sorted(os.listdir(output_dir)) == before
+
+
 def test_teacher_of_another_task(capsys, task_files, tiny_bert, tmp_path):
     teacher_dir = str(tmp_path / "teacher")
     teacher.main(data_flags(task_files, "qqp") + ["--model_name_or_path", tiny_bert, "--output_dir", teacher_dir,

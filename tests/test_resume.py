@@ -141,10 +141,47 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(task_files, t
     monkeypatch.undo()
     ckpt = tmp_path / "resumed" / "checkpoint"
     assert read_json(str(ckpt / "state.json"))["step"] == 3  # the epoch-1 checkpoint, whole
-    assert sorted(os.listdir(ckpt)) == ["lr.pdparams", "model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"]
+    assert sorted(os.listdir(ckpt)) == ["best", "lr.pdparams", "model.pdparams", "optimizer.pdopt", "rng.pkl",
+                                       "state.json"]
     assert not os.path.exists(str(ckpt) + ".tmp")
     small.main(resumed)
     assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+
+
+class Killed(BaseException):
+    """SIGKILL as the run sees it: it stops where it is, no checkpoint is written."""
+
+
+def test_a_best_model_newer_than_the_checkpoint_is_put_back_on_resume(task_files, tiny_bert, tmp_path,
+                                                                     monkeypatch):
+    flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "2", "--eval_steps", "2",
+        "--output_dir", str(tmp_path / "run")]
+    scores = iter(range(1000))  # every evaluation is a new best, so best/ is written at every one
+    monkeypatch.setattr(training, "classification_metrics", lambda *args: {"acc": next(scores) / 1000})
+    writes = []
+
+    def replace_dir_then_kill(build, path):
+        replace_dir(build, path)
+        writes.append(os.path.basename(path))
+        if writes[-1] == "best" and "checkpoint" in writes:  # a best model written after the epoch-1 checkpoint
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "replace_dir", replace_dir_then_kill)
+        with pytest.raises(Killed):
+            small.main(flags)
+    run = tmp_path / "run"
+    checkpoint_step = read_json(str(run / "checkpoint" / "state.json"))["step"]
+    newer_best = paddle.load(str(run / "best" / "model.pdparams"))
+    checkpoint_weights = paddle.load(str(run / "checkpoint" / "model.pdparams"))
+    assert any(not np.array_equal(newer_best[k], checkpoint_weights[k]) for k in newer_best)
+
+    results = small.main(flags[:-2] + ["--max_epoch", "1", "--output_dir", str(run)])  # ends at the checkpoint
+    assert results["best_step"] == checkpoint_step  # its best model is the model at the checkpoint...
+    best = paddle.load(str(run / "best" / "model.pdparams"))
+    for key, value in checkpoint_weights.items():  # ...and best/ holds it again, not the newer one
+        np.testing.assert_array_equal(np.asarray(best[key]), np.asarray(value), err_msg=key)
 
 
 def write_version(text):
