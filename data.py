@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 from tqdm import tqdm
 
-from utils import CPU_CORES, UserError, read_cache, write_cache
+from utils import CPU_CORES, UserError, read_cache, read_text, write_cache
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")
@@ -80,22 +81,25 @@ def _examples(rows, task, limit):
 
 
 def check_tsv(path, flag, n_fields, label_index, labels):
-    """Fail with file and line on anything PaddleNLP's reader would choke on or silently misread."""
-    if not os.path.isfile(path):
-        raise UserError(f"{flag} {path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise UserError(f"{flag} {path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    """Fail with file and line on anything PaddleNLP's reader would choke on or silently misread; returns the
+    number of examples. Lines are split where the reader splits them (\\n, \\r\\n and \\r; not at the other
+    characters str.splitlines breaks at), and line 1 is the header the reader skips."""
+    lines = read_text(path, flag).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line
     if len(lines) < 2:
         raise UserError(f"{flag} {path}: expected a header line and at least one example")
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(lines, start=1):
         fields = line.strip().split("\t")
-        if len(fields) != n_fields:
+        is_example = len(fields) == n_fields and fields[label_index] in labels
+        if number == 1 and is_example:
+            raise UserError(f"{flag} {path}:1: is an example, but line 1 is the header, which the reader skips; "
+                            "add a header line")
+        if number > 1 and len(fields) != n_fields:
             raise UserError(f"{flag} {path}:{number}: expected {n_fields} tab-separated fields, found {len(fields)}")
-        if fields[label_index] not in labels:
+        if number > 1 and not is_example:
             raise UserError(f"{flag} {path}:{number}: label {fields[label_index]!r} is not one of {list(labels)}")
+    return len(lines) - 1
 
 
 class Analyzer:
@@ -167,10 +171,7 @@ class StudentVocab:
 
 
 def load_vocab_file(path, flag="--vocab_path"):
-    if not os.path.isfile(path):
-        raise UserError(f"{flag} {path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        tokens = set(f.read().split("\n"))
+    tokens = set(read_text(path, flag).split("\n"))
     missing = [t for t in (PAD, UNK, MASK) if t not in tokens]
     if missing:
         raise UserError(f"{flag} {path}: vocabulary lacks the special tokens {missing}")
@@ -449,7 +450,8 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
     workers = num_workers or CPU_CORES
     chunk = max(1, min(2000, len(sentences) // (workers * 4) or 1))
     ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 and len(ranges) > 1 else None
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) \
+        if workers > 1 and len(ranges) > 1 else None
     parts = []
     try:
         # imap hands back the ranges in order, so the set does not depend on which worker finishes first.
@@ -473,6 +475,13 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
                     transfer.append(TransferExample(index, copy, -1))
             index += 1
     return transfer
+
+
+def _worker_signals():
+    """Augmentation workers leave Ctrl-C (sent to the whole process group) to the parent, which terminates them on
+    any interruption, and die at once on the SIGTERM of that termination."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _key(sentences):

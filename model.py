@@ -429,7 +429,10 @@ def make_predictor(model_prefix, onednn=True):
     """A paddle.inference predictor for an exported model: fp16 on GPU, else all CPU cores, with oneDNN or without
     (Paddle 3 turns oneDNN on by itself unless told not to)."""
     # Paddle 3 (PIR) saves <prefix>.json, Paddle 2 <prefix>.pdmodel.
-    program = next(model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext))
+    program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
+    if program is None:
+        raise UserError(f"{model_prefix}.json: missing (nor is there a {os.path.basename(model_prefix)}.pdmodel); "
+                        "export the model again")
     config = paddle.inference.Config(program, model_prefix + ".pdiparams")
     config.switch_ir_optim(True)
     config.disable_glog_info()
@@ -445,7 +448,12 @@ def make_predictor(model_prefix, onednn=True):
             config.set_mkldnn_cache_capacity(8)
         else:
             config.disable_mkldnn()
-    return paddle.inference.create_predictor(config)
+    try:
+        return paddle.inference.create_predictor(config)
+    except (ValueError, RuntimeError, OSError) as error:  # Paddle's errors for a damaged program or weights file
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise UserError(f"{program} with {model_prefix}.pdiparams: Paddle cannot load them ({reason.strip()}); "
+                        "export the model again") from None
 
 
 def verified_predictor(model, model_prefix, sample):

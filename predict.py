@@ -26,6 +26,8 @@ import model as models
 from args import parse_args
 from utils import UserError, file_sha256, read_json, run_main
 
+# What predict.py reads from export_config.json (a student's also has use_pieces).
+EXPORT_FIELDS = ("kind", "model", "labels", "is_pair", "language", "max_seq_length", "pad_id")
 CHUNK_BATCHES = 50  # lines are read, sorted by length and labelled this many batches at a time
 
 
@@ -37,7 +39,9 @@ class ExportedModel:
         if not os.path.isfile(config_path):
             raise UserError(f"--model_dir {directory}: no {models.EXPORT_CONFIG} (write the directory with "
                             f"export_model.py)")
-        self.config = config = read_json(config_path)
+        self.config = config = read_json(config_path, EXPORT_FIELDS)
+        if config["kind"] not in ("student", "teacher") or config["kind"] == "student" and "use_pieces" not in config:
+            raise UserError(f"{config_path}: not an export_config.json of export_model.py (kind {config['kind']!r})")
         prefix = os.path.join(directory, config["model"])
         if not os.path.isfile(prefix + ".pdiparams"):
             raise UserError(f"--model_dir {directory}: missing {config['model']}.pdiparams")
@@ -89,6 +93,13 @@ def parse_line(line, is_pair):
     return texts, None
 
 
+def _lines(stream, source):
+    try:
+        yield from stream
+    except OSError as error:
+        raise UserError(f"{source}: cannot be read ({error.strerror})") from None
+
+
 def main(argv=None):
     args = parse_args("predict", argv)
     if args.input_file and not os.path.isfile(args.input_file):
@@ -96,11 +107,13 @@ def main(argv=None):
     model = ExportedModel(args.model_dir)
     labels, is_pair = model.config["labels"], model.config["is_pair"]
     source = args.input_file or "<stdin>"
-    stream = open(args.input_file, encoding="utf-8", errors="replace") if args.input_file else \
-        io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    # A line ends at "\n" only: "\r", "\x0b", "\x85", "\u2028" and the like are text, so there is one output line
+    # per input line whatever bytes the lines hold.
+    stream = io.TextIOWrapper(open(args.input_file, "rb") if args.input_file else sys.stdin.buffer,
+                              encoding="utf-8", errors="replace", newline="\n")
     malformed = 0
     with stream:
-        numbered = enumerate(stream, start=1)
+        numbered = enumerate(_lines(stream, source), start=1)
         while chunk := list(itertools.islice(numbered, args.batch_size * CHUNK_BATCHES)):
             parsed = [(number, *parse_line(line, is_pair)) for number, line in chunk]
             good = [(number, texts) for number, texts, error in parsed if error is None]

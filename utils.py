@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sys
 
 import numpy as np
@@ -26,18 +27,55 @@ class UserError(Exception):
 _created_dirs = []  # output directories this process created, removed again when its run fails on bad input
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every cleanup on the way out runs (temporary
+    exports, worker pools, half-written files)."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def run_main(main, argv=None):
-    """Run a script's main(argv). Bad input ends with one message and exit code 2, and the output directory
-    that this run created (prepare_output_dir), if any, is removed again; an existing one is left as it was."""
+    """Run a script's main(argv); how every script ends when it does not end well, in one line on stderr and no
+    traceback:
+    - bad input (UserError): exit code 2; an output directory this run created (prepare_output_dir) is removed;
+    - Ctrl-C or SIGTERM outside the training loop (which checkpoints and exits 130 itself): exit code 130;
+    - an operating-system error (disk full, permission denied, ...), naming the path: exit code 1;
+    - the reader of standard output went away (`predict.py ... | head -1`): quietly, exit code 141 as for SIGPIPE.
+    After an interruption or an OS error, an output directory this run created is removed unless it holds a
+    checkpoint to resume from."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     _created_dirs.clear()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return main(argv)
     except UserError as error:
-        for path in reversed(_created_dirs):
+        _remove_created_dirs(keep_checkpoints=False)
+        _exit(f"error: {error}", 2)
+    except KeyboardInterrupt as interruption:
+        _remove_created_dirs(keep_checkpoints=True)
+        _exit(f"interrupted ({interruption.args[0] if interruption.args else 'SIGINT'})", 130)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout is quiet
+        sys.exit(141)
+    except OSError as error:
+        _remove_created_dirs(keep_checkpoints=True)
+        where = f"{error.filename}: " if error.filename else ""
+        _exit(f"error: {where}{error.strerror or error}", 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_created_dirs(keep_checkpoints):
+    for path in reversed(_created_dirs):
+        if not (keep_checkpoints and os.path.exists(os.path.join(path, "checkpoint"))):
             shutil.rmtree(path, ignore_errors=True)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+
+
+def _exit(message, code):
+    print(message, file=sys.stderr)
+    sys.exit(code)
 
 
 def prepare_output_dir(path):
@@ -98,10 +136,10 @@ def atomic_write(path, write, mode="w"):
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
+        raise _naming(error, path)
 
 
 def read_cache(path, load, problem):
@@ -138,9 +176,34 @@ def write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_text(path, flag):
+    """The text of a UTF-8 file (with universal newlines, as PaddleNLP's readers see it), refused in one line
+    naming the flag when the file is missing, unreadable or not UTF-8."""
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as error:
+        raise UserError(f"{flag} {path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise UserError(f"{flag} {path}: cannot be read ({error.strerror})") from None
+
+
+def read_json(path, fields=()):
+    """The JSON object in a file, refused (naming the file) when the file is not JSON, not an object, or lacks one
+    of `fields`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path}: not a valid JSON file ({error})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    missing = [name for name in fields if name not in obj]
+    if missing:
+        raise UserError(f"{path}: missing field(s) {', '.join(missing)}")
+    return obj
 
 
 def replace_dir(build, path):
@@ -154,13 +217,20 @@ def replace_dir(build, path):
     os.makedirs(tmp)
     try:
         build(tmp)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise _naming(error, path)
     if os.path.exists(path):
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _naming(error, path):
+    """An OS error that names no file (a write that found the disk full) named after the path being written."""
+    if isinstance(error, OSError) and not error.filename and error.errno:
+        return OSError(error.errno, error.strerror, path)
+    return error
 
 
 def recover_dir(path):
@@ -171,7 +241,10 @@ def recover_dir(path):
 
 def file_sha256(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+    except OSError as error:
+        raise _naming(error, path)
     return digest.hexdigest()

@@ -33,17 +33,17 @@ FAST = ["--max_epoch", "1", "--batch_size", "16", "--eval_steps", "1000", "--log
 STUDENT_FAST = FAST + ["--hidden_size", "32", "--emb_dim", "32"]
 
 
-def fails_cleanly(capsys, main, argv, *expected):
-    """main(argv) run as a script ends with exit code 2 and one last stderr line holding each expected part, no
-    traceback, and its --output_dir (if it names one) exists afterwards only if it existed before; returns that
-    line."""
+def fails_cleanly(capsys, main, argv, *expected, code=2):
+    """main(argv) run as a script ends with exit code `code` (2: bad input) and one last stderr line holding each
+    expected part, no traceback, and its --output_dir (if it names one) exists afterwards only if it existed before;
+    returns that line."""
     from utils import run_main
 
     output_dir = argv[argv.index("--output_dir") + 1] if "--output_dir" in argv else None
     existed = output_dir is not None and os.path.exists(output_dir)
     with pytest.raises(SystemExit) as exit_info:
         run_main(main, argv)
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == code
     err = capsys.readouterr().err.strip().splitlines()
     message = err[-1]
     assert "Traceback" not in "\n".join(err)

@@ -1,16 +1,28 @@
 """Bad flags, bad output and cache paths, and damaged caches. A flag out of its range is refused at parse time and a
 bad --output_dir or --cache_dir before any work (exit code 2, one line naming the flag and what is allowed, nothing
 written); a damaged cache entry is reported, moved aside to <name>.bad and computed again."""
+import errno
 import io
+import json
 import logging
+import multiprocessing
 import os
 import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from types import SimpleNamespace
 
 import numpy as np
 import paddle
 import pytest
-from conftest import STUDENT_FAST, data_flags, fails_cleanly
+from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paddlenlp.datasets import load_dataset
 
 import benchmark
 import bert_distill
@@ -21,7 +33,7 @@ import model
 import predict
 import small
 import teacher
-from utils import UserError
+from utils import UserError, run_main
 
 
 @pytest.fixture(scope="module")
@@ -396,3 +408,207 @@ def test_a_teacher_vocabulary_larger_than_its_embeddings_is_refused(capsys, flag
     write_lines(teacher_dir / "vocab.txt", vocab + [f"extra{i}" for i in range(5)])
     argv = [str(teacher_dir) if value == tiny_bert else value for value in flags["distill"]]
     fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", f"{len(vocab) + 5} tokens", f"{len(vocab)} rows")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Damaged exports, unreadable files and operating-system errors: one line naming the path, no traceback
+
+
+@pytest.fixture(scope="module")
+def exported(small_run, tmp_path_factory):
+    """An export_model.py directory of the small run's student (SST-2)."""
+    export_dir = str(tmp_path_factory.mktemp("exported") / "student")
+    export_model.main(["--student_dir", os.path.join(small_run, "best"), "--output_dir", export_dir])
+    return export_dir
+
+
+def damage(name, content):
+    def write(directory):
+        with open(os.path.join(directory, name), "rb") as f:
+            raw = f.read()
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(content(raw))
+    return write
+
+
+# id -> (damage(export directory), parts of the message)
+EXPORT_CASES = {
+    "config-not-json": (damage("export_config.json", lambda raw: b'{"kind": '),
+                        ["export_config.json", "not a valid JSON file"]),
+    "config-not-an-object": (damage("export_config.json", lambda raw: b"[1, 2]"),
+                             ["export_config.json", "expected a JSON object, found list"]),
+    "config-missing-fields": (damage("export_config.json", lambda raw: b'{"kind": "student"}'),
+                              ["export_config.json", "missing field(s) model, labels"]),
+    "config-unknown-kind": (damage("export_config.json", lambda raw: raw.replace(b'"student"', b'"robot"')),
+                            ["export_config.json", "kind 'robot'"]),
+    "weights-random-bytes": (damage("model.pdiparams", lambda raw: np.random.default_rng(0).bytes(len(raw))),
+                             ["model.pdiparams", "Paddle cannot load them", "export the model again"]),
+    "weights-truncated": (damage("model.pdiparams", lambda raw: raw[:300]),
+                          ["model.pdiparams", "Paddle cannot load them"]),
+    "program-missing": (lambda d: os.remove(os.path.join(d, "model.json" if os.path.exists(
+        os.path.join(d, "model.json")) else "model.pdmodel")), ["model.json: missing", "export the model again"]),
+}
+
+
+@pytest.mark.parametrize("case", EXPORT_CASES.values(), ids=EXPORT_CASES.keys())
+def test_a_damaged_export_is_refused(capsys, exported, tmp_path, case):
+    spoil, expected = case
+    copy = str(tmp_path / "export")
+    shutil.copytree(exported, copy)
+    spoil(copy)
+    fails_cleanly(capsys, predict.main, ["--model_dir", copy], copy, *expected)
+
+
+UNREADABLE = "/proc/self/mem"  # a file that exists and fails to read (EIO), even for root
+
+
+@pytest.mark.parametrize("script, flag", [("small", "--train_file"), ("small", "--dev_file"),
+                                          ("small", "--vocab_path"), ("predict", "--input_file")])
+def test_an_unreadable_input_file_is_named(capsys, flags, exported, script, flag):
+    argv = (flags[script] if script != "predict" else ["--model_dir", exported]) + [flag, UNREADABLE]
+    fails_cleanly(capsys, MAINS[script], argv, f"{flag} {UNREADABLE}" if script != "predict" else UNREADABLE,
+                  "cannot be read (Input/output error)")
+
+
+def test_a_full_disk_is_one_line_naming_the_path(capsys, flags, tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(paddle, "save", no_space)
+    output_dir = str(tmp_path / "run")
+    fails_cleanly(capsys, small.main, flags["small"] + ["--output_dir", output_dir],
+                  f"error: {os.path.join(output_dir, 'best')}: No space left on device", code=1)
+
+
+def test_predict_into_a_closed_pipe_exits_quietly(exported, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("a fine film\n" * 20000)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "predict.py"), "--model_dir", exported,
+                                "--input_file", str(lines)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()  # `predict.py ... | head -1`
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait() == 141 and first.count(b"\t") == 2
+    assert "Traceback" not in err and "Error" not in err, err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM outside the training loop: everything cleaned up, exit 130, no traceback
+
+
+def interrupted(capfd, main, argv, signal_name):
+    """Run main(argv) as a script, expecting the interruption; returns stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, argv)
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 130
+    assert err.strip().splitlines()[-1] == f"interrupted ({signal_name})"
+    assert "Traceback" not in err and "Error" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_run, tmp_path, monkeypatch, signum):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    verified_predictor = model.verified_predictor
+
+    def interrupting(*args, **kwargs):
+        assert os.listdir(temp)  # the exported teacher
+        result = verified_predictor(*args, **kwargs)
+        signal.raise_signal(signum)
+        return result
+
+    monkeypatch.setattr(model, "verified_predictor", interrupting)
+    output_dir, cache = tmp_path / "out", tmp_path / "cache"
+    argv = distill_run.argv + ["--teacher_backend", "inference", "--p_pos", "0", "--cache_dir", str(cache),
+                               "--output_dir", str(output_dir)]
+    interrupted(capfd, bert_distill.main, argv, signal.Signals(signum).name)
+    assert os.listdir(temp) == [] and not output_dir.exists()
+    assert not [name for name in os.listdir(cache) if name.startswith("logits")] if cache.exists() else True
+
+
+INTERRUPTION = {}  # what _augment_then_interrupt does, set by the test before the workers are forked
+
+
+def _augment_then_interrupt(bounds):
+    """data._augment_range, run in an augmentation worker, sending a signal to the parent (and with Ctrl-C, which a
+    terminal sends to the whole process group, to the worker too) from the second range of examples on."""
+    if bounds[0] > 0:
+        os.kill(INTERRUPTION["parent"], INTERRUPTION["signum"])
+        if INTERRUPTION["signum"] == signal.SIGINT:
+            os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+    return INTERRUPTION["augment"](bounds)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_interrupted_augmentation_stops_its_workers(capfd, distill_run, tmp_path, monkeypatch, signum):
+    INTERRUPTION.update(parent=os.getpid(), signum=signum, augment=data._augment_range)
+    monkeypatch.setattr(data, "_augment_range", _augment_then_interrupt)
+    argv = distill_run.argv + ["--num_workers", "2", "--p_pos", "0", "--cache_dir", str(tmp_path / "cache"),
+                               "--output_dir", str(tmp_path / "out")]
+    interrupted(capfd, bert_distill.main, argv, signal.Signals(signum).name)
+    assert multiprocessing.active_children() == []
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a line is: the validation pass, PaddleNLP's reader and predict.py agree
+
+
+def test_a_file_without_its_header_line_is_refused(capsys, flags, task_files, tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("".join(open(task_files["sst-2"][0], encoding="utf-8").readlines()[1:]), encoding="utf-8")
+    argv = flags["small"] + ["--train_file", str(train)]
+    fails_cleanly(capsys, small.main, argv, f"--train_file {train}:1: is an example", "add a header line")
+
+
+# Characters that end a line somewhere: str.splitlines() breaks at all of them, the reader at \n, \r\n and \r only.
+LINE_CHARACTERS = "ab 01\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00\ufeffé"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.text(alphabet=LINE_CHARACTERS, min_size=1, max_size=40))
+def test_validation_accepts_exactly_what_the_reader_reads(tmp_path, body):
+    path = str(tmp_path / "train.tsv")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("sentence\tlabel\n" + body)
+    task = data.TASKS["sst-2"]
+    try:
+        count = data.check_tsv(path, "--train_file", *task.layouts["train"], task.labels)
+    except UserError:
+        count = None
+    try:
+        rows = load_dataset(*task.dataset, splits="train", data_files=path, lazy=False)
+        read = [row for row in rows] if all(row["labels"] in (0, 1, "0", "1") for row in rows) else None
+    except Exception:
+        read = None
+    if count is not None:  # accepted: the reader reads one example per line validated, with a valid label
+        assert read is not None and count == len(read), (count, read)
+
+
+@pytest.mark.parametrize("character", "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+def test_characters_the_reader_keeps_inside_a_line_are_accepted(tmp_path, character):
+    path = str(tmp_path / "train.tsv")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(f"sentence\tlabel\na bad{character}film\t0\n")
+    task = data.TASKS["sst-2"]
+    assert data.check_tsv(path, "--train_file", *task.layouts["train"], task.labels) == 1
+    assert [ex.texts for ex in data.read_split(task, "train", path, "--train_file")] == [(f"a bad{character}film",)]
+
+
+def test_predict_gives_one_line_per_input_line_whatever_the_bytes(capsys, exported, monkeypatch):
+    rng = np.random.default_rng(0)
+    every_byte = bytes(b for b in range(256) if b != ord("\n"))
+    lines = [every_byte, b"", b"\r", b"\xff\xfe invalid utf-8 \xc3", "\u2028 \x85 \x0b \x0c".encode()]
+    lines += [bytes(rng.choice(list(every_byte), size=int(rng.integers(0, 30)))) for _ in range(40)]
+    for json_flag in ([], ["--json"]):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
+        capsys.readouterr()
+        assert predict.main(["--model_dir", exported] + json_flag) == 0
+        out = capsys.readouterr().out.split("\n")
+        assert out[-1] == "" and len(out) - 1 == len(lines)
+        if json_flag:
+            assert [json.loads(line)["line"] for line in out[:-1]] == list(range(1, len(lines) + 1))
