@@ -17,7 +17,7 @@ from paddlenlp.transformers import AutoModelForSequenceClassification
 from tqdm import tqdm
 
 import data
-from utils import CPU_CORES, UserError, read_json, write_json
+from utils import CPU_CORES, UserError, read_json, use_all_cores, write_json
 
 logger = logging.getLogger("distill")
 
@@ -497,16 +497,19 @@ def label_with_teacher(model, records, batch_size, pad_id, backend="inference"):
     verified_predictor); the dygraph model when no predictor can be built or none agrees."""
     collate = data.teacher_collate(pad_id)
     if backend != "dygraph" and records:
-        with tempfile.TemporaryDirectory() as directory:
-            try:
-                prefix = export_static(model, teacher_input_spec(list(records[0])), directory)
-                verified = verified_predictor(model, prefix, collate(records[:CHECK_BATCH]))
-            except Exception as error:  # any export or predictor failure: the dygraph model still works
-                logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
-                               backend, type(error).__name__, error)
-            else:
-                if verified is not None:
-                    return batched_logits(verified[0], records, batch_size, collate, "teacher labelling")
-                logger.warning("teacher backend %s disagrees with the dygraph model; labelling with the dygraph "
-                               "model", backend)
+        try:
+            with tempfile.TemporaryDirectory() as directory:
+                try:
+                    prefix = export_static(model, teacher_input_spec(list(records[0])), directory)
+                    verified = verified_predictor(model, prefix, collate(records[:CHECK_BATCH]))
+                except Exception as error:  # any export or predictor failure: the dygraph model still works
+                    logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
+                                   backend, type(error).__name__, error)
+                else:
+                    if verified is not None:
+                        return batched_logits(verified[0], records, batch_size, collate, "teacher labelling")
+                    logger.warning("teacher backend %s disagrees with the dygraph model; labelling with the dygraph "
+                                   "model", backend)
+        finally:
+            use_all_cores()  # the predictors changed the math library's threads
     return teacher_logits(model, records, batch_size, pad_id, "teacher labelling")

@@ -107,8 +107,16 @@ def set_device(name):
         raise UserError("--device gpu: this Paddle build has no CUDA support (install paddlepaddle-gpu)")
     paddle.set_device(name)
     if name == "cpu":
-        paddle.base.core.set_num_threads(CPU_CORES)  # import paddle pins OMP_NUM_THREADS to 1 when it is unset
+        use_all_cores()
     return name
+
+
+def use_all_cores():
+    """Dygraph math on every CPU core. Needed after `import paddle` (which pins OMP_NUM_THREADS to 1 when it is
+    unset) and again after a paddle.inference predictor ran in this process: it leaves the math library's thread
+    setting changed, and training after in-process labelling would then round differently (weights 1e-8 to 3e-7
+    away from a run that read the same logits from the cache)."""
+    paddle.base.core.set_num_threads(CPU_CORES)
 
 
 def set_seed(seed):

@@ -3,11 +3,13 @@ written atomically."""
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import paddle
 import pytest
-from conftest import FAST, STUDENT_FAST, data_flags
+from conftest import FAST, ROOT, STUDENT_FAST, data_flags
 
 import bert_distill
 import small
@@ -146,6 +148,23 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(task_files, t
     assert not os.path.exists(str(ckpt) + ".tmp")
     small.main(resumed)
     assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+
+
+def test_a_resumed_run_on_cached_logits_ends_as_the_run_that_labelled_them(task_files, tiny_bert, tmp_path):
+    """In separate processes, as a user runs them: labelling with paddle.inference changes the math library's
+    threads in its process, which must not change how the student's training rounds afterwards."""
+    command = [sys.executable, os.path.join(ROOT, "bert_distill.py")] + data_flags(task_files, "sst-2") + \
+        STUDENT_FAST + ["--teacher_dir", tiny_bert, "--n_iter", "1", "--num_workers", "1", "--max_epoch", "2",
+                        "--lr_schedule", "constant", "--teacher_backend", "inference",
+                        "--cache_dir", str(tmp_path / "cache")]
+    subprocess.run(command + ["--output_dir", str(tmp_path / "labelled")], check=True, capture_output=True)
+    resumed = command + ["--output_dir", str(tmp_path / "resumed")]
+    subprocess.run(resumed + ["--max_steps", "7"], check=True, capture_output=True)  # stops mid-epoch 1
+    subprocess.run(resumed, check=True, capture_output=True)
+    labelled, resumed = (paddle.load(str(tmp_path / name / "checkpoint" / "model.pdparams"))
+                         for name in ("labelled", "resumed"))
+    for key, value in labelled.items():
+        np.testing.assert_array_equal(np.asarray(resumed[key]), np.asarray(value), err_msg=key)
 
 
 class Killed(BaseException):
