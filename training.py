@@ -201,8 +201,9 @@ class Checkpoint:
         saved_best = os.path.join(self.directory, "best")
         if os.path.isdir(saved_best):
             replace_dir(lambda directory: _snapshot(saved_best, directory), self.best_dir)
-        else:
+        elif saved["best"] is None:
             shutil.rmtree(self.best_dir, ignore_errors=True)
+        # else: a checkpoint written before checkpoints kept best/; its best/ stays as it is
         logger.info("resumed from %s at step %d (epoch %d)", self.directory, saved["step"], saved["epoch"])
         return LoopState(**saved)
 

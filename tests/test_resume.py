@@ -2,6 +2,7 @@
 written atomically."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,6 +202,17 @@ def test_a_best_model_newer_than_the_checkpoint_is_put_back_on_resume(task_files
     best = paddle.load(str(run / "best" / "model.pdparams"))
     for key, value in checkpoint_weights.items():  # ...and best/ holds it again, not the newer one
         np.testing.assert_array_equal(np.asarray(best[key]), np.asarray(value), err_msg=key)
+
+
+def test_a_checkpoint_from_before_best_snapshots_keeps_its_best_model(task_files, tiny_bert, tmp_path):
+    flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "1", "--output_dir", str(tmp_path)]
+    small.main(flags)
+    shutil.rmtree(tmp_path / "checkpoint" / "best")  # as checkpoints were written before they kept best/
+    best = paddle.load(str(tmp_path / "best" / "model.pdparams"))
+    small.main(flags)  # resumes, finds nothing left to train
+    for key, value in paddle.load(str(tmp_path / "best" / "model.pdparams")).items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(best[key]), err_msg=key)
 
 
 def write_version(text):
