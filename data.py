@@ -1,6 +1,7 @@
 """Task data: the task table, validated loading, word analysis shared by teacher and student, vocabularies, records
 and their collation by field name, length-bucketed batching, and the augmented transfer set."""
 import collections
+import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -450,18 +451,19 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
     workers = num_workers or CPU_CORES
     chunk = max(1, min(2000, len(sentences) // (workers * 4) or 1))
     ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) \
-        if workers > 1 and len(ranges) > 1 else None
-    parts = []
+    pools, parts = [], []
     try:
+        if workers > 1 and len(ranges) > 1:
+            with _interruptions_held():  # a signal arriving meanwhile is raised when the pool is in `pools`
+                pools.append(multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals))
         # imap hands back the ranges in order, so the set does not depend on which worker finishes first.
-        results = pool.imap(_augment_range, ranges) if pool else map(_augment_range, ranges)
+        results = pools[0].imap(_augment_range, ranges) if pools else map(_augment_range, ranges)
         with tqdm(total=len(sentences), desc="augmenting", unit="example", mininterval=1.0) as bar:
             for (start, stop), part in zip(ranges, results):
                 parts.append(part)
                 bar.update(stop - start)
     finally:
-        if pool:
+        for pool in pools:
             pool.terminate()
     _WORK.clear()
     seen = {_key(example.sentences) for example in transfer}
@@ -477,11 +479,27 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
     return transfer
 
 
+INTERRUPTIONS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _interruptions_held():
+    """Ctrl-C and SIGTERM held back within the block (and in processes forked in it, until they let them through),
+    then delivered."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTIONS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _worker_signals():
     """Augmentation workers leave Ctrl-C (sent to the whole process group) to the parent, which terminates them on
-    any interruption, and die at once on the SIGTERM of that termination."""
+    any interruption, and die at once on the SIGTERM of that termination. They start with both held back (forked
+    in _interruptions_held), so none arrives before this runs, under the parent's handlers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTIONS)
 
 
 def _key(sentences):
