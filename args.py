@@ -178,6 +178,8 @@ def _export(parser):
                        "tokens (default: what teacher.py recorded, else 128).")
     group.add_argument("--output_dir", required=True, help="Directory of the exported model (replaced if it holds "
                        "an earlier export).")
+    group.add_argument("--int8", action="store_true", help="With --student_dir: also write model.int8.onnx, the ONNX "
+                       "model with dynamic int8 quantisation (predict.py --int8).")
 
 
 def _predict(parser):
@@ -187,6 +189,13 @@ def _predict(parser):
                        "a TAB). Default: standard input.")
     group.add_argument("--batch_size", type=COUNT, default=64, help="Examples per predictor run.")
     group.add_argument("--json", action="store_true", help="Print JSON lines instead of tab-separated text.")
+    group.add_argument("--runtime", choices=("auto", "onnxruntime", "paddle"), default="auto",
+                       help="What runs the model: ONNX Runtime (students exported with their ONNX model; the fastest "
+                       "on CPU) or paddle.inference (every export). auto: ONNX Runtime where the export and the "
+                       "installed packages allow, else Paddle.")
+    group.add_argument("--int8", action="store_true", help="Run the int8 ONNX model (exported with --int8).")
+    group.add_argument("--threads", type=COUNT, help="CPU threads of the runtime (default: 1 for ONNX Runtime, "
+                       "every core for Paddle).")
 
 
 def _plot(parser):

@@ -1,13 +1,18 @@
-"""Export a trained student (or, for comparison, a teacher) as a Paddle static inference model for predict.py.
+"""Export a trained student (or, for comparison, a teacher) for predict.py.
 
-    python export_model.py --student_dir runs/distill-sst-2/best --output_dir exported/distill-sst-2
+    python export_model.py --student_dir runs/distill-sst-2/best --output_dir exported/distill-sst-2 [--int8]
     python export_model.py --teacher_dir runs/teacher-sst-2/best --output_dir exported/teacher-sst-2
 
-The output directory holds the static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams), the
-vocabulary (a student's vocab.txt, or the teacher's tokenizer files) and export_config.json: the kind of model,
-task, label names, language, (students) WordPieces or whole words and lower-casing, max_seq_length, padding id and
-input names, everything needed to turn text into the model's inputs. It is written to <output_dir>.tmp and renamed at the end.
+The output directory holds the Paddle static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams),
+for a student also its ONNX model (model.onnx, converted by paddle2onnx with each LSTM fed the sentence lengths, and
+with --int8 model.int8.onnx, dynamically quantised), the vocabulary (a student's vocab.txt, or the teacher's
+tokenizer files) and export_config.json: the kind of model, task, label names, language, (students) WordPieces or
+whole words and lower-casing, max_seq_length, padding id, input names and model files, everything needed to turn
+text into the model's inputs. Every model written is first checked against the trained model's own logits on a
+padded batch (and, for ONNX, at batch 1); a disagreeing model is not written. It is written to <output_dir>.tmp and
+renamed at the end.
 """
+import logging
 import os
 
 import paddle
@@ -17,7 +22,10 @@ import model as models
 from args import parse_args
 from utils import UserError, file_sha256, replace_dir, run_main, write_json
 
+logger = logging.getLogger("distill")
 
+
+ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 CHECK_TEXTS = ("a", "the film is not good at all , but the actors are fine", "很好的酒店")  # padded to one batch
 
 
@@ -35,23 +43,37 @@ def check_texts(is_pair):
     return [(text, text[::-1]) if is_pair else (text,) for text in CHECK_TEXTS]
 
 
-def student_export(student_dir):
-    """(build, config): build(directory) writes the student's static model and vocabulary, returning the model's
-    path prefix."""
+def student_export(student_dir, int8):
+    """(build, config): build(directory) writes the student's static model, its ONNX model (and with int8 its int8
+    ONNX model) and its vocabulary, returning the static model's path prefix."""
     student = models.load_student(student_dir, "--student_dir")
     config = student.config
+    onnx = models.onnx_available()
+    if int8 and not onnx:
+        raise UserError("--int8: needs paddle2onnx, onnx and onnxruntime (pip install -r requirements.txt)")
+    if not onnx:
+        logger.warning("paddle2onnx, onnx or onnxruntime does not import: no ONNX model, predict.py will use Paddle")
 
     def build(directory):
         student.vocab.save(os.path.join(directory, "vocab.txt"))
         exported["vocab_sha256"] = file_sha256(os.path.join(directory, "vocab.txt"))
         prefix = models.export_static(student.model, models.student_input_spec(config), directory)
-        batch = data.student_collate(student.vocab.pad_id)([data.student_record(
-            student.analyzer.sentences(texts), student.vocab, config.max_seq_length) for texts in check_texts(
-                config.is_pair)])
-        exported["onednn"] = verified_onednn(student.model, prefix, batch, "--student_dir", student_dir)
+        collate = data.student_collate(student.vocab.pad_id)
+        records = [data.student_record(student.analyzer.sentences(texts), student.vocab, config.max_seq_length)
+                   for texts in check_texts(config.is_pair)]
+        exported["onednn"] = verified_onednn(student.model, prefix, collate(records), "--student_dir", student_dir)
+        if onnx:
+            path = models.export_onnx(prefix, os.path.join(directory, ONNX_FILE))
+            samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
+            if models.verified_onnx_runner(student.model, path, samples) is None:
+                raise UserError(f"--student_dir {student_dir}: the ONNX model's logits differ from the model's own; "
+                                "nothing exported")
+            exported["onnx"] = ONNX_FILE
+        if int8:
+            exported["onnx_int8"] = os.path.basename(models.quantize_onnx(path, os.path.join(directory, INT8_FILE)))
         return prefix
 
-    exported = {"kind": "student", "task_name": config.task_name, "labels": list(config.labels),
+    exported = {"kind": "student", "onnx": None, "task_name": config.task_name, "labels": list(config.labels),
                 "is_pair": config.is_pair, "language": config.language, "use_pieces": config.use_pieces,
                 "do_lower_case": student.analyzer.lower_cases, "max_seq_length": config.max_seq_length,
                 "pad_id": student.vocab.pad_id, "inputs": list(config.input_names), "vocab_size": len(student.vocab)}
@@ -99,12 +121,14 @@ def main(argv=None):
         raise UserError(f"{source_flag} {source}: no such directory")
     if args.student_dir and (args.task_name or args.max_seq_length):
         raise UserError("--task_name/--max_seq_length: only with --teacher_dir (a student directory records them)")
+    if args.teacher_dir and args.int8:
+        raise UserError("--int8: only with --student_dir (teachers are served by paddle.inference)")
     out = args.output_dir
     if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, models.EXPORT_CONFIG)):
         raise UserError(f"--output_dir {out}: exists and is not an earlier export; choose another directory")
     paddle.set_device("cpu")  # the export is device-independent; predict.py picks the device
     if args.student_dir:
-        build, config = student_export(args.student_dir)
+        build, config = student_export(args.student_dir, args.int8)
     else:
         build, config = teacher_export(args.teacher_dir, args.task_name, args.max_seq_length)
 

@@ -5,6 +5,8 @@ labels transfer sets and serves predict.py. Training code lives elsewhere; servi
 import dataclasses
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -90,7 +92,9 @@ class BiLSTM(nn.Layer):
         outputs, (last_hidden, _) = self.lstm(embedded, sequence_length=lengths)
         if self.config.pooling == "last":
             return paddle.concat([last_hidden[-2], last_hidden[-1]], axis=-1)  # forward, backward
-        real = F.sequence_mask(lengths, maxlen=paddle.shape(ids)[1], dtype=outputs.dtype).unsqueeze(-1)
+        # The mask as arange < length rather than F.sequence_mask, which paddle2onnx cannot convert.
+        steps = paddle.arange(paddle.shape(ids)[1], dtype=lengths.dtype)
+        real = (steps.unsqueeze(0) < lengths.unsqueeze(-1)).astype(outputs.dtype).unsqueeze(-1)
         masked = outputs + (real - 1) * 1e4  # padded steps never win
         # Gathered at the arg-max: paddle.max's backward is ~50x slower on CPU (Paddle 3.3, [256, 20, 600]).
         return paddle.take_along_axis(masked, masked.argmax(axis=1, keepdim=True), axis=1).squeeze(1)
@@ -425,9 +429,9 @@ def teacher_input_spec(input_names):
     return [InputSpec([None, None], "int64", name) for name in input_names]
 
 
-def make_predictor(model_prefix, onednn=True):
-    """A paddle.inference predictor for an exported model: fp16 on GPU, else all CPU cores, with oneDNN or without
-    (Paddle 3 turns oneDNN on by itself unless told not to)."""
+def make_predictor(model_prefix, onednn=True, threads=None):
+    """A paddle.inference predictor for an exported model: fp16 on GPU, else on `threads` CPU threads (default: all
+    cores), with oneDNN or without (Paddle 3 turns oneDNN on by itself unless told not to)."""
     # Paddle 3 (PIR) saves <prefix>.json, Paddle 2 <prefix>.pdmodel.
     program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
     if program is None:
@@ -440,7 +444,7 @@ def make_predictor(model_prefix, onednn=True):
     if device.startswith("gpu") and paddle.device.is_compiled_with_cuda():
         config.enable_use_gpu(256, int(device.partition(":")[2] or 0), paddle.inference.PrecisionType.Half)
     else:
-        config.set_cpu_math_library_num_threads(CPU_CORES)
+        config.set_cpu_math_library_num_threads(threads or CPU_CORES)
         if onednn:
             config.enable_mkldnn()
             # oneDNN caches primitives per input shape; batches come sorted by length, so each shape is
@@ -513,3 +517,139 @@ def label_with_teacher(model, records, batch_size, pad_id, backend="inference"):
         finally:
             use_all_cores()  # the predictors changed the math library's threads
     return teacher_logits(model, records, batch_size, pad_id, "teacher labelling")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ONNX Runtime, the student's fastest runtime on CPU
+
+ONNX_OPSET = 13
+ONNX_TOLERANCE = 1e-4  # largest logit difference from the dygraph student an ONNX export may show
+# paddle2onnx aborts its whole process on an operator it cannot convert, so it runs in a child process.
+_PADDLE2ONNX = ("import sys, paddle2onnx\n"
+                "paddle2onnx.export(sys.argv[1], sys.argv[2], save_file=sys.argv[3], opset_version=int(sys.argv[4]),"
+                " optimize_tool='None')")
+
+
+def onnx_available():
+    """Whether this environment can write and run ONNX students (paddle2onnx, onnx and onnxruntime import)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import paddle2onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_onnx(model_prefix, path):
+    """Convert a static student export (export_static) to an ONNX model at path, with each LSTM fed the lengths of
+    the sentences it reads and constants folded (paddle2onnx writes the weights as Constant nodes and assembles the
+    LSTM's weights from slices: folded, they become initializers, which int8 quantisation needs)."""
+    import onnx
+    import onnxruntime
+
+    program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
+    converted_path = path + ".converted"
+    try:
+        result = subprocess.run([sys.executable, "-c", _PADDLE2ONNX, program, model_prefix + ".pdiparams",
+                                 converted_path, str(ONNX_OPSET)], capture_output=True, text=True)
+        if result.returncode != 0 or not os.path.isfile(converted_path):
+            errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "Error" in line]
+            raise UserError(f"paddle2onnx could not convert {program}: "
+                            f"{(errors or ['exit code %d' % result.returncode])[0]}")
+        converted = onnx.load(converted_path)
+        _feed_lstm_lengths(converted.graph)
+        onnx.checker.check_model(converted)
+        onnx.save(converted, converted_path)
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # portable ops only
+        options.optimized_model_filepath = path
+        options.log_severity_level = 3
+        onnxruntime.InferenceSession(converted_path, options, providers=["CPUExecutionProvider"])
+    finally:
+        if os.path.exists(converted_path):
+            os.remove(converted_path)
+    return path
+
+
+def _feed_lstm_lengths(graph):
+    """paddle2onnx leaves the `sequence_lens` input of its LSTMs empty, so in a padded batch an LSTM runs over the
+    padding of every shorter sentence (its backward direction even starts there): predictions flip. Feed each
+    LSTM the lengths of the sentences it reads (the `lengths` input beside its `ids`), as int32."""
+    from onnx import TensorProto, helper
+
+    producers = {output: node for node in graph.node for output in node.output}
+    graph_inputs = {value.name for value in graph.input}
+
+    def graph_inputs_under(name):
+        found, seen, stack = set(), set(), [name]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current in graph_inputs:
+                found.add(current)
+            elif current in producers:
+                stack.extend(i for i in producers[current].input if i)
+        return found
+
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "LSTM":
+            ids = sorted(name for name in graph_inputs_under(node.input[0]) if name in ("ids", "ids2"))
+            if len(ids) != 1:
+                raise UserError(f"ONNX export: cannot tell which sentence LSTM {node.name} reads ({ids})")
+            lengths = "lengths" + ids[0][len("ids"):]
+            nodes.append(helper.make_node("Cast", [lengths], [f"{node.name}.sequence_lens"], to=TensorProto.INT32))
+            inputs = list(node.input) + [""] * (5 - len(node.input))
+            inputs[4] = f"{node.name}.sequence_lens"
+            del node.input[:]
+            node.input.extend(inputs)
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def quantize_onnx(path, int8_path):
+    """Dynamic int8 quantisation of an ONNX model (weights int8, activations quantised per batch at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(path, int8_path, weight_type=QuantType.QInt8)
+    return int8_path
+
+
+def onnx_runner(path, threads=1):
+    """run(batch) -> logits of an ONNX model under ONNX Runtime on `threads` intra-op threads, fed the batch's
+    fields named as the model's inputs."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for a damaged or foreign file
+        raise UserError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]}); export the model "
+                        "again") from None
+    names = [value.name for value in session.get_inputs()]
+
+    def run(batch):
+        return session.run(None, {name: batch[name] for name in names})[0].astype("float32")
+
+    return run
+
+
+def verified_onnx_runner(model, path, samples, threads=1):
+    """onnx_runner(path) once its logits match the dygraph model's on each collated batch of samples, else None
+    (after a warning naming the difference)."""
+    run = onnx_runner(path, threads)
+    for sample in samples:
+        expected = dygraph_runner(model, list(sample))(sample)
+        difference = float(np.abs(run(sample) - expected).max())
+        if difference > ONNX_TOLERANCE:
+            logger.warning("the ONNX model differs from the dygraph model by up to %.3g on a batch of %d", difference,
+                           len(expected))
+            return None
+    return run

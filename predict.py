@@ -1,6 +1,8 @@
-"""Label text with a model written by export_model.py, through paddle.inference (oneDNN on all CPU cores).
+"""Label text with a model written by export_model.py: a student through ONNX Runtime on one thread (its
+fastest runtime on CPU), a teacher (or with --runtime paddle, a student) through paddle.inference on every core.
 
     python predict.py --model_dir exported/distill-sst-2 --input_file sentences.txt
+    python predict.py --model_dir exported/distill-sst-2 --int8 --input_file sentences.txt  # export with --int8
     printf 'a great film\\nnot good at all\\n' | python predict.py --model_dir exported/distill-sst-2 --json
     # pair tasks (qqp): the two questions of a line separated by a TAB
     printf 'how do i learn python?\\twhat is the best way to learn python?\\n' | \\
@@ -13,6 +15,7 @@ text. A malformed line (on a pair task, a line without exactly one TAB) is repor
 number and gets an empty output line (--json: {"line": n, "error": ...}); all other lines are still labelled, and
 the exit code is then 1 (0 when every line was labelled, 2 for bad flags or a bad model directory).
 """
+import importlib.util
 import io
 import itertools
 import json
@@ -34,7 +37,7 @@ CHUNK_BATCHES = 50  # lines are read, sorted by length and labelled this many ba
 class ExportedModel:
     """An export_model.py directory: turns lists of texts into class probabilities."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, runtime="auto", int8=False, threads=None):
         config_path = os.path.join(directory, models.EXPORT_CONFIG)
         if not os.path.isfile(config_path):
             raise UserError(f"--model_dir {directory}: no {models.EXPORT_CONFIG} (write the directory with "
@@ -64,7 +67,12 @@ class ExportedModel:
             encoder = data.TeacherEncoder(tokenizer, config["max_seq_length"], config["language"])
             self._encode = encoder.texts
             self._collate = data.teacher_collate(config["pad_id"])
-        self._run = models.predictor_runner(models.make_predictor(prefix, config.get("onednn", True)))
+        self.runtime = choose_runtime(config, runtime, int8, directory)
+        if self.runtime == "onnxruntime":
+            self._run = models.onnx_runner(os.path.join(directory, config["onnx_int8" if int8 else "onnx"]),
+                                           threads or 1)
+        else:
+            self._run = models.predictor_runner(models.make_predictor(prefix, config.get("onednn", True), threads))
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
@@ -74,6 +82,20 @@ class ExportedModel:
         logits = models.batched_logits(self._run, records, batch_size, self._collate).astype("float64")
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def choose_runtime(config, runtime, int8, directory):
+    """'onnxruntime' or 'paddle' for --runtime (auto: ONNX Runtime when the export has an ONNX model and
+    onnxruntime imports), refusing a choice the export or the installation cannot serve."""
+    has_onnx = bool(config.get("onnx")) and importlib.util.find_spec("onnxruntime") is not None
+    if int8 and runtime == "paddle":
+        raise UserError("--int8: the int8 model runs on ONNX Runtime, not --runtime paddle")
+    if int8 and not config.get("onnx_int8"):
+        raise UserError(f"--int8: --model_dir {directory} has no int8 model (export it with export_model.py --int8)")
+    if (runtime == "onnxruntime" or int8) and not has_onnx:
+        raise UserError(f"--runtime onnxruntime: --model_dir {directory} has no ONNX model (students exported with "
+                        "paddle2onnx installed have one) or onnxruntime does not import")
+    return "onnxruntime" if runtime == "onnxruntime" or int8 or runtime == "auto" and has_onnx else "paddle"
 
 
 def check_vocabulary_size(size, config, directory):
@@ -104,7 +126,7 @@ def main(argv=None):
     args = parse_args("predict", argv)
     if args.input_file and not os.path.isfile(args.input_file):
         raise UserError(f"--input_file {args.input_file}: no such file")
-    model = ExportedModel(args.model_dir)
+    model = ExportedModel(args.model_dir, args.runtime, args.int8, args.threads)
     labels, is_pair = model.config["labels"], model.config["is_pair"]
     source = args.input_file or "<stdin>"
     # A line ends at "\n" only: "\r", "\x0b", "\x85", "\u2028" and the like are text, so there is one output line

@@ -431,32 +431,38 @@ def damage(name, content):
     return write
 
 
-# id -> (damage(export directory), parts of the message)
+# id -> (damage(export directory), parts of the message, --runtime)
 EXPORT_CASES = {
     "config-not-json": (damage("export_config.json", lambda raw: b'{"kind": '),
-                        ["export_config.json", "not a valid JSON file"]),
+                        ["export_config.json", "not a valid JSON file"], "auto"),
     "config-not-an-object": (damage("export_config.json", lambda raw: b"[1, 2]"),
-                             ["export_config.json", "expected a JSON object, found list"]),
+                             ["export_config.json", "expected a JSON object, found list"], "auto"),
     "config-missing-fields": (damage("export_config.json", lambda raw: b'{"kind": "student"}'),
-                              ["export_config.json", "missing field(s) model, labels"]),
+                              ["export_config.json", "missing field(s) model, labels"], "auto"),
     "config-unknown-kind": (damage("export_config.json", lambda raw: raw.replace(b'"student"', b'"robot"')),
-                            ["export_config.json", "kind 'robot'"]),
+                            ["export_config.json", "kind 'robot'"], "auto"),
     "weights-random-bytes": (damage("model.pdiparams", lambda raw: np.random.default_rng(0).bytes(len(raw))),
-                             ["model.pdiparams", "Paddle cannot load them", "export the model again"]),
+                             ["model.pdiparams", "Paddle cannot load them", "export the model again"], "paddle"),
     "weights-truncated": (damage("model.pdiparams", lambda raw: raw[:300]),
-                          ["model.pdiparams", "Paddle cannot load them"]),
+                          ["model.pdiparams", "Paddle cannot load them"], "paddle"),
     "program-missing": (lambda d: os.remove(os.path.join(d, "model.json" if os.path.exists(
-        os.path.join(d, "model.json")) else "model.pdmodel")), ["model.json: missing", "export the model again"]),
+        os.path.join(d, "model.json")) else "model.pdmodel")),
+                        ["model.json: missing", "export the model again"], "paddle"),
+    "onnx-random-bytes": (damage("model.onnx", lambda raw: np.random.default_rng(0).bytes(len(raw))),
+                          ["model.onnx", "ONNX Runtime cannot load it", "export the model again"], "auto"),
+    "onnx-truncated": (damage("model.onnx", lambda raw: raw[:len(raw) // 2]),
+                       ["model.onnx", "ONNX Runtime cannot load it"], "auto"),
+    "onnx-missing": (lambda d: os.remove(os.path.join(d, "model.onnx")), ["model.onnx", "cannot load it"], "auto"),
 }
 
 
 @pytest.mark.parametrize("case", EXPORT_CASES.values(), ids=EXPORT_CASES.keys())
 def test_a_damaged_export_is_refused(capsys, exported, tmp_path, case):
-    spoil, expected = case
+    spoil, expected, runtime = case
     copy = str(tmp_path / "export")
     shutil.copytree(exported, copy)
     spoil(copy)
-    fails_cleanly(capsys, predict.main, ["--model_dir", copy], copy, *expected)
+    fails_cleanly(capsys, predict.main, ["--model_dir", copy, "--runtime", runtime], copy, *expected)
 
 
 UNREADABLE = "/proc/self/mem"  # a file that exists and fails to read (EIO), even for root

@@ -29,7 +29,7 @@ def students(task_files, tiny_bert, tmp_path_factory):
         small.main(data_flags(task_files, task) + STUDENT_FAST + vocab + pooling + [
             "--output_dir", run_dir, "--max_epoch", "2", "--eval_steps", "5", "--optimizer", "adam", "--lr", "0.01"])
         export_dir = os.path.join(run_dir, "export")
-        export_model.main(["--student_dir", os.path.join(run_dir, "best"), "--output_dir", export_dir])
+        export_model.main(["--student_dir", os.path.join(run_dir, "best"), "--output_dir", export_dir, "--int8"])
         out[task] = run_dir, export_dir
     return out
 
@@ -55,19 +55,21 @@ def softmax(logits):
     return exp / exp.sum(-1, keepdims=True)
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "paddle"])
 @pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
-def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_path, capsys, task):
+def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_path, capsys, task, runtime):
     run_dir, export_dir = students[task]
     config = read_json(os.path.join(export_dir, model.EXPORT_CONFIG))
     assert config["kind"] == "student" and config["task_name"] == task and config["is_pair"] == (task == "qqp")
     assert config["use_pieces"] == (task != "chnsenticorp") and config["labels"] == ["0", "1"]
-    assert {"vocab.txt", "model.pdiparams", model.EXPORT_CONFIG} <= set(os.listdir(export_dir))
+    assert {"vocab.txt", "model.pdiparams", "model.onnx", model.EXPORT_CONFIG} <= set(os.listdir(export_dir))
     assert not os.path.exists(export_dir + ".tmp")
+    assert predict.ExportedModel(export_dir).runtime == "onnxruntime"  # the default for students
 
     lines, labels = dev_lines(task, task_files[task][1])
     (tmp_path / "dev.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     code, records, _ = run_predict(capsys, ["--model_dir", export_dir, "--input_file", str(tmp_path / "dev.txt"),
-                                            "--json", "--batch_size", "7"])
+                                            "--json", "--batch_size", "7", "--runtime", runtime])
     assert code == 0 and [r["line"] for r in records] == list(range(1, len(lines) + 1))
     probs = np.array([[r["probs"][label] for label in config["labels"]] for r in records])
     predicted = np.array([int(r["label"]) for r in records])
@@ -79,6 +81,18 @@ def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_pa
     records = student.records([data.Example(tuple(line.split("\t")), 0) for line in lines])
     logits = model.student_logits(student.model, records, 1)
     np.testing.assert_allclose(probs, softmax(logits.astype("float64")), atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["sst-2", "qqp"])
+def test_the_int8_student_stays_close_to_the_fp32_one(students, task_files, tmp_path, capsys, task):
+    run_dir, export_dir = students[task]
+    lines, _ = dev_lines(task, task_files[task][1])
+    (tmp_path / "dev.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    argv = ["--model_dir", export_dir, "--input_file", str(tmp_path / "dev.txt"), "--json"]
+    fp32, int8 = (np.array([r["probs"]["1"] for r in run_predict(capsys, argv + extra)[1]]) for extra in ([], ["--int8"]))
+    assert os.path.getsize(os.path.join(export_dir, "model.int8.onnx")) < os.path.getsize(
+        os.path.join(export_dir, "model.onnx")) / 2
+    assert 0 < np.abs(int8 - fp32).max() < 0.05, np.abs(int8 - fp32).max()  # quantised, and still the same model
 
 
 def test_teacher_export_labels_pairs_like_the_dygraph_teacher(tiny_bert, task_files, tmp_path, capsys):
