@@ -11,10 +11,11 @@ function per section. Every ratio in a table comes from the same run on the same
 
 size: parameters of the SST-2 Bi-LSTM student (embeddings from the teacher, or 300-d), the teacher, and a reference
     BERT (bert-base-uncased's sizes unless --reference_config; random weights, nothing downloaded).
-latency: CPU inference of the same models, median latency at batch 1 (input order) and throughput at batch 64
-    (sorted by length, as predict.py batches), all exported to static graphs and run by paddle.inference with
-    oneDNN as predict.py runs them (model.export_static, as export_model.py exports them); dygraph
-    for reference. Model time only: the sentences are tokenised beforehand.
+latency: CPU inference of the students (--student_hidden sizes, fp32 and int8) and the teachers on every runtime
+    (dygraph; paddle.inference with oneDNN and its shape cache as predict.py runs teachers, with an unbounded cache,
+    and without oneDNN; ONNX Runtime where the model converts), on one thread and on every core: median latency at
+    batch 1 (input order) and throughput at batch 64 (sorted by length, as predict.py batches); then each model on
+    its own fastest runtime against the student on its fastest, and the student end to end at batch 1.
 distill_cost: one distillation epoch over the first --num_sentences sentences, the student learning from cached
     teacher logits (bert_distill.py) or from the teacher run in dygraph on every batch (PaddleNLP's distill_lstm),
     and the one-off cost of labelling them with label_with_teacher(backend="inference").
@@ -36,13 +37,17 @@ import data
 import model as models
 import training
 from args import COUNT, OPTIONAL_COUNT, TEACHER_SEQ_LENGTH, build_parser
-from utils import CPU_CORES, set_device
+from utils import CPU_CORES, UserError, set_device, use_all_cores
 
 SST2 = data.TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
 DISTILL_DEFAULTS = build_parser("distill")  # .get_default(flag): bert_distill.py's defaults
 STUDENT_EMBEDDINGS = (("teacher", "from the teacher"), ("random", "random"))
-INFERENCE, DYGRAPH = "paddle.inference + oneDNN", "dygraph"
+DYGRAPH = "dygraph"
+PADDLE_ONEDNN_CACHE = f"paddle.inference + oneDNN, cache {models.ONEDNN_CACHE}"  # predict.py's teacher runtime
+PADDLE_ONEDNN = "paddle.inference + oneDNN, unbounded cache"
+PADDLE = "paddle.inference, no oneDNN"
+ONNXRUNTIME, ONNXRUNTIME_INT8 = "ONNX Runtime", "ONNX Runtime, int8"
 
 
 def minilm_dir():
@@ -70,14 +75,14 @@ def timed(run):
     return result, time.perf_counter() - start
 
 
-def sst2_student(args, embedding):
-    """The SST-2 student as bert_distill.py builds it by default (the teacher's WordPieces, its default sizes) with
-    --embedding `embedding` ('teacher' or 'random', 300-d): (model, analyzer, vocab)."""
+def sst2_student(args, embedding, hidden_size=None):
+    """The SST-2 student as bert_distill.py builds it by default (the teacher's WordPieces, its default sizes unless
+    hidden_size) with --embedding `embedding` ('teacher' or 'random', 300-d): (model, analyzer, vocab)."""
     analyzer, vocab = data.build_student_side(SST2, [], "wordpiece", teacher_dir=args.teacher_dir)
     weights = models.embedding_matrix(embedding, vocab, seed=0, teacher_dir=args.teacher_dir)
     config = models.StudentConfig(
         vocab_size=len(vocab), emb_dim=300 if weights is None else weights.shape[1],
-        hidden_size=DISTILL_DEFAULTS.get_default("hidden_size"), num_labels=len(SST2.labels),
+        hidden_size=hidden_size or DISTILL_DEFAULTS.get_default("hidden_size"), num_labels=len(SST2.labels),
         dropout_prob=DISTILL_DEFAULTS.get_default("dropout_prob"),
         activation=DISTILL_DEFAULTS.get_default("activation"), is_pair=False, padding_idx=vocab.pad_id,
         pooling=DISTILL_DEFAULTS.get_default("pooling"), task_name="sst-2", language="en", use_pieces=True,
@@ -147,44 +152,131 @@ def throughput(run, batches):
     return sum(len(batch[first]) for batch in batches for first in list(batch)[:1]) / seconds
 
 
+def dygraph_on(model, input_names, threads):
+    """dygraph_runner on `threads` CPU threads."""
+    run = models.dygraph_runner(model, input_names)
+
+    def on_threads(batch):
+        paddle.base.core.set_num_threads(threads)
+        return run(batch)
+    return on_threads
+
+
+def serving_runtimes(prefix, onnx_path, int8_path):
+    """name -> make(threads) -> run(batch), for every runtime this exported model can be served by."""
+    runtimes = {
+        PADDLE_ONEDNN_CACHE: lambda t: models.predictor_runner(models.make_predictor(prefix, True, t)),
+        PADDLE_ONEDNN: lambda t: models.predictor_runner(models.make_predictor(prefix, True, t, onednn_cache=0)),
+        PADDLE: lambda t: models.predictor_runner(models.make_predictor(prefix, False, t)),
+    }
+    if onnx_path:
+        runtimes[ONNXRUNTIME] = lambda t: models.onnx_runner(onnx_path, t)
+    if int8_path:
+        runtimes[ONNXRUNTIME_INT8] = lambda t: models.onnx_runner(int8_path, t)
+    return runtimes
+
+
+def onnx_files(prefix, is_student):
+    """(model.onnx, model.int8.onnx) beside a static export, or (None, None) where ONNX is not installed or the
+    model does not convert (the int8 one for students only)."""
+    if not models.onnx_available():
+        return None, None
+    try:
+        path = models.export_onnx(prefix, prefix + ".onnx")
+    except UserError as error:
+        print(f"(no ONNX model for {prefix}: {error})")
+        return None, None
+    return path, models.quantize_onnx(path, prefix + ".int8.onnx") if is_student else None
+
+
 def latency(args):
-    student, analyzer, vocab = sst2_student(args, "teacher")
+    """Every model on every runtime, on 1 thread and on every core: batch-1 latency and batch-64 throughput, then
+    each model on its own best runtime against the student on its best, and the student end to end (text in,
+    probabilities out) at batch 1."""
     texts = read_sentences(args)
-    student_records = [data.student_record([analyzer.sentence(s)], vocab, args.max_seq_length) for s in texts]
     bert_records, pad_id = teacher_records(args, texts)
+    thread_counts = sorted({1, CPU_CORES})
+    results = []  # (model, runtime, threads, batch-1 seconds, batch-64 sentences/s)
     with tempfile.TemporaryDirectory() as directory:
-        models_to_run = [("Bi-LSTM student", student, models.STUDENT_INPUTS,
-                          models.export_static(student, models.student_input_spec(student.config),
-                                               os.path.join(directory, "student")),
-                          student_records, data.student_collate(vocab.pad_id))]
-        models_to_run += [(name, bert, models.TEACHER_INPUTS,
-                           models.export_static(bert, models.teacher_input_spec(list(bert_records[0])),
-                                                os.path.join(directory, f"t{i}")),
-                           bert_records, data.teacher_collate(pad_id))
-                          for i, (name, bert) in enumerate(teachers(args))]
-        results = []
-        for runtime in (INFERENCE, DYGRAPH):
-            for name, model, input_names, prefix, records, collate in models_to_run:
-                run = models.predictor_runner(models.make_predictor(prefix)) if runtime == INFERENCE else \
-                    models.dygraph_runner(model, input_names)
+        served = []  # (name, model, input names, records, collate, runtimes)
+        for hidden in args.student_hidden:
+            student, analyzer, vocab = sst2_student(args, "teacher", hidden)
+            prefix = models.export_static(student, models.student_input_spec(student.config),
+                                          os.path.join(directory, f"student{hidden}"))
+            records = [data.student_record([analyzer.sentence(s)], vocab, args.max_seq_length) for s in texts]
+            served.append((f"Bi-LSTM student, hidden {hidden}", student, models.STUDENT_INPUTS, records,
+                           data.student_collate(vocab.pad_id), serving_runtimes(prefix, *onnx_files(prefix, True))))
+        for i, (name, bert) in enumerate(teachers(args)):
+            prefix = models.export_static(bert, models.teacher_input_spec(list(bert_records[0])),
+                                          os.path.join(directory, f"teacher{i}"))
+            served.append((name, bert, models.TEACHER_INPUTS, bert_records, data.teacher_collate(pad_id),
+                           serving_runtimes(prefix, *onnx_files(prefix, False))))
+        for threads in thread_counts:
+            for name, model, input_names, records, collate, runtimes in served:
                 one_by_one = [collate([record]) for record in records[:args.latency_sentences]]
                 by_length = [collate([records[i] for i in indices]) for indices in data.BucketBatchSampler(
                     [data.record_length(r) for r in records], SERVING_BATCH_SIZE, shuffle=False)]
-                results.append((name, runtime, median_latency(run, one_by_one), throughput(run, by_length)))
+                for runtime, make in [(DYGRAPH, lambda t: dygraph_on(model, input_names, t)), *runtimes.items()]:
+                    run = make(threads)
+                    results.append((name, runtime, threads, median_latency(run, one_by_one),
+                                    throughput(run, by_length)))
+        end_to_end = student_end_to_end(args, texts, served[0], directory)
+    use_all_cores()
     lengths = [data.record_length(r) for r in bert_records]
-    print(f"\n### latency: SST-2 sentences of {args.data_file} on {CPU_CORES} CPU threads, teacher "
-          f"{args.teacher_dir}\n")
-    print(f"batch 1: the first {min(args.latency_sentences, len(texts))} sentences one at a time, in input "
-          f"order; batch {SERVING_BATCH_SIZE}: all {len(texts)} sentences, batched by length; teacher tokens per "
-          f"sentence: mean {np.mean(lengths):.1f}, max {max(lengths)}\n")
-    print(f"| model | runs on | batch 1: median ms | × student | batch {SERVING_BATCH_SIZE}: sentences/s | "
-          "student × faster |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for name, runtime, seconds, per_second in results:
-        _, _, student_seconds, student_per_second = next(r for r in results if r[1] == runtime)
-        print(f"| {name} | {runtime} | {seconds * 1000:.2f} | {ratio(seconds / student_seconds)} | {per_second:.1f} | "
-              f"{ratio(student_per_second / per_second)} |")
-    print("\nRatios against the student on the same runtime.")
+    print(f"\n### latency: SST-2 sentences of {args.data_file}, teacher {args.teacher_dir}, {cpu_name()}\n")
+    print(f"batch 1: median over the first {min(args.latency_sentences, len(texts))} sentences one at a time, in "
+          f"input order; batch {SERVING_BATCH_SIZE}: all {len(texts)} sentences, batched by length; teacher tokens "
+          f"per sentence: mean {np.mean(lengths):.1f}, max {max(lengths)}. Model time only (tokenised beforehand).\n")
+    print(f"| model | runtime | threads | batch 1: median ms | batch {SERVING_BATCH_SIZE}: sentences/s |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name, runtime, threads, seconds, per_second in results:
+        print(f"| {name} | {runtime} | {threads} | {seconds * 1000:.2f} | {per_second:.1f} |")
+    print(f"\n### best against best: each model on its own fastest runtime, {cpu_name()}\n")
+    print(f"| model | threads | batch 1: fastest runtime | median ms | student faster by | batch {SERVING_BATCH_SIZE}: "
+          "fastest runtime | sentences/s | student faster by |")
+    print("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |")
+    for threads in thread_counts:
+        best = {}
+        for name, runtime, t, seconds, per_second in results:
+            if t == threads:
+                fastest, most = best.get(name, ((None, float("inf")), (None, 0.0)))
+                best[name] = (min(fastest, (runtime, seconds), key=lambda r: r[1]),
+                              max(most, (runtime, per_second), key=lambda r: r[1]))
+        student_fastest, student_most = best[served[0][0]]
+        for name, (fastest, most) in best.items():
+            print(f"| {name} | {threads} | {fastest[0]} | {fastest[1] * 1000:.2f} | "
+                  f"{ratio(fastest[1] / student_fastest[1])} | {most[0]} | {most[1]:.1f} | "
+                  f"{ratio(student_most[1] / most[1])} |")
+    print(f"\nRatios against {served[0][0]} on its own fastest runtime at the same thread count. "
+          f"End to end ({served[0][0]}, {ONNXRUNTIME if end_to_end[1] else DYGRAPH}, 1 thread, batch 1: text in, "
+          f"probabilities out, tokenisation included): median {end_to_end[0] * 1000:.2f} ms per sentence.")
+
+
+def student_end_to_end(args, texts, student_served, directory):
+    """(median seconds, on ONNX Runtime?) of serving one sentence as predict.py does: analysis, ids, batch, run,
+    softmax."""
+    name, student, input_names, _, collate, runtimes = student_served
+    analyzer, vocab = data.build_student_side(SST2, [], "wordpiece", teacher_dir=args.teacher_dir)
+    onnx = ONNXRUNTIME in runtimes
+    run = runtimes[ONNXRUNTIME](1) if onnx else dygraph_on(student, input_names, 1)
+
+    def serve(text):
+        logits = run(collate([data.student_record([analyzer.sentence(text)], vocab, args.max_seq_length)]))
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    serve(texts[0])
+    return statistics.median(timed(lambda: serve(text))[1] for text in texts[:args.latency_sentences]), onnx
+
+
+def cpu_name():
+    """The processor, as lscpu names it (every speed figure is stated with it)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        name = "unknown CPU"
+    return f"{name}, {CPU_CORES} core{'s' if CPU_CORES > 1 else ''}"
 
 
 def distill_cost(args):
@@ -340,6 +432,9 @@ def main(argv=None):
                         help="augmentation: augmented copies per sentence.")
     parser.add_argument("--latency_sentences", type=COUNT, default=200,
                         help="latency: sentences run one at a time (the first N).")
+    parser.add_argument("--student_hidden", type=COUNT, nargs="+", default=[300, 150],
+                        help="latency: hidden sizes of the students measured (the first is the reference of the "
+                        "ratios).")
     parser.add_argument("--reference_config", help="size, latency: config.json of the reference BERT (random "
                         "weights); default: bert-base-uncased's sizes.")
     parser.add_argument("--batch_size", type=COUNT, default=128, help="Teacher batch size when labelling.")

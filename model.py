@@ -429,9 +429,15 @@ def teacher_input_spec(input_names):
     return [InputSpec([None, None], "int64", name) for name in input_names]
 
 
-def make_predictor(model_prefix, onednn=True, threads=None):
+# oneDNN caches primitives per input shape; batches come sorted by length, so each shape is used in one run of
+# batches and a small cache suffices while memory stays bounded.
+ONEDNN_CACHE = 8
+
+
+def make_predictor(model_prefix, onednn=True, threads=None, onednn_cache=ONEDNN_CACHE):
     """A paddle.inference predictor for an exported model: fp16 on GPU, else on `threads` CPU threads (default: all
-    cores), with oneDNN or without (Paddle 3 turns oneDNN on by itself unless told not to)."""
+    cores), with oneDNN or without (Paddle 3 turns oneDNN on by itself unless told not to); oneDNN keeps the
+    primitives of `onednn_cache` input shapes (0: of every shape)."""
     # Paddle 3 (PIR) saves <prefix>.json, Paddle 2 <prefix>.pdmodel.
     program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
     if program is None:
@@ -447,9 +453,8 @@ def make_predictor(model_prefix, onednn=True, threads=None):
         config.set_cpu_math_library_num_threads(threads or CPU_CORES)
         if onednn:
             config.enable_mkldnn()
-            # oneDNN caches primitives per input shape; batches come sorted by length, so each shape is
-            # used in one run of batches and a small cache suffices while memory stays bounded.
-            config.set_mkldnn_cache_capacity(8)
+            if onednn_cache:
+                config.set_mkldnn_cache_capacity(onednn_cache)
         else:
             config.disable_mkldnn()
     try:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import benchmark
-from utils import read_json
+from utils import CPU_CORES, read_json
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +60,34 @@ def test_size_counts_parameters(output, tiny_bert):
     assert number(rows[2][3]) == pytest.approx(counts[2][0] / counts[0][0], abs=0.05)
 
 
-def test_latency_compares_every_model_on_both_runtimes(output):
+STUDENT_RUNTIMES = {benchmark.DYGRAPH, benchmark.PADDLE_ONEDNN_CACHE, benchmark.PADDLE_ONEDNN, benchmark.PADDLE,
+                    benchmark.ONNXRUNTIME, benchmark.ONNXRUNTIME_INT8}
+
+
+def test_latency_runs_every_model_on_every_runtime_and_thread_count(output):
     rows = table(output, "latency")
-    assert [(row[0].split(":")[0], row[1]) for row in rows] == [
-        (model, runtime) for runtime in ("paddle.inference + oneDNN", "dygraph")
-        for model in ("Bi-LSTM student", "teacher", "reference")]
-    assert all(number(cell) > 0 for row in rows for cell in row[2:])
-    assert all(row[3] == row[5] == "1.0x" for row in rows if row[0] == "Bi-LSTM student")
+    runs = {}
+    for model, runtime, threads, *_ in rows:
+        runs.setdefault((model.split(",")[0].split(":")[0], threads), set()).add(runtime)
+    thread_counts = sorted({1, CPU_CORES})
+    assert sorted(runs) == sorted((model, str(t)) for model in ("Bi-LSTM student", "teacher", "reference")
+                                  for t in thread_counts)
+    students = [row[0] for row in rows if row[0].startswith("Bi-LSTM")]
+    assert sorted(set(students)) == ["Bi-LSTM student, hidden 150", "Bi-LSTM student, hidden 300"]
+    for (model, _), runtimes in runs.items():  # the tiny BERT converts to ONNX; int8 is for students
+        assert runtimes == (STUDENT_RUNTIMES if model == "Bi-LSTM student" else
+                            STUDENT_RUNTIMES - {benchmark.ONNXRUNTIME_INT8})
+    assert all(number(cell) > 0 for row in rows for cell in row[3:])
+
+
+def test_best_against_best_takes_each_models_fastest_runtime(output):
+    rows, best = table(output, "latency"), table(output, "best against best")
+    assert best[0][0] == "Bi-LSTM student, hidden 300" and best[0][4] == best[0][7] == "1.0x"
+    for model, threads, fastest, ms, _, most, per_second, _ in best:
+        own = [row for row in rows if row[0] == model and row[2] == threads]
+        assert min(own, key=lambda row: number(row[3]))[1::2] == [fastest, ms]
+        assert max(own, key=lambda row: number(row[4]))[1::3] == [most, per_second]
+    assert re.search(r"End to end .* median \d+\.\d+ ms per sentence", output)
 
 
 def test_distill_cost_times_both_ways_and_the_labelling(output):
