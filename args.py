@@ -140,10 +140,12 @@ def _distill(parser):
     group.add_argument("--temperature", type=POSITIVE, default=1.0, help="Softmax temperature for --loss kl.")
     group.add_argument("--teacher_batch_size", type=COUNT, default=128,
                        help="Batch size when labelling with the teacher.")
-    group.add_argument("--teacher_backend", default="inference", choices=("inference", "dygraph"),
-                       help="How the teacher labels the transfer set: 'inference' exports it to a static graph run by "
-                       "paddle.inference (oneDNN on CPU, fp16 on GPU; falls back to dygraph when that fails), "
-                       "'dygraph' runs the Paddle model as is (the slower reference).")
+    group.add_argument("--teacher_backend", default="auto", choices=("auto", "onnxruntime", "inference", "dygraph"),
+                       help="How the teacher labels the transfer set, each checked against the dygraph model first "
+                       "and falling back to the next: 'onnxruntime' converts its static export to ONNX (paddle2onnx), "
+                       "'inference' runs the static export by paddle.inference (oneDNN on CPU, fp16 on GPU), "
+                       "'dygraph' runs the Paddle model as is (the slow reference). auto: onnxruntime where "
+                       "paddle2onnx and onnxruntime are installed, else inference.")
     group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
     group = parser.add_argument_group("transfer-set augmentation")
     group.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20, help="Augmented copies drawn per training example.")

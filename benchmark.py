@@ -19,7 +19,8 @@ latency: CPU inference of the students (--student_hidden sizes, fp32 and int8) a
 distill_cost: one distillation epoch over the first --num_sentences sentences, the student learning from cached
     teacher logits (bert_distill.py) or from the teacher run in dygraph on every batch (PaddleNLP's distill_lstm),
     and the one-off cost of labelling them with label_with_teacher(backend="inference").
-labelling: teacher logits per second for the same sentences in one run, every way the teacher can label them.
+labelling: teacher logits per second for the same sentences in one run, every way the teacher can label them
+    (ONNX Runtime where paddle2onnx converts the teacher).
 augmentation: time to build the transfer set (POS tagging, then augmentation on one process and on every core).
 """
 import argparse
@@ -360,6 +361,7 @@ def labelling(args):
         prefix, export_seconds = timed(lambda: models.export_static(model, models.teacher_input_spec(list(records[0])), directory))
         (plain, onednn), build_seconds = timed(lambda: (models.make_predictor(prefix, onednn=False),
                                                          models.make_predictor(prefix)))
+        onnx_path, convert_seconds = timed(lambda: onnx_files(prefix, False)[0])
         runs = [
             ("(a) dygraph, padded to max_seq_length",
              lambda: padded_dygraph_logits(model, records, size, pad_id, args.max_seq_length)),
@@ -369,6 +371,10 @@ def labelling(args):
             ("(d) paddle.inference + oneDNN, length buckets (--teacher_backend inference)",
              lambda: models.batched_logits(models.predictor_runner(onednn), records, size, collate)),
         ]
+        if onnx_path:
+            runs.append(("(e) ONNX Runtime, length buckets (--teacher_backend onnxruntime; auto)",
+                         lambda: models.batched_logits(models.onnx_runner(onnx_path, CPU_CORES), records, size,
+                                                       collate)))
         results = [(name, *timed(label_all)) for name, label_all in runs]
     reference_logits, reference_seconds = results[0][1:]
     lengths = [data.record_length(r) for r in records]
@@ -380,8 +386,8 @@ def labelling(args):
     for name, logits, seconds in results:
         print(f"| {name} | {len(records) / seconds:.1f} | {reference_seconds / seconds:.1f}x | "
               f"{np.abs(logits - reference_logits).max():.1e} |")
-    print(f"\nOne-off cost of (c) and (d), not in the table: export {export_seconds:.1f} s, "
-          f"building both predictors {build_seconds:.1f} s.")
+    print(f"\nOne-off costs, not in the table: export {export_seconds:.1f} s, building both predictors "
+          f"{build_seconds:.1f} s, converting to ONNX {convert_seconds:.1f} s.")
 
 
 def augmentation(args):

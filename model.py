@@ -500,28 +500,54 @@ def predictor_runner(predictor):
 CHECK_BATCH = 16  # records in the padded batch a predictor is checked on before it labels
 
 
-def label_with_teacher(model, records, batch_size, pad_id, backend="inference"):
+def label_with_teacher(model, records, batch_size, pad_id, backend="auto"):
     """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend): the
-    static export run by paddle.inference, once its logits on the first records match the dygraph model's (see
-    verified_predictor); the dygraph model when no predictor can be built or none agrees."""
+    static export run by ONNX Runtime or paddle.inference once its logits on the first records match the dygraph
+    model's; the dygraph model when no runtime can be built or none agrees."""
     collate = data.teacher_collate(pad_id)
     if backend != "dygraph" and records:
         try:
             with tempfile.TemporaryDirectory() as directory:
-                try:
-                    prefix = export_static(model, teacher_input_spec(list(records[0])), directory)
-                    verified = verified_predictor(model, prefix, collate(records[:CHECK_BATCH]))
-                except Exception as error:  # any export or predictor failure: the dygraph model still works
-                    logger.warning("teacher backend %s unavailable (%s: %s); labelling with the dygraph model",
-                                   backend, type(error).__name__, error)
-                else:
-                    if verified is not None:
-                        return batched_logits(verified[0], records, batch_size, collate, "teacher labelling")
-                    logger.warning("teacher backend %s disagrees with the dygraph model; labelling with the dygraph "
-                                   "model", backend)
+                run = _checked_teacher_runner(model, collate(records[:CHECK_BATCH]), list(records[0]), backend,
+                                              directory)
+                if run is not None:
+                    return batched_logits(run, records, batch_size, collate, "teacher labelling")
         finally:
             use_all_cores()  # the predictors changed the math library's threads
     return teacher_logits(model, records, batch_size, pad_id, "teacher labelling")
+
+
+def _checked_teacher_runner(model, sample, input_names, backend, directory):
+    """run(batch) of the teacher exported to `directory`, on ONNX Runtime (backend onnxruntime, or auto where it is
+    installed; several times paddle.inference's speed for MPNet, which cannot use oneDNN) or else paddle.inference,
+    whichever first matches the dygraph model on the collated sample; None, after a warning, when none does."""
+    try:
+        prefix = export_static(model, teacher_input_spec(input_names), directory)
+    except Exception as error:  # any export failure: the dygraph model still works
+        logger.warning("the teacher does not export (%s: %s); labelling with the dygraph model",
+                       type(error).__name__, error)
+        return None
+    if backend == "onnxruntime" or backend == "auto" and onnx_available():
+        try:
+            run = verified_onnx_runner(model, export_onnx(prefix, os.path.join(directory, "model.onnx")), [sample],
+                                       CPU_CORES)
+        except Exception as error:  # a family paddle2onnx cannot convert
+            logger.warning("no ONNX Runtime teacher (%s: %s); trying paddle.inference", type(error).__name__, error)
+        else:
+            if run is not None:
+                return run
+    try:
+        verified = verified_predictor(model, prefix, sample)
+    except Exception as error:  # any predictor failure: the dygraph model still works
+        logger.warning("paddle.inference unavailable (%s: %s); labelling with the dygraph model",
+                       type(error).__name__, error)
+        return None
+    if verified is None:
+        logger.warning("paddle.inference disagrees with the dygraph model; labelling with the dygraph model")
+        return None
+    return verified[0]
+
+
 
 
 # ---------------------------------------------------------------------------------------------------------------

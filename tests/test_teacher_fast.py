@@ -24,8 +24,9 @@ def encode(task_files, task, tokenizer, max_seq_length=32):
     return [encoder.texts(ex.texts) for ex in examples]
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "inference"])
 @pytest.mark.parametrize("task", ["sst-2", "qqp"])
-def test_inference_backend_matches_dygraph(bert, task_files, task, caplog):
+def test_fast_backends_match_dygraph(bert, task_files, task, caplog, backend):
     model, tokenizer = bert
     encoded = encode(task_files, task, tokenizer)
     assert len({len(record["input_ids"]) for record in encoded}) > 3  # batches of several shapes
@@ -33,8 +34,8 @@ def test_inference_backend_matches_dygraph(bert, task_files, task, caplog):
         assert all(record["token_type_ids"].max() == 1 for record in encoded)
     reference = models.teacher_logits(model, encoded, 16, tokenizer.pad_token_id)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = models.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, "inference")
-    assert not caplog.records, "the inference backend fell back to dygraph"
+        logits = models.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, backend)
+    assert not caplog.records, f"the {backend} backend fell back"
     np.testing.assert_allclose(logits, reference, atol=1e-4)
     assert (logits.argmax(-1) == reference.argmax(-1)).all()
 
@@ -88,4 +89,21 @@ def test_a_predictor_that_disagrees_with_dygraph_is_not_used(bert, task_files, c
         logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     assert built == [True, False]
     assert len(caplog.records) == len(wrong) + (len(wrong) == 2)  # one per rejected predictor, then the fallback
+    np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)
+
+
+def test_an_onnx_teacher_that_disagrees_gives_way_to_paddle_inference(bert, task_files, caplog, monkeypatch):
+    model, tokenizer = bert
+    encoded = encode(task_files, "sst-2", tokenizer)[:20]
+    onnx_runner, built = models.onnx_runner, []
+
+    def wrong_runner(path, threads=1):
+        built.append(path)
+        run = onnx_runner(path, threads)
+        return lambda batch: run(batch) + 3.0
+
+    monkeypatch.setattr(models, "onnx_runner", wrong_runner)
+    with caplog.at_level(logging.WARNING, logger="distill"):
+        logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "auto")
+    assert len(built) == 1 and len(caplog.records) == 1 and "ONNX model differs" in caplog.text
     np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)
