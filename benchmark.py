@@ -111,6 +111,7 @@ def teachers(args):
         config = BertConfig(**BERT_PRETRAINED_INIT_CONFIGURATION["bert-base-uncased"])
         source = "bert-base-uncased sizes"
     config.num_labels = 2
+    config.use_cache = False  # HuggingFace configs (all-MiniLM-L6's) say use_cache: the model would return a tuple
     loaded = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     reference = BertForSequenceClassification(config)
     return [(f"teacher: {describe(loaded)}", loaded),

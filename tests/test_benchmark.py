@@ -7,15 +7,18 @@ import re
 import pytest
 
 import benchmark
-from utils import CPU_CORES, read_json
+from utils import CPU_CORES, read_json, write_json
 
 
 @pytest.fixture(scope="module")
-def output(tiny_bert, task_files):
-    """stdout of one run of every section, with the tiny BERT as teacher and as reference."""
+def output(tiny_bert, task_files, tmp_path_factory):
+    """stdout of one run of every section, with the tiny BERT as teacher and as reference (its config saying
+    use_cache, as HuggingFace configs do)."""
+    reference = str(tmp_path_factory.mktemp("reference") / "config.json")
+    write_json(reference, {**read_json(os.path.join(tiny_bert, "config.json")), "use_cache": True})
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        benchmark.main(["--teacher_dir", tiny_bert, "--reference_config", os.path.join(tiny_bert, "config.json"),
+        benchmark.main(["--teacher_dir", tiny_bert, "--reference_config", reference,
                         "--data_file", task_files["sst-2"][1], "--num_sentences", "12", "--latency_sentences", "3"])
     return stdout.getvalue()
 
