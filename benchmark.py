@@ -222,7 +222,7 @@ def latency(args):
                     run = make(threads)
                     results.append((name, runtime, threads, median_latency(run, one_by_one),
                                     throughput(run, by_length)))
-        end_to_end = student_end_to_end(args, texts, served[0], directory)
+        end_to_end = student_end_to_end(args, texts, served[0])
     use_all_cores()
     lengths = [data.record_length(r) for r in bert_records]
     print(f"\n### latency: SST-2 sentences of {args.data_file}, teacher {args.teacher_dir}, {cpu_name()}\n")
@@ -254,10 +254,10 @@ def latency(args):
           f"probabilities out, tokenisation included): median {end_to_end[0] * 1000:.2f} ms per sentence.")
 
 
-def student_end_to_end(args, texts, student_served, directory):
+def student_end_to_end(args, texts, student_served):
     """(median seconds, on ONNX Runtime?) of serving one sentence as predict.py does: analysis, ids, batch, run,
     softmax."""
-    name, student, input_names, _, collate, runtimes = student_served
+    _, student, input_names, _, collate, runtimes = student_served
     analyzer, vocab = data.build_student_side(SST2, [], "wordpiece", teacher_dir=args.teacher_dir)
     onnx = ONNXRUNTIME in runtimes
     run = runtimes[ONNXRUNTIME](1) if onnx else dygraph_on(student, input_names, 1)

@@ -434,15 +434,20 @@ def teacher_input_spec(input_names):
 ONEDNN_CACHE = 8
 
 
-def make_predictor(model_prefix, onednn=True, threads=None, onednn_cache=ONEDNN_CACHE):
-    """A paddle.inference predictor for an exported model: fp16 on GPU, else on `threads` CPU threads (default: all
-    cores), with oneDNN or without (Paddle 3 turns oneDNN on by itself unless told not to); oneDNN keeps the
-    primitives of `onednn_cache` input shapes (0: of every shape)."""
-    # Paddle 3 (PIR) saves <prefix>.json, Paddle 2 <prefix>.pdmodel.
+def static_program(model_prefix):
+    """The program file of a static export: <prefix>.json (Paddle 3, PIR) or <prefix>.pdmodel (Paddle 2)."""
     program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
     if program is None:
         raise UserError(f"{model_prefix}.json: missing (nor is there a {os.path.basename(model_prefix)}.pdmodel); "
                         "export the model again")
+    return program
+
+
+def make_predictor(model_prefix, onednn=True, threads=None, onednn_cache=ONEDNN_CACHE):
+    """A paddle.inference predictor for an exported model: fp16 on GPU, else on `threads` CPU threads (default: all
+    cores), with oneDNN or without (Paddle 3 turns oneDNN on by itself unless told not to); oneDNN keeps the
+    primitives of `onednn_cache` input shapes (0: of every shape)."""
+    program = static_program(model_prefix)
     config = paddle.inference.Config(program, model_prefix + ".pdiparams")
     config.switch_ir_optim(True)
     config.disable_glog_info()
@@ -548,8 +553,6 @@ def _checked_teacher_runner(model, sample, input_names, backend, directory):
     return verified[0]
 
 
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # ONNX Runtime, the student's fastest runtime on CPU
 
@@ -579,7 +582,7 @@ def export_onnx(model_prefix, path):
     import onnx
     import onnxruntime
 
-    program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
+    program = static_program(model_prefix)
     converted_path = path + ".converted"
     try:
         result = subprocess.run([sys.executable, "-c", _PADDLE2ONNX, program, model_prefix + ".pdiparams",
