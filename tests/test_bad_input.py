@@ -541,8 +541,9 @@ INTERRUPTION = {}  # what _augment_then_interrupt does, set by the test before t
 
 def _augment_then_interrupt(bounds):
     """data._augment_range, run in an augmentation worker, sending a signal to the parent (and with Ctrl-C, which a
-    terminal sends to the whole process group, to the worker too) from the second range of examples on."""
-    if bounds[0] > 0:
+    terminal sends to the whole process group, to the worker too) once, from the first worker to reach a range after
+    the first (two signals would be a second Ctrl-C, which may cut the cleanup short)."""
+    if bounds[0] > 0 and _first_time(INTERRUPTION["flag"]):
         os.kill(INTERRUPTION["parent"], INTERRUPTION["signum"])
         if INTERRUPTION["signum"] == signal.SIGINT:
             os.kill(os.getpid(), signal.SIGINT)
@@ -550,9 +551,19 @@ def _augment_then_interrupt(bounds):
     return INTERRUPTION["augment"](bounds)
 
 
+def _first_time(flag_path):
+    """True for the first process that asks, False for every later one (the file is created once)."""
+    try:
+        os.close(os.open(flag_path, os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_interrupted_augmentation_stops_its_workers(capfd, distill_run, tmp_path, monkeypatch, signum):
-    INTERRUPTION.update(parent=os.getpid(), signum=signum, augment=data._augment_range)
+    INTERRUPTION.update(parent=os.getpid(), signum=signum, augment=data._augment_range,
+                        flag=str(tmp_path / "signalled"))
     monkeypatch.setattr(data, "_augment_range", _augment_then_interrupt)
     argv = distill_run.argv + ["--num_workers", "2", "--p_pos", "0", "--cache_dir", str(tmp_path / "cache"),
                                "--output_dir", str(tmp_path / "out")]
