@@ -18,7 +18,7 @@ import data
 import model as models
 import training
 from args import parse_args
-from utils import UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, write_cache
+from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, write_cache
 
 logger = logging.getLogger("distill")
 
@@ -125,7 +125,7 @@ def main(argv=None):
                                      args.alpha, args.loss, args.temperature)
 
     prepare_output_dir(args.output_dir)
-    if args.save_transfer_set:
+    if args.save_transfer_set and WORLD.is_main:
         write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)

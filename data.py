@@ -18,7 +18,7 @@ from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 from tqdm import tqdm
 
-from utils import CPU_CORES, UserError, read_cache, read_text, write_cache
+from utils import CPU_CORES, WORLD, UserError, gather_shards, read_cache, read_text, write_cache
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")
@@ -330,22 +330,25 @@ class BucketBatchSampler(paddle.io.BatchSampler):
 
     Training: each epoch shuffles, sorts within pools of 50 batches and shuffles the batches, from
     (seed, epoch) alone, so a resumed run sees the same batches. Evaluation: sorted by length, in order.
+    Training over several processes: rank r of n takes batches r, r + n, ... of the epoch's batches, so the ranks see
+    disjoint batches, as many each; the last few batches of an epoch (fewer than n) are left out of it.
     """
 
     POOL = 50
 
-    def __init__(self, lengths, batch_size, shuffle, seed=0):
+    def __init__(self, lengths, batch_size, shuffle, seed=0, rank=0, num_ranks=1):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.rank, self.num_ranks = rank, num_ranks
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
     def __len__(self):
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size // self.num_ranks
 
     def __iter__(self):
         if not self.shuffle:
@@ -360,12 +363,14 @@ class BucketBatchSampler(paddle.io.BatchSampler):
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
-        return iter(batches)
+        return iter(batches[self.rank:len(self) * self.num_ranks:self.num_ranks])
 
 
 def make_loader(records, collate, batch_size, shuffle, seed=0):
-    """A DataLoader of collated batches (dicts of tensors), bucketed by record length."""
-    sampler = BucketBatchSampler([record_length(r) for r in records], batch_size, shuffle, seed)
+    """A DataLoader of collated batches (dicts of tensors), bucketed by record length; for training (shuffle), this
+    process's share of each epoch's batches."""
+    shard = (WORLD.rank, WORLD.size) if shuffle else (0, 1)
+    sampler = BucketBatchSampler([record_length(r) for r in records], batch_size, shuffle, seed, *shard)
     return paddle.io.DataLoader(MapDataset(records), batch_sampler=sampler, collate_fn=collate, return_list=True)
 
 
@@ -449,8 +454,9 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
     _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
                  seed=seed)
     workers = num_workers or CPU_CORES
-    chunk = max(1, min(2000, len(sentences) // (workers * 4) or 1))
-    ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
+    chunk = max(1, min(2000, len(sentences) // (workers * WORLD.size * 4) or 1))
+    all_ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
+    ranges = all_ranges[WORLD.rank::WORLD.size]  # this process's share when a run has several
     pools, parts = [], []
     try:
         if workers > 1 and len(ranges) > 1:
@@ -458,7 +464,8 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
                 pools.append(multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals))
         # imap hands back the ranges in order, so the set does not depend on which worker finishes first.
         results = pools[0].imap(_augment_range, ranges) if pools else map(_augment_range, ranges)
-        with tqdm(total=len(sentences), desc="augmenting", unit="example", mininterval=1.0) as bar:
+        with tqdm(total=sum(stop - start for start, stop in ranges), desc="augmenting", unit="example",
+                  mininterval=1.0, disable=not WORLD.is_main) as bar:
             for (start, stop), part in zip(ranges, results):
                 parts.append(part)
                 bar.update(stop - start)
@@ -466,6 +473,7 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
         for pool in pools:
             pool.terminate()
     _WORK.clear()
+    parts = gather_shards(parts, len(all_ranges))
     seen = {_key(example.sentences) for example in transfer}
     index = 0
     for part in parts:

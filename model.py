@@ -19,7 +19,7 @@ from paddlenlp.transformers import AutoModelForSequenceClassification
 from tqdm import tqdm
 
 import data
-from utils import CPU_CORES, UserError, read_json, use_all_cores, write_json
+from utils import CPU_CORES, WORLD, UserError, gather_shards, read_json, use_all_cores, write_json
 
 logger = logging.getLogger("distill")
 
@@ -378,18 +378,24 @@ def teacher_inputs(batch):
 # Running either model: dygraph, static export, paddle.inference
 
 
-def batched_logits(run, records, batch_size, collate, progress=None):
+def batched_logits(run, records, batch_size, collate, progress=None, sharded=False):
     """run(collated batch of numpy arrays) -> logits, over records batched by length (no padding to the longest
-    record), returned in the records' order; with a progress bar titled `progress` if given."""
-    sampler = data.BucketBatchSampler([data.record_length(r) for r in records], batch_size, shuffle=False)
-    logits = np.zeros((len(records), 0), dtype="float32")
-    with tqdm(total=len(records), desc=progress, unit="example", mininterval=1.0, disable=progress is None) as bar:
-        for indices in sampler:
-            batch_logits = run(collate([records[i] for i in indices]))
-            if not logits.size:
-                logits = np.empty((len(records), batch_logits.shape[-1]), dtype="float32")
-            logits[indices] = batch_logits
+    record), returned in the records' order; with a progress bar titled `progress` if given. sharded: the batches
+    are shared out among the run's processes (batch i to rank i % size) and their logits gathered on every rank;
+    each batch is the one a single process forms, so the logits are those a single process computes."""
+    batches = list(data.BucketBatchSampler([data.record_length(r) for r in records], batch_size, shuffle=False))
+    mine = batches[WORLD.rank::WORLD.size] if sharded else batches
+    parts = []
+    with tqdm(total=sum(map(len, mine)), desc=progress, unit="example", mininterval=1.0,
+              disable=progress is None or not WORLD.is_main) as bar:
+        for indices in mine:
+            parts.append(run(collate([records[i] for i in indices])).astype("float32", copy=False))
             bar.update(len(indices))
+    if sharded:
+        parts = gather_shards(parts, len(batches))
+    logits = np.zeros((len(records), parts[0].shape[-1] if parts else 0), dtype="float32")
+    for indices, part in zip(batches, parts):
+        logits[indices] = part
     return logits
 
 
@@ -410,10 +416,11 @@ def student_logits(model, records, batch_size):
     return batched_logits(dygraph_runner(model, STUDENT_INPUTS), records, batch_size, collate)
 
 
-def teacher_logits(model, records, batch_size, pad_id, progress=None):
-    """Logits of a dygraph teacher over teacher records, batched by length, in the records' order."""
+def teacher_logits(model, records, batch_size, pad_id, progress=None, sharded=False):
+    """Logits of a dygraph teacher over teacher records, batched by length, in the records' order (sharded: see
+    batched_logits)."""
     return batched_logits(dygraph_runner(model, TEACHER_INPUTS), records, batch_size, data.teacher_collate(pad_id),
-                          progress)
+                          progress, sharded)
 
 
 def export_static(model, input_spec, directory):
@@ -508,7 +515,8 @@ CHECK_BATCH = 16  # records in the padded batch a predictor is checked on before
 def label_with_teacher(model, records, batch_size, pad_id, backend="auto"):
     """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend): the
     static export run by ONNX Runtime or paddle.inference once its logits on the first records match the dygraph
-    model's; the dygraph model when no runtime can be built or none agrees."""
+    model's; the dygraph model when no runtime can be built or none agrees. A run of several processes shares the
+    batches out among them (every rank gets all the logits)."""
     collate = data.teacher_collate(pad_id)
     if backend != "dygraph" and records:
         try:
@@ -516,10 +524,10 @@ def label_with_teacher(model, records, batch_size, pad_id, backend="auto"):
                 run = _checked_teacher_runner(model, collate(records[:CHECK_BATCH]), list(records[0]), backend,
                                               directory)
                 if run is not None:
-                    return batched_logits(run, records, batch_size, collate, "teacher labelling")
+                    return batched_logits(run, records, batch_size, collate, "teacher labelling", sharded=True)
         finally:
             use_all_cores()  # the predictors changed the math library's threads
-    return teacher_logits(model, records, batch_size, pad_id, "teacher labelling")
+    return teacher_logits(model, records, batch_size, pad_id, "teacher labelling", sharded=True)
 
 
 def _checked_teacher_runner(model, sample, input_names, backend, directory):

@@ -22,8 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
 import model as models
-from utils import UserError, check_writable_dir, classification_metrics, file_sha256, read_json, recover_dir, \
-    replace_dir, set_device, set_seed, write_json
+from utils import WORLD, UserError, all_gather, any_rank, check_writable_dir, classification_metrics, file_sha256, \
+    read_json, recover_dir, replace_dir, set_device, set_seed, write_json
 
 logger = logging.getLogger("distill")
 
@@ -33,6 +33,9 @@ FLAGS_A_RESUME_MAY_CHANGE = {"output_dir", "device", "max_epoch", "max_steps", "
                              "visualdl", "num_workers", "cache_dir", "teacher_backend", "teacher_batch_size",
                              "save_transfer_set"}
 INPUTS = "input_sha256"  # the key of the input files' hashes among the flags a checkpoint records
+# The key of the number of processes among them: each process's share of the batches depends on it, so a run resumes
+# only with as many processes as it started with (--batch_size is per process).
+WORLD_SIZE = "world_size"
 # What a run writes in its --output_dir (each also as <name>.tmp or <name>.old while it is being replaced).
 RUN_FILES = {"best", "checkpoint", "eval_log.jsonl", "results.json", "vdl", "transfer_set.tsv"}
 
@@ -50,15 +53,15 @@ class RunConfig:
     eval_steps: int
     logging_steps: int
     visualdl: bool
-    flags: dict  # every flag of the run, for results.json and for refusing to resume with other settings
+    flags: dict  # every flag of the run and its world_size, for results.json and for refusing to resume otherwise
     inputs: dict = field(default_factory=dict)  # flag -> sha256 of the file it names (input_hashes)
 
     @classmethod
     def from_args(cls, args, metric):
         return cls(script=args.script, task_name=args.task_name, output_dir=args.output_dir, metric=metric,
                    seed=args.seed, max_epoch=args.max_epoch, max_steps=args.max_steps, eval_steps=args.eval_steps,
-                   logging_steps=args.logging_steps, visualdl=args.visualdl, flags=dict(sorted(vars(args).items())),
-                   inputs=input_hashes(args))
+                   logging_steps=args.logging_steps, visualdl=args.visualdl,
+                   flags=dict(sorted({**vars(args), WORLD_SIZE: WORLD.size}.items())), inputs=input_hashes(args))
 
     def total_steps(self, steps_per_epoch):
         return self.max_steps or steps_per_epoch * self.max_epoch
@@ -107,12 +110,15 @@ class LoopState:
 def stop_requests():
     """Within the block, Ctrl-C or SIGTERM only asks to stop: the yielded list receives the signal's name, so the
     loop can stop between steps, where model, optimizer and state agree and a checkpoint resumes exactly. A second
-    signal acts at once (the last complete checkpoint stays)."""
+    signal acts at once (the last complete checkpoint stays), except in a run of several processes: there
+    paddle.distributed.launch passes one Ctrl-C or SIGTERM on as up to three SIGTERMs 0.2 s apart (and kills the
+    processes 30 s later), so the later ones are ignored."""
     requested = []
 
     def request(signum, frame):
         requested.append(signal.Signals(signum).name)
-        restore()
+        if WORLD.size == 1:
+            restore()
 
     def restore():
         for number, handler in previous.items():
@@ -153,6 +159,7 @@ def _is_run_file(name):
 def check_same_flags(output_dir, saved_flags, flags):
     """Refuse to resume a checkpoint in output_dir saved with other flags (those a rerun may not change) or from
     input files that have changed since at the same paths, naming them."""
+    saved_flags = {WORLD_SIZE: 1, **saved_flags}  # checkpoints written before runs had several processes
     differing = sorted(k for k in set(saved_flags) | set(flags) if k != INPUTS and saved_flags.get(k) != flags.get(k))
     saved_inputs = saved_flags.get(INPUTS, {})  # checkpoints written before the inputs were hashed have none
     changed = [flag for flag, digest in flags.get(INPUTS, {}).items()
@@ -162,7 +169,8 @@ def check_same_flags(output_dir, saved_flags, flags):
                         f"{', '.join(f'--{flag} {flags[flag]}' for flag in changed)} (the file changed since); "
                         "restore the file to resume, or use another --output_dir")
     if differing:
-        changes = ", ".join(f"--{k} {_shown(saved_flags.get(k))} -> {_shown(flags.get(k))}" for k in differing)
+        changes = ", ".join(f"{_flag_name(k)} {_shown(saved_flags.get(k))} -> {_shown(flags.get(k))}"
+                            for k in differing)
         raise UserError(f"--output_dir {output_dir} holds a checkpoint of a run with other flags ({changes}); rerun "
                         f"with the same flags to resume, or use another --output_dir")
 
@@ -171,13 +179,17 @@ class Checkpoint:
     """<output_dir>/checkpoint: model, optimizer, LR schedule, random state and LoopState, written whole or not at
     all (replace_dir), with a snapshot of <output_dir>/best as it was then (hard links: best/ is replaced, never
     changed in place). Resuming puts that best/ back, so that best/ always agrees with the resumed state, also when
-    a run was killed after a best model newer than its checkpoint."""
+    a run was killed after a best model newer than its checkpoint. In a run of several processes, rank 0 writes it
+    with every rank's random state; the others read it."""
 
     def __init__(self, output_dir, model, optimizer, lr_scheduler):
         self.directory = os.path.join(output_dir, "checkpoint")
         self.best_dir = os.path.join(output_dir, "best")
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
-        recover_dir(self.directory)
+        if WORLD.is_main:
+            recover_dir(self.directory)
+        if WORLD.size > 1:
+            paddle.distributed.barrier()  # the others read the checkpoint once rank 0 has put it back
 
     def resume(self, flags):
         """The saved LoopState with model, optimizer and random state restored, or None when there is no checkpoint.
@@ -194,20 +206,31 @@ class Checkpoint:
             self.lr_scheduler.set_state_dict(paddle.load(os.path.join(self.directory, "lr.pdparams")))
         with open(os.path.join(self.directory, "rng.pkl"), "rb") as f:
             rng = pickle.load(f)
+        rng = rng[WORLD.rank] if isinstance(rng, list) else rng  # one per rank (a dict: written by an older version)
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         paddle.set_rng_state(rng["paddle"])
+        if WORLD.is_main:
+            self._restore_best(saved["best"] is not None)
+        logger.info("resumed from %s at step %d (epoch %d)", self.directory, saved["step"], saved["epoch"])
+        return LoopState(**saved)
+
+    def _restore_best(self, has_best):
         recover_dir(self.best_dir)
         saved_best = os.path.join(self.directory, "best")
         if os.path.isdir(saved_best):
             replace_dir(lambda directory: _snapshot(saved_best, directory), self.best_dir)
-        elif saved["best"] is None:
+        elif not has_best:
             shutil.rmtree(self.best_dir, ignore_errors=True)
         # else: a checkpoint written before checkpoints kept best/; its best/ stays as it is
-        logger.info("resumed from %s at step %d (epoch %d)", self.directory, saved["step"], saved["epoch"])
-        return LoopState(**saved)
 
     def save(self, state):
+        """Called by every rank (they hand rank 0 their random state); rank 0 writes."""
+        rng = all_gather({"python": random.getstate(), "numpy": np.random.get_state(),
+                          "paddle": paddle.get_rng_state()})
+        if not WORLD.is_main:
+            return
+
         def build(directory):
             paddle.save(self.model.state_dict(), os.path.join(directory, "model.pdparams"))
             names = {p.name: n for n, p in self.model.named_parameters()}
@@ -215,8 +238,7 @@ class Checkpoint:
             if self.lr_scheduler is not None:
                 paddle.save(self.lr_scheduler.state_dict(), os.path.join(directory, "lr.pdparams"))
             with open(os.path.join(directory, "rng.pkl"), "wb") as f:
-                pickle.dump({"python": random.getstate(), "numpy": np.random.get_state(),
-                             "paddle": paddle.get_rng_state()}, f)
+                pickle.dump(rng, f)
             write_json(os.path.join(directory, "state.json"), dataclasses.asdict(state))
             if os.path.isdir(self.best_dir):
                 _snapshot(self.best_dir, os.path.join(directory, "best"))
@@ -231,6 +253,10 @@ def _snapshot(source, target):
         except OSError:
             shutil.copy2(src, dst)
     shutil.copytree(source, target, copy_function=link, dirs_exist_ok=True)
+
+
+def _flag_name(key):
+    return "processes (world size)" if key == WORLD_SIZE else f"--{key}"
 
 
 def _shown(flag_value):
@@ -305,33 +331,48 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
     Evaluates every run.eval_steps and at each epoch end, keeps the best model in <output_dir>/best, resumes from
     <output_dir>/checkpoint, saves a checkpoint at each epoch end and on Ctrl-C or SIGTERM (then exits with code
     130), and returns (and writes) <output_dir>/results.json.
+
+    Launched as several processes (paddle.distributed.launch), each trains a paddle.DataParallel copy on its share
+    of the batches (gradients averaged over the processes), and they stop together; rank 0 alone evaluates, shows
+    progress and writes, and returns the results (the others return None).
     """
+    if len(loader) == 0:
+        raise UserError(f"{len(loader.batch_sampler.lengths)} training examples make fewer batches of --batch_size "
+                        f"{loader.batch_sampler.batch_size} than the {WORLD.size} processes of the run")
+    trained = paddle.DataParallel(model) if WORLD.size > 1 else model
     checkpoint = Checkpoint(run.output_dir, model, optimizer, lr_scheduler)
     state = checkpoint.resume(run.resume_flags)
     if state is None:
         state = LoopState(flags=run.resume_flags)
         # Training's random draws (dropout) start from the seed whatever the setup drew before, e.g. loading the
         # teacher only when its logits are not cached yet; +1 keeps them apart from the initialisation's draws.
-        set_seed(run.seed + 1)
-    evaluate_and_record = EvalRecorder(run, evaluate, save_model, state)
+        set_seed(run.seed + 1 + WORLD.rank)
+    recorder = EvalRecorder(run, evaluate, save_model, state) if WORLD.is_main else None
     last_step = run.total_steps(len(loader))
     started = time.time() - state.train_seconds
+
+    def evaluate_and_record():
+        if recorder is not None:
+            recorder(model)
 
     def save_checkpoint():
         state.train_seconds = time.time() - started
         checkpoint.save(state)
 
     model.train()
-    with stop_requests() as stop, contextlib.closing(evaluate_and_record), progress_bar(run, last_step, state) as bar:
-        while state.step < last_step and not stop:
+    stopping = False  # every rank decides it together (any_rank), at the same points of the loop
+    closing_recorder = contextlib.closing(recorder) if recorder else contextlib.nullcontext()
+    with stop_requests() as stop, closing_recorder, progress_bar(run, last_step, state) as bar:
+        while state.step < last_step and not stopping:
             loader.batch_sampler.set_epoch(state.epoch)
             for index, batch in enumerate(loader):
                 if index < state.batch_in_epoch:
                     continue  # resumed mid-epoch: these batches were already trained on
-                if stop:
+                stopping = any_rank(stop)
+                if stopping:
                     break
                 step_started = time.time()
-                loss = train_step(model, optimizer, lr_scheduler, loss_fn, batch)
+                loss = train_step(trained, optimizer, lr_scheduler, loss_fn, batch)
                 state.step, state.batch_in_epoch = state.step + 1, index + 1
                 examples = len(next(iter(batch.values())))
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
@@ -341,23 +382,25 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
                     logger.info("epoch %d step %d/%d loss %.4f (%.1f steps/s)", state.epoch, state.step, last_step,
                                 loss, state.step / max(time.time() - started, 1e-9))
                 if state.step % run.eval_steps == 0:
-                    evaluate_and_record(model)
+                    evaluate_and_record()
                 if state.step >= last_step:
                     break
             if state.batch_in_epoch == len(loader):
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                 if not state.evaluated_now():
-                    evaluate_and_record(model)
+                    evaluate_and_record()
                 save_checkpoint()
-        if stop:
+                stopping = any_rank(stop)
+        stopping = stopping or any_rank(stop)
+        if stopping:
             save_checkpoint()
             logger.info("interrupted (%s): checkpoint saved in %s at step %d; rerun the same command to resume",
-                        stop[0], checkpoint.directory, state.step)
+                        (stop or ["on another rank"])[0], checkpoint.directory, state.step)
             sys.exit(130)
         if not state.evaluated_now():
-            evaluate_and_record(model)
+            evaluate_and_record()
     save_checkpoint()
-    return write_results(run, state)
+    return write_results(run, state) if WORLD.is_main else None
 
 
 def train_step(model, optimizer, lr_scheduler, loss_fn, batch):
@@ -374,14 +417,15 @@ def train_step(model, optimizer, lr_scheduler, loss_fn, batch):
 def progress_bar(run, last_step, state):
     """A tqdm bar over the run's steps, with log lines printed above it."""
     with logging_redirect_tqdm(), tqdm(total=last_step, initial=state.step, desc=f"{run.script} {run.task_name}",
-                                       unit="step", mininterval=1.0, dynamic_ncols=True) as bar:
+                                       unit="step", mininterval=1.0, dynamic_ncols=True,
+                                       disable=not WORLD.is_main) as bar:
         yield bar
 
 
 def write_results(run, state):
     results = {"task": run.task_name, "script": run.script, "metric": run.metric, "metrics": state.best,
                "best_step": state.best_step, "steps": state.step, "train_seconds": round(state.train_seconds, 1),
-               "flags": run.flags}
+               "world_size": WORLD.size, "flags": run.flags}
     write_json(os.path.join(run.output_dir, "results.json"), results)
     print(f"{run.script} {run.task_name} best at step {state.best_step}: {_fmt(state.best)}", flush=True)
     return results

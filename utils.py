@@ -8,14 +8,34 @@ import random
 import shutil
 import signal
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import paddle
 from paddle.metric import Accuracy
 from paddlenlp.metrics import AccuracyAndF1
 
-# The cores this process may run on: all of them, or those `taskset` allows (two runs side by side).
-CPU_CORES = len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class World:
+    """This process among the processes of one run, as `python -m paddle.distributed.launch` numbers them (its
+    environment variables); a script run on its own is rank 0 of 1."""
+    rank: int
+    size: int
+    local_size: int  # processes of the run on this machine
+
+    @property
+    def is_main(self):
+        """Rank 0: the one process that logs, evaluates and writes the run's files."""
+        return self.rank == 0
+
+
+WORLD = World(rank=int(os.environ.get("PADDLE_TRAINER_ID", 0)), size=int(os.environ.get("PADDLE_TRAINERS_NUM", 1)),
+              local_size=int(os.environ.get("PADDLE_LOCAL_SIZE", 1)))
+# The cores this process may use: those it may run on (all of them, or those `taskset` allows, for two runs side by
+# side), shared among the run's processes on this machine.
+CPU_CORES = max(1, len(os.sched_getaffinity(0)) // WORLD.local_size)
 
 logger = logging.getLogger("distill")
 
@@ -46,6 +66,7 @@ def run_main(main, argv=None):
     After an interruption or an OS error, an output directory this run created is removed unless it holds a
     checkpoint to resume from."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logger.setLevel(logging.INFO if WORLD.is_main else logging.WARNING)  # of several processes, rank 0 logs
     _created_dirs.clear()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
@@ -79,8 +100,9 @@ def _exit(message, code):
 
 
 def prepare_output_dir(path):
-    """Create the output directory. Call it only after the input has been validated."""
-    if not os.path.isdir(path):
+    """Create the output directory (on rank 0, the one process of a run that writes in it). Call it only after the
+    input has been validated."""
+    if WORLD.is_main and not os.path.isdir(path):
         os.makedirs(path)
         _created_dirs.append(path)
     return path
@@ -99,16 +121,59 @@ def check_writable_dir(path, flag):
         raise UserError(f"{flag} {path}: {where or 'the directory '}is not writable")
 
 
+_joined = False  # whether this process has joined its run's other processes
+
+
 def set_device(name):
-    """'auto' picks the GPU when Paddle is built with CUDA and one is present; on CPU use every core."""
+    """'auto' picks the GPU when Paddle is built with CUDA and one is present; on CPU use every core (of this
+    process's share). Under paddle.distributed.launch, also joins the run's other processes (each on its own GPU,
+    the one the launcher gave it), so collectives work from here on."""
     if name == "auto":
         name = "gpu" if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
     if name == "gpu" and not paddle.device.is_compiled_with_cuda():
         raise UserError("--device gpu: this Paddle build has no CUDA support (install paddlepaddle-gpu)")
-    paddle.set_device(name)
+    if WORLD.size > 1:
+        if name == "gpu":
+            name = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
+        paddle.set_device(name)
+        global _joined
+        if not _joined:
+            paddle.distributed.init_parallel_env()
+            _joined = True
+    else:
+        paddle.set_device(name)
     if name == "cpu":
         use_all_cores()
     return name
+
+
+def all_gather(obj):
+    """[the obj of rank 0, of rank 1, ...]: every rank's object, on every rank ([obj] for a single process)."""
+    if WORLD.size == 1:
+        return [obj]
+    gathered = []
+    paddle.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
+def any_rank(flag):
+    """Whether flag is true on any rank: a decision all processes take together (e.g. to stop)."""
+    if WORLD.size == 1:
+        return bool(flag)
+    votes = paddle.to_tensor([int(bool(flag))])
+    paddle.distributed.all_reduce(votes, op=paddle.distributed.ReduceOp.MAX)
+    return bool(votes.item())
+
+
+def gather_shards(shard, total):
+    """The items 0..total-1 in order, on every rank, from each rank's shard: rank r holds items r, r + size,
+    r + 2 * size, ... (the work split as items[WORLD.rank::WORLD.size])."""
+    if WORLD.size == 1:
+        return list(shard)
+    items = [None] * total
+    for rank, part in enumerate(all_gather(list(shard))):
+        items[rank::WORLD.size] = part
+    return items
 
 
 def use_all_cores():
@@ -165,7 +230,8 @@ def read_cache(path, load, problem):
     if wrong is None:
         return entry
     logger.warning("cache %s is bad: %s; moved aside to %s.bad, computing it again", path, wrong, path)
-    os.replace(path, path + ".bad")
+    if WORLD.is_main:  # in a run of several processes, every one finds it bad, one moves it
+        os.replace(path, path + ".bad")
     return None
 
 
@@ -176,6 +242,8 @@ def write_cache(path, entry, save, problem, what):
     wrong = problem(entry)
     if wrong is not None:
         raise UserError(f"{what} are bad: {wrong}; not cached in {path}")
+    if not WORLD.is_main:
+        return  # the other processes of a run computed the same entry
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     atomic_write(path, lambda f: save(f, entry), "wb")
 

@@ -24,6 +24,34 @@ def tiny_bert(tmp_path_factory):
     return demo_data.write_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert")))
 
 
+def student_eval(best_dir, task_name, dev_file):
+    """Reload a saved student directory on its own and score the dev file."""
+    import data
+    import model
+    from utils import classification_metrics
+
+    student = model.load_student(best_dir)
+    task = data.TASKS[task_name]
+    dev = data.read_split(task, "dev", dev_file, "dev")
+    records = student.records(dev)
+    return classification_metrics(model.student_logits(student.model, records, 7), [ex.label for ex in dev], task)
+
+
+def teacher_eval(best_dir, task_name, dev_file):
+    """Reload a saved teacher directory on its own and score the dev file."""
+    import data
+    import model
+    from utils import classification_metrics
+
+    teacher = model.load_teacher(best_dir)
+    tokenizer = data.load_tokenizer(best_dir, "dir")
+    task = data.TASKS[task_name]
+    encoder = data.TeacherEncoder(tokenizer, 128, task.language)
+    dev = data.read_split(task, "dev", dev_file, "dev")
+    logits = model.teacher_logits(teacher, [encoder.texts(ex.texts) for ex in dev], 5, tokenizer.pad_token_id)
+    return classification_metrics(logits, [ex.label for ex in dev], task)
+
+
 def data_flags(task_files, task):
     train, dev = task_files[task]
     return ["--task_name", task, "--train_file", train, "--dev_file", dev]

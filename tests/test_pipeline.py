@@ -5,7 +5,7 @@ import os
 import numpy as np
 import paddle
 import pytest
-from conftest import FAST, STUDENT_FAST, data_flags
+from conftest import FAST, STUDENT_FAST, data_flags, student_eval, teacher_eval
 from paddlenlp.transformers import BertForSequenceClassification
 
 import bert_distill
@@ -13,16 +13,7 @@ import data
 import model
 import small
 import teacher
-from utils import classification_metrics, read_json
-
-
-def student_eval(best_dir, task_name, dev_file):
-    """Reload a saved student directory on its own and score the dev file."""
-    student = model.load_student(best_dir)
-    task = data.TASKS[task_name]
-    dev = data.read_split(task, "dev", dev_file, "dev")
-    records = student.records(dev)
-    return classification_metrics(model.student_logits(student.model, records, 7), [ex.label for ex in dev], task)
+from utils import read_json
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +34,7 @@ def test_teacher_saves_a_loadable_best_model(teachers, task_files, task):
     on_disk = read_json(os.path.join(output_dir, "results.json"))
     assert on_disk["metrics"] == results["metrics"] and on_disk["script"] == "teacher"
     assert ("f1" in on_disk["metrics"]) == (task == "qqp")
-    best = os.path.join(output_dir, "best")
-    bert = model.load_teacher(best)
-    tokenizer = data.load_tokenizer(best, "dir")
-    encoder = data.TeacherEncoder(tokenizer, 128, data.TASKS[task].language)
-    dev = data.read_split(data.TASKS[task], "dev", task_files[task][1], "dev")
-    encoded = [encoder.texts(ex.texts) for ex in dev]
-    logits = model.teacher_logits(bert, encoded, 5, tokenizer.pad_token_id)
-    metrics = classification_metrics(logits, [ex.label for ex in dev], data.TASKS[task])
+    metrics = teacher_eval(os.path.join(output_dir, "best"), task, task_files[task][1])
     assert metrics["acc"] == pytest.approx(results["metrics"]["acc"], abs=1e-6)
 
 
