@@ -22,10 +22,15 @@ distill_cost: one distillation epoch over the first --num_sentences sentences, t
 labelling: teacher logits per second for the same sentences in one run, every way the teacher can label them
     (ONNX Runtime where paddle2onnx converts the teacher).
 augmentation: time to build the transfer set (POS tagging, then augmentation on one process and on every core).
+scaling: teacher labelling (sharded as bert_distill.py shares it out) and a distillation epoch of the student on
+    the cached logits, by one process on every core against one process per core under paddle.distributed.launch
+    (DataParallel, gradients averaged over gloo on CPU); each in its own processes, one after the other.
 """
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -38,7 +43,8 @@ import data
 import model as models
 import training
 from args import COUNT, OPTIONAL_COUNT, TEACHER_SEQ_LENGTH, build_parser
-from utils import CPU_CORES, UserError, set_device, use_all_cores
+from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, read_json, set_device, \
+    set_seed, use_all_cores, write_json
 
 SST2 = data.TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
@@ -420,8 +426,87 @@ def augmentation(args):
     print(f"\nThe sets built with different worker counts are identical: {all(s == sets[0] for s in sets)}.")
 
 
+def scaling(args):
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        print("\n### scaling: one core: nothing to compare (one process per core is one process)")
+        return
+    rows = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for processes in (1, cores):
+            out = os.path.join(directory, f"{processes}.json")
+            launcher = ["-m", "paddle.distributed.launch", "--nproc_per_node", str(processes), "--log_dir",
+                        os.path.join(directory, f"log-{processes}")] if processes > 1 else []
+            command = [sys.executable, *launcher, os.path.abspath(__file__), "--scaling_worker", out,
+                       "--teacher_dir", args.teacher_dir, "--data_file", args.data_file,
+                       "--num_sentences", str(args.num_sentences), "--batch_size", str(args.batch_size),
+                       "--max_seq_length", str(args.max_seq_length)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise UserError(f"--sections scaling: the {processes}-process run failed:\n{done.stderr[-2000:]}")
+            rows[processes] = {**read_json(out), "logits": np.load(out + ".npy")}
+    one = rows[1]
+    print(f"\n### scaling: {one['sentences']} sentences of {args.data_file}, teacher {args.teacher_dir}; "
+          f"{cpu_name()}\n")
+    print(f"teacher batch {args.batch_size} (batches shared out among the processes); student batch "
+          f"{one['student_batch_size']} per process, {one['steps']} steps per epoch on one process; the epoch timed "
+          "after an untimed one\n")
+    print("| run | labelling s | labelling × 1 process | student epoch s | epoch × 1 process |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for processes, row in rows.items():
+        threads = cores // processes
+        print(f"| {processes} process{'es' if processes > 1 else ''} × {threads} thread{'s' if threads > 1 else ''} "
+              f"| {row['labelling_seconds']:.1f} | {one['labelling_seconds'] / row['labelling_seconds']:.2f}x | "
+              f"{row['epoch_seconds']:.1f} | {one['epoch_seconds'] / row['epoch_seconds']:.2f}x |")
+    differences = [np.abs(row["logits"] - one["logits"]).max() for row in rows.values()]
+    print(f"\nLargest logit difference from the 1-process labelling: {max(differences):.1e} (0: bit for bit).")
+
+
+def scaling_worker(args):
+    """One process of a scaling run (rank 0 writes the timings to --scaling_worker): label --num_sentences with the
+    teacher as bert_distill.py does, then train the student on them for two epochs, timing the second."""
+    texts = read_sentences(args)
+    set_seed(0)  # the same teacher in every process, also when its classifier is new (not fine-tuned)
+    bert = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
+    bert_records, pad_id = teacher_records(args, texts)
+    barrier()
+    logits, labelling_seconds = timed(lambda: models.label_with_teacher(bert, bert_records, args.batch_size, pad_id))
+    barrier()
+    labelling_seconds = max(all_gather(labelling_seconds))
+    student, analyzer, vocab = sst2_student(args, "teacher")
+    records = [{**data.student_record([analyzer.sentence(text)], vocab, args.max_seq_length, -1), "logits": row}
+               for text, row in zip(texts, logits)]
+    default = DISTILL_DEFAULTS.get_default
+    loader = data.make_loader(records, data.student_collate(vocab.pad_id), default("batch_size"), True,
+                              default("seed"))
+    if len(loader) == 0:
+        raise UserError(f"--num_sentences {len(texts)}: too few for a student batch in each of {WORLD.size} processes")
+    optimizer, schedule = training.make_optimizer(student, default("optimizer"), default("lr"), "linear",
+                                                  2 * len(loader))
+    trained = paddle.DataParallel(student) if WORLD.size > 1 else student
+    student.train()
+
+    def loss_fn(model, batch):
+        return training.distill_loss(model(**models.student_inputs(batch)), batch["logits"], batch["label"],
+                                     default("alpha"), default("loss"), default("temperature"))
+
+    def epoch():
+        for batch in loader:
+            any_rank(False)  # what fit does at every step: agree on whether to stop
+            training.train_step(trained, optimizer, schedule, loss_fn, batch)
+        barrier()
+
+    epoch()
+    epoch_seconds = timed(epoch)[1]
+    if WORLD.is_main:
+        write_json(args.scaling_worker, {
+            "sentences": len(texts), "labelling_seconds": labelling_seconds, "epoch_seconds": epoch_seconds,
+            "steps": len(loader), "student_batch_size": default("batch_size")})
+        np.save(args.scaling_worker + ".npy", logits)
+
+
 SECTIONS = {"size": size, "latency": latency, "distill_cost": distill_cost, "labelling": labelling,
-            "augmentation": augmentation}
+            "augmentation": augmentation, "scaling": scaling}
 
 
 def main(argv=None):
@@ -447,8 +532,12 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=COUNT, default=128, help="Teacher batch size when labelling.")
     parser.add_argument("--max_seq_length", type=TEACHER_SEQ_LENGTH, default=64,
                         help="Longest input in tokens; longer are cut.")
+    parser.add_argument("--scaling_worker", help=argparse.SUPPRESS)  # scaling: where its processes write timings
     args = parser.parse_args(argv)
     set_device("cpu")
+    if args.scaling_worker:
+        scaling_worker(args)
+        return
     for section in args.sections:
         SECTIONS[section](args)
 

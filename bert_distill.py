@@ -18,7 +18,8 @@ import data
 import model as models
 import training
 from args import parse_args
-from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, write_cache
+from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, \
+    write_cache
 
 logger = logging.getLogger("distill")
 

@@ -22,8 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
 import model as models
-from utils import WORLD, UserError, all_gather, any_rank, check_writable_dir, classification_metrics, file_sha256, \
-    read_json, recover_dir, replace_dir, set_device, set_seed, write_json
+from utils import WORLD, UserError, all_gather, any_rank, barrier, check_writable_dir, classification_metrics, \
+    file_sha256, read_json, recover_dir, replace_dir, set_device, set_seed, write_json
 
 logger = logging.getLogger("distill")
 
@@ -188,8 +188,7 @@ class Checkpoint:
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
         if WORLD.is_main:
             recover_dir(self.directory)
-        if WORLD.size > 1:
-            paddle.distributed.barrier()  # the others read the checkpoint once rank 0 has put it back
+        barrier()  # the others read the checkpoint once rank 0 has put it back
 
     def resume(self, flags):
         """The saved LoopState with model, optimizer and random state restored, or None when there is no checkpoint.

@@ -156,6 +156,12 @@ def all_gather(obj):
     return gathered
 
 
+def barrier():
+    """Wait until every process of the run gets here (nothing to wait for alone)."""
+    if WORLD.size > 1:
+        paddle.distributed.barrier()
+
+
 def any_rank(flag):
     """Whether flag is true on any rank: a decision all processes take together (e.g. to stop)."""
     if WORLD.size == 1:

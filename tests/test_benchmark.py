@@ -19,7 +19,8 @@ def output(tiny_bert, task_files, tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         benchmark.main(["--teacher_dir", tiny_bert, "--reference_config", reference,
-                        "--data_file", task_files["sst-2"][1], "--num_sentences", "12", "--latency_sentences", "3"])
+                        "--data_file", task_files["sst-2"][1], "--num_sentences", "12", "--latency_sentences", "3",
+                        "--sections", *(section for section in benchmark.SECTIONS if section != "scaling")])
     return stdout.getvalue()
 
 
@@ -115,3 +116,17 @@ def test_augmentation_table(output):
     sizes = {int(r[2]) for r in built}
     assert len(sizes) == 1 and sizes.pop() > 12  # originals plus copies, the same for every worker count
     assert "identical: True" in output
+
+
+def test_scaling_compares_one_process_with_one_per_core(tiny_bert, task_files, capsys):
+    benchmark.main(["--sections", "scaling", "--teacher_dir", tiny_bert, "--data_file", task_files["sst-2"][0],
+                    "--num_sentences", "160"])
+    output = capsys.readouterr().out
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        assert "one core: nothing to compare" in output
+        return
+    rows = table(output, "scaling")
+    assert [row[0] for row in rows] == [f"1 process × {cores} threads", f"{cores} processes × 1 thread"]
+    assert number(rows[0][2]) == 1.0 and all(number(row[1]) > 0 and number(row[3]) > 0 for row in rows)
+    assert "Largest logit difference from the 1-process labelling: 0.0e+00" in output
