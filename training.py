@@ -160,7 +160,8 @@ def check_same_flags(output_dir, saved_flags, flags):
     """Refuse to resume a checkpoint in output_dir saved with other flags (those a rerun may not change) or from
     input files that have changed since at the same paths, naming them."""
     saved_flags = {WORLD_SIZE: 1, **saved_flags}  # checkpoints written before runs had several processes
-    differing = sorted(k for k in set(saved_flags) | set(flags) if k != INPUTS and saved_flags.get(k) != flags.get(k))
+    differing = sorted(k for k in set(saved_flags) | set(flags)
+                       if k != INPUTS and not _same_value(saved_flags.get(k), flags.get(k)))
     saved_inputs = saved_flags.get(INPUTS, {})  # checkpoints written before the inputs were hashed have none
     changed = [flag for flag, digest in flags.get(INPUTS, {}).items()
                if flag not in differing and saved_inputs.get(flag, digest) != digest]
@@ -252,6 +253,15 @@ def _snapshot(source, target):
         except OSError:
             shutil.copy2(src, dst)
     shutil.copytree(source, target, copy_function=link, dirs_exist_ok=True)
+
+
+def _same_value(saved, given):
+    """Equal flag values, or two spellings of one existing path (../data/train.tsv and /work/data/train.tsv); the
+    input hashes tell whether its contents changed."""
+    if saved == given:
+        return True
+    return isinstance(saved, str) and isinstance(given, str) and os.path.exists(given) and \
+        os.path.realpath(saved) == os.path.realpath(given)
 
 
 def _flag_name(key):

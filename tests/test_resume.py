@@ -109,6 +109,17 @@ def test_distilled_student_resumes_after_ctrl_c(task_files, tiny_bert, tmp_path,
     assert_same_run(tmp_path / "resumed", tmp_path / "straight")
 
 
+def test_a_run_resumes_when_its_files_are_named_by_another_path(task_files, tiny_bert, tmp_path, monkeypatch):
+    train, dev = task_files["sst-2"]
+    flags = STUDENT_FAST + ["--task_name", "sst-2", "--vocab_path", os.path.join(tiny_bert, "vocab.txt"),
+                            "--max_epoch", "2", "--output_dir", str(tmp_path / "run")]
+    small.main(flags + ["--train_file", train, "--dev_file", dev, "--max_steps", "3"])
+    monkeypatch.chdir(os.path.dirname(train))
+    results = small.main(flags + ["--train_file", os.path.basename(train), "--dev_file", os.path.relpath(dev)])
+    # resumed (a rerun may lift --max_steps), not refused as a run with other flags
+    assert results["steps"] > 3
+
+
 def test_teacher_resumes_with_its_learning_rate_schedule(task_files, tiny_bert, tmp_path, monkeypatch):
     flags = data_flags(task_files, "sst-2") + FAST + [
         "--model_name_or_path", tiny_bert, "--max_train_samples", "64", "--max_dev_samples", "20",
