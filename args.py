@@ -192,12 +192,12 @@ def _predict(parser):
     group.add_argument("--batch_size", type=COUNT, default=64, help="Examples per predictor run.")
     group.add_argument("--json", action="store_true", help="Print JSON lines instead of tab-separated text.")
     group.add_argument("--runtime", choices=("auto", "onnxruntime", "paddle"), default="auto",
-                       help="What runs the model: ONNX Runtime (students exported with their ONNX model; the fastest "
-                       "on CPU) or paddle.inference (every export). auto: ONNX Runtime where the export and the "
-                       "installed packages allow, else Paddle.")
+                       help="What runs the model: ONNX Runtime (exports with an ONNX model; the fastest on CPU) or "
+                       "paddle.inference (every export). auto: ONNX Runtime where the export and the installed "
+                       "packages allow, else Paddle.")
     group.add_argument("--int8", action="store_true", help="Run the int8 ONNX model (exported with --int8).")
-    group.add_argument("--threads", type=COUNT, help="CPU threads of the runtime (default: 1 for ONNX Runtime, "
-                       "every core for Paddle).")
+    group.add_argument("--threads", type=COUNT, help="CPU threads of the runtime (default: a student on ONNX "
+                       "Runtime 1, otherwise every core).")
 
 
 def _plot(parser):

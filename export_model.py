@@ -4,8 +4,8 @@
     python export_model.py --teacher_dir runs/teacher-sst-2/best --output_dir exported/teacher-sst-2
 
 The output directory holds the Paddle static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams),
-for a student also its ONNX model (model.onnx, converted by paddle2onnx with each LSTM fed the sentence lengths, and
-with --int8 model.int8.onnx, dynamically quantised), the vocabulary (a student's vocab.txt, or the teacher's
+its ONNX model (model.onnx, converted by paddle2onnx, for a student with each LSTM fed the sentence lengths; for a
+student with --int8 also model.int8.onnx, dynamically quantised), the vocabulary (a student's vocab.txt, or the teacher's
 tokenizer files) and export_config.json: the kind of model, task, label names, language, (students) WordPieces or
 whole words and lower-casing, max_seq_length, padding id, input names and model files, everything needed to turn
 text into the model's inputs. Every model written is first checked against the trained model's own logits on a
@@ -39,6 +39,15 @@ def verified_onednn(model, prefix, batch, flag, source):
     return verified[1]
 
 
+def write_onnx(model, prefix, directory, samples, flag, source):
+    """Convert the static export at prefix to ONNX_FILE in directory and check it against the model's own logits on
+    the collated samples; refuses a disagreeing conversion. Returns the file name for export_config.json."""
+    path = models.export_onnx(prefix, os.path.join(directory, ONNX_FILE))
+    if models.verified_onnx_runner(model, path, samples) is None:
+        raise UserError(f"{flag} {source}: the ONNX model's logits differ from the model's own; nothing exported")
+    return ONNX_FILE
+
+
 def check_texts(is_pair):
     return [(text, text[::-1]) if is_pair else (text,) for text in CHECK_TEXTS]
 
@@ -63,14 +72,11 @@ def student_export(student_dir, int8):
                    for texts in check_texts(config.is_pair)]
         exported["onednn"] = verified_onednn(student.model, prefix, collate(records), "--student_dir", student_dir)
         if onnx:
-            path = models.export_onnx(prefix, os.path.join(directory, ONNX_FILE))
             samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
-            if models.verified_onnx_runner(student.model, path, samples) is None:
-                raise UserError(f"--student_dir {student_dir}: the ONNX model's logits differ from the model's own; "
-                                "nothing exported")
-            exported["onnx"] = ONNX_FILE
+            exported["onnx"] = write_onnx(student.model, prefix, directory, samples, "--student_dir", student_dir)
         if int8:
-            exported["onnx_int8"] = os.path.basename(models.quantize_onnx(path, os.path.join(directory, INT8_FILE)))
+            exported["onnx_int8"] = os.path.basename(models.quantize_onnx(os.path.join(directory, ONNX_FILE),
+                                                                          os.path.join(directory, INT8_FILE)))
         return prefix
 
     exported = {"kind": "student", "onnx": None, "task_name": config.task_name, "labels": list(config.labels),
@@ -81,8 +87,8 @@ def student_export(student_dir, int8):
 
 
 def teacher_export(teacher_dir, task_name, max_seq_length):
-    """(build, config): build(directory) writes the teacher's static model and tokenizer files, returning the
-    model's path prefix."""
+    """(build, config): build(directory) writes the teacher's static model, its ONNX model (where paddle2onnx
+    converts the family) and tokenizer files, returning the static model's path prefix."""
     recorded = models.teacher_task(teacher_dir)
     task_name = task_name or recorded.get("task_name")
     max_seq_length = max_seq_length or recorded.get("max_seq_length")
@@ -102,12 +108,21 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
     def build(directory):
         tokenizer.save_pretrained(directory)
         prefix = models.export_static(model, models.teacher_input_spec(encoder.input_names), directory)
-        batch = data.teacher_collate(tokenizer.pad_token_id)([encoder.texts(texts) for texts in check_texts(
-            task.is_pair)])
-        exported["onednn"] = verified_onednn(model, prefix, batch, "--teacher_dir", teacher_dir)
+        collate = data.teacher_collate(tokenizer.pad_token_id)
+        records = [encoder.texts(texts) for texts in check_texts(task.is_pair)]
+        exported["onednn"] = verified_onednn(model, prefix, collate(records), "--teacher_dir", teacher_dir)
+        if models.onnx_available():
+            samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
+            try:
+                exported["onnx"] = write_onnx(model, prefix, directory, samples, "--teacher_dir", teacher_dir)
+            except UserError:
+                raise
+            except Exception as error:  # a family paddle2onnx cannot convert: paddle.inference serves it
+                logger.warning("no ONNX model of the teacher (%s: %s); predict.py will use paddle.inference",
+                               type(error).__name__, error)
         return prefix
 
-    exported = {"kind": "teacher", "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
+    exported = {"kind": "teacher", "onnx": None, "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
                 "language": task.language, "max_seq_length": max_seq_length, "pad_id": tokenizer.pad_token_id,
                 "inputs": encoder.input_names, "vocab_size": len(tokenizer)}
     return build, exported
@@ -122,7 +137,7 @@ def main(argv=None):
     if args.student_dir and (args.task_name or args.max_seq_length):
         raise UserError("--task_name/--max_seq_length: only with --teacher_dir (a student directory records them)")
     if args.teacher_dir and args.int8:
-        raise UserError("--int8: only with --student_dir (teachers are served by paddle.inference)")
+        raise UserError("--int8: only with --student_dir (teachers are exported in fp32)")
     out = args.output_dir
     if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, models.EXPORT_CONFIG)):
         raise UserError(f"--output_dir {out}: exists and is not an earlier export; choose another directory")

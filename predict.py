@@ -1,5 +1,6 @@
-"""Label text with a model written by export_model.py: a student through ONNX Runtime on one thread (its
-fastest runtime on CPU), a teacher (or with --runtime paddle, a student) through paddle.inference on every core.
+"""Label text with a model written by export_model.py through ONNX Runtime (the fastest runtime on CPU for the
+student and, at batch 1, for the teachers measured): a student on one thread, a teacher on every core; with
+--runtime paddle (or an export without an ONNX model) through paddle.inference on every core.
 
     python predict.py --model_dir exported/distill-sst-2 --input_file sentences.txt
     python predict.py --model_dir exported/distill-sst-2 --int8 --input_file sentences.txt  # export with --int8
@@ -27,7 +28,7 @@ import numpy as np
 import data
 import model as models
 from args import parse_args
-from utils import UserError, file_sha256, read_json, run_main
+from utils import CPU_CORES, UserError, file_sha256, read_json, run_main
 
 # What predict.py reads from export_config.json (a student's also has use_pieces).
 EXPORT_FIELDS = ("kind", "model", "labels", "is_pair", "language", "max_seq_length", "pad_id")
@@ -69,8 +70,9 @@ class ExportedModel:
             self._collate = data.teacher_collate(config["pad_id"])
         self.runtime = choose_runtime(config, runtime, int8, directory)
         if self.runtime == "onnxruntime":
+            # One thread for a student, whose batch-1 work is too small to share out; a teacher's is not.
             self._run = models.onnx_runner(os.path.join(directory, config["onnx_int8" if int8 else "onnx"]),
-                                           threads or 1)
+                                           threads or (1 if config["kind"] == "student" else CPU_CORES))
         else:
             self._run = models.predictor_runner(models.make_predictor(prefix, config.get("onednn", True), threads))
 
@@ -93,7 +95,7 @@ def choose_runtime(config, runtime, int8, directory):
     if int8 and not config.get("onnx_int8"):
         raise UserError(f"--int8: --model_dir {directory} has no int8 model (export it with export_model.py --int8)")
     if (runtime == "onnxruntime" or int8) and not has_onnx:
-        raise UserError(f"--runtime onnxruntime: --model_dir {directory} has no ONNX model (students exported with "
+        raise UserError(f"--runtime onnxruntime: --model_dir {directory} has no ONNX model (models exported with "
                         "paddle2onnx installed have one) or onnxruntime does not import")
     return "onnxruntime" if runtime == "onnxruntime" or int8 or runtime == "auto" and has_onnx else "paddle"
 

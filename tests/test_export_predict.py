@@ -95,15 +95,23 @@ def test_the_int8_student_stays_close_to_the_fp32_one(students, task_files, tmp_
     assert 0 < np.abs(int8 - fp32).max() < 0.05, np.abs(int8 - fp32).max()  # quantised, and still the same model
 
 
-def test_teacher_export_labels_pairs_like_the_dygraph_teacher(tiny_bert, task_files, tmp_path, capsys):
-    export_dir = str(tmp_path / "teacher-export")
+@pytest.fixture(scope="module")
+def teacher_export(tiny_bert, tmp_path_factory):
+    export_dir = str(tmp_path_factory.mktemp("teacher-export"))
     export_model.main(["--teacher_dir", tiny_bert, "--task_name", "qqp", "--max_seq_length", "24",
                        "--output_dir", export_dir])
+    return export_dir
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "paddle"])
+def test_teacher_export_labels_pairs_like_the_dygraph_teacher(teacher_export, tiny_bert, task_files, tmp_path,
+                                                              capsys, runtime):
+    assert predict.ExportedModel(teacher_export).runtime == "onnxruntime"  # the default, as for students
     lines, _ = dev_lines("qqp", task_files["qqp"][1])
     lines = lines[:20] + ["how do i learn python ? " * 20 + "\tshort"]  # cut to 24 pieces
     (tmp_path / "pairs.txt").write_text("\n".join(lines), encoding="utf-8")  # no final newline
-    code, records, _ = run_predict(capsys, ["--model_dir", export_dir, "--input_file", str(tmp_path / "pairs.txt"),
-                                            "--json"])
+    code, records, _ = run_predict(capsys, ["--model_dir", teacher_export, "--input_file",
+                                            str(tmp_path / "pairs.txt"), "--json", "--runtime", runtime])
     assert code == 0 and len(records) == len(lines)
     bert = model.load_teacher(tiny_bert)
     tokenizer = data.load_tokenizer(tiny_bert, "dir")
