@@ -228,7 +228,8 @@ def latency(args):
                     run = make(threads)
                     results.append((name, runtime, threads, median_latency(run, one_by_one),
                                     throughput(run, by_length)))
-        end_to_end = student_end_to_end(args, texts, served[0])
+        end_to_end = [(name, runtime, student_end_to_end(args, texts, collate, run))
+                      for name, runtime, collate, run in end_to_end_runs(served[:len(args.student_hidden)])]
     use_all_cores()
     lengths = [data.record_length(r) for r in bert_records]
     print(f"\n### latency: SST-2 sentences of {args.data_file}, teacher {args.teacher_dir}, {cpu_name()}\n")
@@ -255,18 +256,28 @@ def latency(args):
             print(f"| {name} | {threads} | {fastest[0]} | {fastest[1] * 1000:.2f} | "
                   f"{ratio(fastest[1] / student_fastest[1])} | {most[0]} | {most[1]:.1f} | "
                   f"{ratio(student_most[1] / most[1])} |")
-    print(f"\nRatios against {served[0][0]} on its own fastest runtime at the same thread count. "
-          f"End to end ({served[0][0]}, {ONNXRUNTIME if end_to_end[1] else DYGRAPH}, 1 thread, batch 1: text in, "
-          f"probabilities out, tokenisation included): median {end_to_end[0] * 1000:.2f} ms per sentence.")
+    print(f"\nRatios against {served[0][0]} on its own fastest runtime at the same thread count.")
+    print(f"\n### end to end: a student serving one sentence at a time as predict.py does (text in, probabilities "
+          f"out: WordPiece analysis, ids, batch, run, softmax), 1 thread, median over the first "
+          f"{min(args.latency_sentences, len(texts))} sentences, {cpu_name()}\n")
+    print("| model | runtime | median ms per sentence |")
+    print("| --- | --- | ---: |")
+    for name, runtime, seconds in end_to_end:
+        print(f"| {name} | {runtime} | {seconds * 1000:.2f} |")
 
 
-def student_end_to_end(args, texts, student_served):
-    """(median seconds, on ONNX Runtime?) of serving one sentence as predict.py does: analysis, ids, batch, run,
-    softmax."""
-    _, student, input_names, _, collate, runtimes = student_served
+def end_to_end_runs(students_served):
+    """(name, runtime, collate, run on 1 thread) of each student on each of its ONNX Runtime models (fp32, int8),
+    or on dygraph when it has none."""
+    for name, student, input_names, _, collate, runtimes in students_served:
+        onnx = [runtime for runtime in (ONNXRUNTIME, ONNXRUNTIME_INT8) if runtime in runtimes]
+        for runtime in onnx or [DYGRAPH]:
+            yield name, runtime, collate, runtimes[runtime](1) if onnx else dygraph_on(student, input_names, 1)
+
+
+def student_end_to_end(args, texts, collate, run):
+    """Median seconds of serving one sentence with run as predict.py does: analysis, ids, batch, run, softmax."""
     analyzer, vocab = data.build_student_side(SST2, [], "wordpiece", teacher_dir=args.teacher_dir)
-    onnx = ONNXRUNTIME in runtimes
-    run = runtimes[ONNXRUNTIME](1) if onnx else dygraph_on(student, input_names, 1)
 
     def serve(text):
         logits = run(collate([data.student_record([analyzer.sentence(text)], vocab, args.max_seq_length)]))
@@ -274,7 +285,7 @@ def student_end_to_end(args, texts, student_served):
         return exp / exp.sum(axis=-1, keepdims=True)
 
     serve(texts[0])
-    return statistics.median(timed(lambda: serve(text))[1] for text in texts[:args.latency_sentences]), onnx
+    return statistics.median(timed(lambda: serve(text))[1] for text in texts[:args.latency_sentences])
 
 
 def cpu_name():

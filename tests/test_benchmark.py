@@ -91,7 +91,13 @@ def test_best_against_best_takes_each_models_fastest_runtime(output):
         own = [row for row in rows if row[0] == model and row[2] == threads]
         assert min(own, key=lambda row: number(row[3]))[1::2] == [fastest, ms]
         assert max(own, key=lambda row: number(row[4]))[1::3] == [most, per_second]
-    assert re.search(r"End to end .* median \d+\.\d+ ms per sentence", output)
+
+
+def test_end_to_end_serves_every_student_on_fp32_and_int8(output):
+    rows = table(output, "end to end")
+    assert [row[:2] for row in rows] == [[f"Bi-LSTM student, hidden {hidden}", runtime] for hidden in (300, 150)
+                                         for runtime in (benchmark.ONNXRUNTIME, benchmark.ONNXRUNTIME_INT8)]
+    assert all(number(row[2]) > 0 for row in rows)
 
 
 def test_distill_cost_times_both_ways_and_the_labelling(output):
