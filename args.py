@@ -147,6 +147,11 @@ def _distill(parser):
                        "'dygraph' runs the Paddle model as is (the slow reference). auto: onnxruntime where "
                        "paddle2onnx and onnxruntime are installed, else inference.")
     group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
+    group.add_argument("--unlabeled_file", help="UTF-8 text without labels, one example per line (pairs: the two "
+                       "texts separated by a TAB), no header: added to the transfer set for the teacher to label "
+                       "(no CE on it) and augmented with the training examples.")
+    group.add_argument("--max_unlabeled_samples", type=COUNT,
+                       help="Use only the first N examples of --unlabeled_file.")
     group = parser.add_argument_group("transfer-set augmentation")
     group.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20, help="Augmented copies drawn per training example.")
     group.add_argument("--p_mask", type=PROBABILITY, default=0.1, help="Probability of masking a word (or word piece).")

@@ -96,23 +96,29 @@ def main(argv=None):
     tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     models.check_teacher_vocabulary(models.teacher_config(args.teacher_dir), tokenizer,
                                     f"--teacher_dir {args.teacher_dir}")
-    setup = training.student_setup(args, task, args.teacher_dir)
+    unlabeled = data.read_unlabeled(task, args.unlabeled_file, args.max_unlabeled_samples) \
+        if args.unlabeled_file else []
+    setup = training.student_setup(args, task, args.teacher_dir, unlabeled)
+    if unlabeled:
+        logger.info("--unlabeled_file %s: %d examples (%d left out: the text of a training example or of an "
+                    "earlier line)", args.unlabeled_file, len(setup.unlabeled), len(unlabeled) - len(setup.unlabeled))
+    examples = setup.train + setup.unlabeled  # the originals of the transfer set, labelled ones first
 
     config = data.AugmentConfig(
         n_iter=args.n_iter, p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng,
         ngram_range=(args.ngram_min, args.ngram_max),
         mask_pieces=setup.vocab.use_pieces and not args.whole_word_mask,
         mask_token=data.MASK if args.mask_token == "mask" else data.UNK)
-    tags = data.pos_tags(setup.train, setup.analyzer, task.language, args.pos_model, args.cache_dir) \
+    tags = data.pos_tags(examples, setup.analyzer, task.language, args.pos_model, args.cache_dir) \
         if args.p_pos > 0 and args.n_iter > 0 else None
-    transfer = data.build_transfer_set(setup.train, setup.analyzer, config, tags, args.seed, args.num_workers)
-    logger.info("transfer set: %d examples (%d original, %d augmented)", len(transfer), len(setup.train),
-                len(transfer) - len(setup.train))
+    transfer = data.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers)
+    logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
+                len(setup.train), len(setup.unlabeled), len(transfer) - len(examples))
 
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
-    # Original examples (label >= 0) are encoded from their texts, augmented copies from their words.
-    teacher_records = [encoder.texts(setup.train[example.source].texts) if example.label >= 0 else
-                       encoder.sentences(example.sentences) for example in transfer]
+    # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
+    teacher_records = [encoder.texts(examples[example.source].texts) if i < len(examples) else
+                       encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
     logits = cached_teacher_logits(args.teacher_dir, teacher_records, tokenizer.pad_token_id, len(task.labels),
                                    args.cache_dir, args.teacher_batch_size, args.teacher_backend)
     records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
@@ -134,7 +140,8 @@ def main(argv=None):
 
 
 def write_transfer_set(path, transfer, logits, task):
-    """One line per transfer-set example: its sentence(s), its label (-1 when augmented), the teacher's logits."""
+    """One line per transfer-set example: its sentence(s), its label (-1 when augmented or unlabelled), the teacher's
+    logits."""
     def write(f):
         columns = ["sentence1", "sentence2"] if task.is_pair else ["sentence"]
         f.write("\t".join(columns + ["label"] + [f"logit_{label}" for label in task.labels]) + "\n")

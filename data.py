@@ -48,6 +48,7 @@ TASKS = {
 }
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
+NO_LABEL = -1  # the label of an example without a trustworthy one (augmented, or unlabelled): no CE
 
 
 @dataclass
@@ -75,6 +76,36 @@ def read_split(task, split, path, flag, limit=None):
     """Examples of one split from a local file in the layout of PaddleNLP's reader, validated first."""
     check_tsv(path, flag, *task.layouts[split], task.labels)
     return _examples(load_dataset(*task.dataset, splits=split, data_files=path, lazy=False), task, limit)
+
+
+def read_unlabeled(task, path, limit=None, flag="--unlabeled_file"):
+    """Examples without labels (label NO_LABEL) from a UTF-8 file of one example per line, no header (a pair's two
+    texts separated by a TAB); blank lines are skipped. A line with another number of texts fails, naming file and
+    line (a labelled TSV given here is refused, not read with its labels as text)."""
+    examples = []
+    for number, line in enumerate(read_text(path, flag).split("\n"), start=1):
+        if not line.strip():
+            continue
+        texts = tuple(line.strip().split("\t"))
+        if len(texts) != len(task.text_fields):
+            expected = "two texts separated by one TAB" if task.is_pair else "one text and no TAB"
+            raise UserError(f"{flag} {path}:{number}: expected {expected} (no label), found {len(texts)} "
+                            "tab-separated fields")
+        examples.append(Example(texts, NO_LABEL))
+    if not examples:
+        raise UserError(f"{flag} {path}: no examples (every line is blank)")
+    return examples[:limit]
+
+
+def unseen(examples, known):
+    """The examples whose texts are neither a known example's nor an earlier one's, in order."""
+    seen = {example.texts for example in known}
+    kept = []
+    for example in examples:
+        if example.texts not in seen:
+            seen.add(example.texts)
+            kept.append(example)
+    return kept
 
 
 def _examples(rows, task, limit):
@@ -437,7 +468,7 @@ def _augment_range(bounds):
 class TransferExample(NamedTuple):
     source: int  # index of the training example it comes from
     sentences: tuple  # analysed sentences (one, or two for pairs)
-    label: int  # the hard label of an original example; -1 for an augmented copy (no trustworthy label)
+    label: int  # the hard label of a labelled original example; NO_LABEL for an augmented copy or unlabelled text
 
 
 def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
@@ -482,7 +513,7 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
                 key = _key(copy)
                 if key not in seen:
                     seen.add(key)
-                    transfer.append(TransferExample(index, copy, -1))
+                    transfer.append(TransferExample(index, copy, NO_LABEL))
             index += 1
     return transfer
 

@@ -76,7 +76,8 @@ class RunConfig:
 def input_hashes(args):
     """flag -> sha256 of the input file it names: data files, vocabulary, embedding vectors, and the weights of a
     local teacher (or of the local model a teacher is fine-tuned from)."""
-    files = {flag: getattr(args, flag, None) for flag in ("train_file", "dev_file", "vocab_path", "embedding")}
+    files = {flag: getattr(args, flag, None)
+             for flag in ("train_file", "dev_file", "unlabeled_file", "vocab_path", "embedding")}
     for flag in ("teacher_dir", "model_name_or_path"):
         directory = getattr(args, flag, None)
         try:
@@ -471,6 +472,7 @@ def make_optimizer(model, name, lr, lr_schedule, total_steps, rho=0.95):
 class StudentSetup:
     """What both student scripts start from."""
     train: list  # training Examples
+    unlabeled: list  # Examples without labels, none repeating a training example's texts or each other's
     analyzer: data.Analyzer
     vocab: data.StudentVocab
     model: models.BiLSTM
@@ -486,15 +488,16 @@ class StudentSetup:
         models.save_student(model, self.vocab, directory)
 
 
-def student_setup(args, task, teacher_dir=None):
-    """Seed, device, data, vocabulary, model (with --embedding and --init_from_ckpt) and dev records, from the
-    student flags: the one place the two student scripts' mains share."""
+def student_setup(args, task, teacher_dir=None, unlabeled=()):
+    """Seed, device, data, vocabulary (of the training and any unlabelled examples), model (with --embedding and
+    --init_from_ckpt) and dev records, from the student flags: the one place the two student scripts' mains share."""
     set_seed(args.seed)
     set_device(args.device)
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
-    analyzer, vocab = data.build_student_side(task, train, args.tokenization, args.vocab_path, args.max_vocab_size,
-                                              args.min_freq, teacher_dir)
+    unlabeled = data.unseen(unlabeled, train)
+    analyzer, vocab = data.build_student_side(task, train + unlabeled, args.tokenization, args.vocab_path,
+                                              args.max_vocab_size, args.min_freq, teacher_dir)
     weights = models.embedding_matrix(args.embedding, vocab, args.seed, args.emb_dim, teacher_dir)
     if weights is not None and args.emb_dim and args.emb_dim != weights.shape[1]:
         raise UserError(f"--emb_dim {args.emb_dim} differs from the {weights.shape[1]}-d vectors of --embedding")
@@ -509,13 +512,13 @@ def student_setup(args, task, teacher_dir=None):
         models.load_student_weights(model, args.init_from_ckpt)
     dev_records = [data.student_record(analyzer.sentences(ex.texts), vocab, args.max_seq_length, ex.label)
                    for ex in dev]
-    return StudentSetup(train, analyzer, vocab, model, dev_records, args.batch_size)
+    return StudentSetup(train, unlabeled, analyzer, vocab, model, dev_records, args.batch_size)
 
 
 def distill_loss(student_logits, teacher_logits, labels, alpha, loss, temperature):
     """alpha * CE(student, label) over labelled rows + (1 - alpha) * soft loss against the teacher's logits.
 
-    Rows with label -1 (augmented copies) get no CE. The soft loss is MSE on logits (the paper), or
+    Rows with label NO_LABEL (-1: augmented copies, unlabelled text) get no CE. The soft loss is MSE on logits (the paper), or
     T^2 * KL(teacher || student) on temperature-softened distributions.
     """
     if loss == "mse":
