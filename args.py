@@ -153,6 +153,16 @@ def _distill(parser):
     group.add_argument("--max_unlabeled_samples", type=COUNT,
                        help="Use only the first N examples of --unlabeled_file.")
     group = parser.add_argument_group("transfer-set augmentation")
+    group.add_argument("--augment", default="rules", choices=("rules", "l2a"),
+                       help="How copies are made: 'rules', the paper's masking, POS replacement and n-grams (the "
+                       "--p_* and n-gram flags), or 'l2a', L2A's generator: d words replaced, d drawn with P(d) ~ "
+                       "exp(-d / --edit_alpha) * C(m, d), each replacement drawn with P(w) ~ exp(score(w) / "
+                       "--replace_temperature) among the word's nearest words in the teacher's word-piece "
+                       "embeddings.")
+    group.add_argument("--edit_alpha", type=POSITIVE, default=1.0,
+                       help="--augment l2a: scale of the number of words edited (larger: further from the data).")
+    group.add_argument("--replace_temperature", type=POSITIVE, default=0.1,
+                       help="--augment l2a: temperature of the replacement word's draw (towards 0: the nearest).")
     group.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20, help="Augmented copies drawn per training example.")
     group.add_argument("--p_mask", type=PROBABILITY, default=0.1, help="Probability of masking a word (or word piece).")
     group.add_argument("--p_pos", type=PROBABILITY, default=0.1, help="Probability of replacing an unmasked word by a "

@@ -108,10 +108,18 @@ def main(argv=None):
         n_iter=args.n_iter, p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng,
         ngram_range=(args.ngram_min, args.ngram_max),
         mask_pieces=setup.vocab.use_pieces and not args.whole_word_mask,
-        mask_token=data.MASK if args.mask_token == "mask" else data.UNK)
+        mask_token=data.MASK if args.mask_token == "mask" else data.UNK, generator=args.augment,
+        edit_alpha=args.edit_alpha, replace_temperature=args.replace_temperature)
     tags = data.pos_tags(examples, setup.analyzer, task.language, args.pos_model, args.cache_dir) \
-        if args.p_pos > 0 and args.n_iter > 0 else None
-    transfer = data.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers)
+        if args.augment == "rules" and args.p_pos > 0 and args.n_iter > 0 else None
+
+    def embedding_neighbours(sentences):
+        logger.info("--augment l2a: replacement words from the nearest words in the teacher's word-piece embeddings")
+        return data.embedding_neighbours(sentences, tokenizer,
+                                         models.word_piece_embeddings(args.teacher_dir, "--teacher_dir"))
+
+    transfer = data.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers,
+                                       embedding_neighbours)
     logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
                 len(setup.train), len(setup.unlabeled), len(transfer) - len(examples))
 

@@ -4,6 +4,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -418,6 +419,9 @@ class AugmentConfig:
     ngram_range: tuple
     mask_pieces: bool  # mask single WordPieces rather than whole words
     mask_token: str  # MASK or UNK
+    generator: str = "rules"  # "rules" (mask, POS, n-gram: the paper) or "l2a" (edit distance, replacement words)
+    edit_alpha: float = 1.0  # l2a: scale of the edit distance, P(d) ~ exp(-d / edit_alpha) * C(m, d)
+    replace_temperature: float = 1.0  # l2a: P(word) ~ exp(score / replace_temperature) among the candidates
 
 
 def augment_sentence(sentence, tags, rng, config, pos_pool, analyzer):
@@ -445,6 +449,68 @@ def augment_sentence(sentence, tags, rng, config, pos_pool, analyzer):
     return out
 
 
+# Learned augmentation's generator (Feng et al. 2021, L2A): a constrained search space around each example.
+
+REPLACEMENT_CANDIDATES = 32  # candidate words per word, by score
+MAX_CANDIDATE_WORDS = 20000  # the corpus' most frequent words: the words a replacement is drawn from
+
+
+def edit_distance_probabilities(m, alpha):
+    """P(d) for d = 1..m edited words of an m-word sentence: proportional to exp(-d / alpha) * C(m, d), L2A's
+    constrained search space (d = 0, the sentence itself, would only be dropped as a repeat)."""
+    d = np.arange(1, m + 1)
+    log_weights = -d / alpha + np.array([math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1) for k in d])
+    weights = np.exp(log_weights - log_weights.max())
+    return weights / weights.sum()
+
+
+def draw_by_score(scores, temperature, rng):
+    """An index drawn with P(i) proportional to exp(scores[i] / temperature) (temperature -> 0: the best score)."""
+    z = np.asarray(scores, dtype="float64") / temperature
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def l2a_sentence(sentence, rng, config, replacements, analyzer):
+    """One copy from L2A's generator: d words (d from edit_distance_probabilities) at uniformly drawn positions,
+    each replaced by a candidate word drawn by its score (draw_by_score); replacements: word -> (candidate words,
+    scores)."""
+    if not sentence:
+        return list(sentence)
+    out = list(sentence)
+    d = 1 + int(rng.choice(len(out), p=edit_distance_probabilities(len(out), config.edit_alpha)))
+    for position in rng.choice(len(out), size=d, replace=False):
+        words, scores = replacements[out[position][0]]
+        word = words[draw_by_score(scores, config.replace_temperature, rng)]
+        out[position] = (word, analyzer.pieces(word))
+    return out
+
+
+def embedding_neighbours(sentences, tokenizer, embeddings, k=REPLACEMENT_CANDIDATES):
+    """word -> (its k nearest words, their cosine similarities) for every word of the analysed sentences, nearest
+    in the teacher's own word-piece embedding space (a word's vector: the mean of the embeddings of the pieces the
+    teacher's tokenizer makes of it), among the corpus' MAX_CANDIDATE_WORDS most frequent words, itself left out:
+    L2A's replacement words where no masked language model is at hand."""
+    counts = collections.Counter(word for example in sentences for sentence in example for word, _ in sentence)
+    words = [word for word, _ in counts.most_common()]
+    vectors = np.stack([embeddings[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))
+                                   or [tokenizer.unk_token_id]].mean(axis=0) for word in words])
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    candidates = vectors[:MAX_CANDIDATE_WORDS]
+    k = min(k, len(candidates) - 1)
+    table = {}
+    for start in range(0, len(words), 1024):
+        similarity = vectors[start:start + 1024] @ candidates.T
+        rows = np.arange(len(similarity))
+        own = start + rows < len(candidates)
+        similarity[rows[own], (start + rows)[own]] = -np.inf  # not the word itself
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k] if k > 0 else np.zeros((len(rows), 0), int)
+        for row, columns in zip(rows, top):
+            columns = columns[np.argsort(-similarity[row, columns], kind="stable")]
+            table[words[start + row]] = ([words[c] for c in columns], similarity[row, columns])
+    return table
+
+
 # Set in the parent before the worker pool forks, so workers share it without pickling.
 _WORK = {}
 
@@ -452,13 +518,16 @@ _WORK = {}
 def _augment_range(bounds):
     """Augmented copies for examples [start, stop): each from its own source, with its own random stream."""
     start, stop = bounds
-    sentences, tags, config, pool, analyzer, seed = (_WORK[k] for k in
-                                                     ("sentences", "tags", "config", "pool", "analyzer", "seed"))
+    sentences, tags, config, pool, analyzer, seed, replacements = (
+        _WORK[k] for k in ("sentences", "tags", "config", "pool", "analyzer", "seed", "replacements"))
     result = []
     for index in range(start, stop):
         rng = np.random.default_rng((seed, index))
         copies = []
         for _ in range(config.n_iter):
+            if config.generator == "l2a":
+                copies.append(tuple(l2a_sentence(s, rng, config, replacements, analyzer) for s in sentences[index]))
+                continue
             copies.append(tuple(augment_sentence(s, None if tags is None else tags[index][side], rng, config, pool,
                                                  analyzer) for side, s in enumerate(sentences[index])))
         result.append(copies)
@@ -471,19 +540,21 @@ class TransferExample(NamedTuple):
     label: int  # the hard label of a labelled original example; NO_LABEL for an augmented copy or unlabelled text
 
 
-def build_transfer_set(examples, analyzer, config, tags, seed, num_workers):
+def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, replacements_of=None):
     """The original examples followed by their augmented copies, without repeats: a list of TransferExample.
 
     A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
-    depends only on the seed, never on the number of workers.
+    depends only on the seed, never on the number of workers. replacements_of(analysed sentences) -> the
+    replacement table of the l2a generator (e.g. embedding_neighbours).
     """
     sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
     transfer = [TransferExample(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
     if config.n_iter == 0:
         return transfer
     pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
+    replacements = replacements_of(sentences) if config.generator == "l2a" else None
     _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
-                 seed=seed)
+                 seed=seed, replacements=replacements)
     workers = num_workers or CPU_CORES
     chunk = max(1, min(2000, len(sentences) // (workers * WORLD.size * 4) or 1))
     all_ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]

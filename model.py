@@ -175,8 +175,9 @@ def _vocabulary_model_embeddings(vocab):
     return weights if weights.shape[0] == len(vocab) else None
 
 
-def word_piece_embeddings(model_dir):
-    """The word-piece embedding matrix of a BERT directory, from Paddle or safetensors weights."""
+def word_piece_embeddings(model_dir, flag="--embedding"):
+    """The word-piece embedding matrix of a model directory (any family with word_embeddings), from Paddle or
+    safetensors weights."""
     paddle_weights = os.path.join(model_dir, "model_state.pdparams")
     torch_weights = os.path.join(model_dir, "model.safetensors")
     if os.path.isfile(paddle_weights):
@@ -186,10 +187,10 @@ def word_piece_embeddings(model_dir):
 
         state = load_file(torch_weights)
     else:
-        raise UserError(f"--embedding {model_dir}: no model_state.pdparams or model.safetensors")
+        raise UserError(f"{flag} {model_dir}: no model_state.pdparams or model.safetensors")
     key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
     if key is None:
-        raise UserError(f"--embedding {model_dir}: its weights have no word_embeddings")
+        raise UserError(f"{flag} {model_dir}: its weights have no word_embeddings")
     return np.asarray(state[key], dtype="float32")
 
 
