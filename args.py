@@ -147,6 +147,18 @@ def _distill(parser):
                        "'dygraph' runs the Paddle model as is (the slow reference). auto: onnxruntime where "
                        "paddle2onnx and onnxruntime are installed, else inference.")
     group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
+    group.add_argument("--selector", default="none", choices=("none", "reinforce"),
+                       help="reinforce: L2A's reinforced selector keeps or drops each example without a hard label "
+                       "(augmented, unlabelled), rewarded by the student's accuracy change on --reward_fraction of "
+                       "the labelled training data, held out of training.")
+    group.add_argument("--reward_fraction", type=PROBABILITY, default=0.1,
+                       help="--selector reinforce: share of the labelled training examples held out for its rewards.")
+    group.add_argument("--episode_steps", type=COUNT, default=10,
+                       help="--selector reinforce: student updates per episode (one policy update each).")
+    group.add_argument("--selector_gamma", type=PROBABILITY, default=0.9,
+                       help="--selector reinforce: discount of later rewards in an episode's returns.")
+    group.add_argument("--selector_lr", type=POSITIVE, default=1e-3,
+                       help="--selector reinforce: the policy network's Adam learning rate.")
     group.add_argument("--unlabeled_file", help="UTF-8 text without labels, one example per line (pairs: the two "
                        "texts separated by a TAB), no header: added to the transfer set for the teacher to label "
                        "(no CE on it) and augmented with the training examples.")
@@ -218,7 +230,8 @@ def _predict(parser):
 def _plot(parser):
     group = parser.add_argument_group("learning curves")
     group.add_argument("run_dirs", nargs="+", help="Output directories of training runs (with eval_log.jsonl).")
-    group.add_argument("--metric", default="acc", help="Dev metric to plot (acc, or f1 for qqp).")
+    group.add_argument("--metric", default="acc", help="Dev metric to plot (acc, or f1 for qqp), or keep_rate or "
+                       "reward of --selector runs.")
     group.add_argument("--output", default="curves.png", help="PNG file to write.")
 
 

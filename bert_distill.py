@@ -16,6 +16,7 @@ import numpy as np
 
 import data
 import model as models
+import selector
 import training
 from args import parse_args
 from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, \
@@ -96,13 +97,16 @@ def main(argv=None):
     tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     models.check_teacher_vocabulary(models.teacher_config(args.teacher_dir), tokenizer,
                                     f"--teacher_dir {args.teacher_dir}")
+    if args.selector == "reinforce" and WORLD.size > 1:
+        raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")
     unlabeled = data.read_unlabeled(task, args.unlabeled_file, args.max_unlabeled_samples) \
         if args.unlabeled_file else []
     setup = training.student_setup(args, task, args.teacher_dir, unlabeled)
     if unlabeled:
         logger.info("--unlabeled_file %s: %d examples (%d left out: the text of a training example or of an "
                     "earlier line)", args.unlabeled_file, len(setup.unlabeled), len(unlabeled) - len(setup.unlabeled))
-    examples = setup.train + setup.unlabeled  # the originals of the transfer set, labelled ones first
+    train, reward = reward_split(setup.train, args.reward_fraction if args.selector == "reinforce" else 0, args.seed)
+    examples = train + setup.unlabeled  # the originals of the transfer set, labelled ones first
 
     config = data.AugmentConfig(
         n_iter=args.n_iter, p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng,
@@ -121,7 +125,7 @@ def main(argv=None):
     transfer = data.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers,
                                        embedding_neighbours)
     logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
-                len(setup.train), len(setup.unlabeled), len(transfer) - len(examples))
+                len(train), len(setup.unlabeled), len(transfer) - len(examples))
 
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
     # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
@@ -135,16 +139,46 @@ def main(argv=None):
     loader = data.make_loader(records, data.student_collate(setup.vocab.pad_id), args.batch_size, shuffle=True,
                               seed=args.seed)
 
-    def loss_fn(model, batch):
-        return training.distill_loss(model(**models.student_inputs(batch)), batch["logits"], batch["label"],
-                                     args.alpha, args.loss, args.temperature)
+    def soft_loss(student_logits, teacher_logits, labels):
+        return training.distill_loss(student_logits, teacher_logits, labels, args.alpha, args.loss, args.temperature)
+
+    chooser = None
+    if args.selector == "reinforce":
+        chooser = selector.ReinforcedSelector(
+            selector.SelectorConfig(args.episode_steps, args.selector_gamma, args.selector_lr, args.seed),
+            [data.student_record(setup.analyzer.sentences(ex.texts), setup.vocab, args.max_seq_length, ex.label)
+             for ex in reward], [ex.label for ex in reward], args.batch_size, soft_loss)
+        loss_fn = chooser.loss
+
+        def evaluate(model):  # the keep rate and mean reward since the last evaluation go in eval_log.jsonl too
+            return {**setup.evaluate(model), **chooser.report()}
+    else:
+        evaluate = setup.evaluate
+
+        def loss_fn(model, batch):
+            return soft_loss(model(**models.student_inputs(batch)), batch["logits"], batch["label"])
 
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set and WORLD.is_main:
         write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)
-    return training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)
+    results = training.fit(run, setup.model, optimizer, loader, loss_fn, evaluate, setup.save, lr_scheduler, chooser)
+    if chooser is not None:
+        chooser.save(os.path.join(args.output_dir, "selector_policy.pdparams"))
+    return results
+
+
+def reward_split(train, fraction, seed):
+    """(training examples, reward examples): a fraction of the labelled examples, drawn from the seed, held out
+    of training for the selector's rewards (the dev set stays an honest measure)."""
+    if not fraction:
+        return train, []
+    count = max(1, round(fraction * len(train)))
+    if count >= len(train):
+        raise UserError(f"--reward_fraction {fraction}: leaves no training example of {len(train)}")
+    held = set(np.random.default_rng((seed, 2)).choice(len(train), size=count, replace=False).tolist())
+    return [ex for i, ex in enumerate(train) if i not in held], [ex for i, ex in enumerate(train) if i in held]
 
 
 def write_transfer_set(path, transfer, logits, task):

@@ -2,6 +2,7 @@
 
     python plot_curves.py runs/small-sst-2 runs/distill-sst-2 --output curves-sst-2.png
     python plot_curves.py runs/small-qqp runs/distill-qqp --metric f1 --output curves-qqp-f1.png
+    python plot_curves.py runs/distill-sst-2-selector --metric keep_rate --output keep-rate.png  # --selector runs
 
 Each run directory needs the eval_log.jsonl its training writes; a run is labelled by the script in its
 results.json (or, while it is still training, by its directory name) and its best value.
@@ -16,6 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from args import parse_args  # noqa: E402
 from utils import UserError, read_json, run_main  # noqa: E402
+
+# What the reinforced selector logs with each evaluation (since the previous one), as the axis calls it.
+SELECTOR_METRICS = {"keep_rate": "selector keep rate", "reward": "selector mean reward per step"}
 
 
 def read_curve(run_dir, metric):
@@ -57,8 +61,9 @@ def main(argv=None):
                           label=f"{label}: best {args.metric} {values[best]:.4f} at step {steps[best]}")
         axes.plot(steps[best], values[best], marker="*", markersize=14, color=line.get_color())
     axes.set_xlabel("training step")
-    axes.set_ylabel(f"dev {args.metric}")
-    axes.set_title(f"dev {args.metric} during training")
+    name = SELECTOR_METRICS.get(args.metric, f"dev {args.metric}")
+    axes.set_ylabel(name)
+    axes.set_title(f"{name} during training")
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
     figure.tight_layout()

@@ -23,7 +23,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 import data
 import model as models
 from utils import WORLD, UserError, all_gather, any_rank, barrier, check_writable_dir, classification_metrics, \
-    file_sha256, read_json, recover_dir, replace_dir, set_device, set_seed, write_json
+    file_sha256, optimizer_state_in, optimizer_state_out, read_json, recover_dir, replace_dir, set_device, set_seed, \
+    write_json
 
 logger = logging.getLogger("distill")
 
@@ -37,7 +38,8 @@ INPUTS = "input_sha256"  # the key of the input files' hashes among the flags a 
 # only with as many processes as it started with (--batch_size is per process).
 WORLD_SIZE = "world_size"
 # What a run writes in its --output_dir (each also as <name>.tmp or <name>.old while it is being replaced).
-RUN_FILES = {"best", "checkpoint", "eval_log.jsonl", "results.json", "vdl", "transfer_set.tsv"}
+RUN_FILES = {"best", "checkpoint", "eval_log.jsonl", "results.json", "vdl", "transfer_set.tsv",
+             "selector_policy.pdparams"}
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,10 @@ class Checkpoint:
     a run was killed after a best model newer than its checkpoint. In a run of several processes, rank 0 writes it
     with every rank's random state; the others read it."""
 
-    def __init__(self, output_dir, model, optimizer, lr_scheduler):
+    def __init__(self, output_dir, model, optimizer, lr_scheduler, selector=None):
         self.directory = os.path.join(output_dir, "checkpoint")
         self.best_dir = os.path.join(output_dir, "best")
-        self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
+        self.model, self.optimizer, self.lr_scheduler, self.selector = model, optimizer, lr_scheduler, selector
         if WORLD.is_main:
             recover_dir(self.directory)
         barrier()  # the others read the checkpoint once rank 0 has put it back
@@ -200,11 +202,12 @@ class Checkpoint:
         saved = read_json(os.path.join(self.directory, "state.json"))
         check_same_flags(os.path.dirname(self.directory), saved["flags"], flags)
         self.model.set_state_dict(paddle.load(os.path.join(self.directory, "model.pdparams")))
-        names = {n: p.name for n, p in self.model.named_parameters()}
-        self.optimizer.set_state_dict(_rename_keys(paddle.load(os.path.join(self.directory, "optimizer.pdopt")),
-                                                   names))
+        self.optimizer.set_state_dict(optimizer_state_in(
+            self.model, paddle.load(os.path.join(self.directory, "optimizer.pdopt"))))
         if self.lr_scheduler is not None:
             self.lr_scheduler.set_state_dict(paddle.load(os.path.join(self.directory, "lr.pdparams")))
+        if self.selector is not None:
+            self.selector.set_state_dict(paddle.load(os.path.join(self.directory, "selector.pdparams")))
         with open(os.path.join(self.directory, "rng.pkl"), "rb") as f:
             rng = pickle.load(f)
         rng = rng[WORLD.rank] if isinstance(rng, list) else rng  # one per rank (a dict: written by an older version)
@@ -234,8 +237,10 @@ class Checkpoint:
 
         def build(directory):
             paddle.save(self.model.state_dict(), os.path.join(directory, "model.pdparams"))
-            names = {p.name: n for n, p in self.model.named_parameters()}
-            paddle.save(_rename_keys(self.optimizer.state_dict(), names), os.path.join(directory, "optimizer.pdopt"))
+            paddle.save(optimizer_state_out(self.model, self.optimizer),
+                        os.path.join(directory, "optimizer.pdopt"))
+            if self.selector is not None:
+                paddle.save(self.selector.state_dict(), os.path.join(directory, "selector.pdparams"))
             if self.lr_scheduler is not None:
                 paddle.save(self.lr_scheduler.state_dict(), os.path.join(directory, "lr.pdparams"))
             with open(os.path.join(directory, "rng.pkl"), "wb") as f:
@@ -271,18 +276,6 @@ def _flag_name(key):
 
 def _shown(flag_value):
     return "(not given)" if flag_value is None else flag_value
-
-
-def _rename_keys(optimizer_state, names):
-    """Optimizer state keys start with a parameter's name. Paddle's own names (linear_3.w_0) depend on how many
-    layers the process built before, so checkpoints store the model's structured names (fc.weight) instead,
-    and a model built again in the same process (or built after other layers) still finds its state."""
-    by_length = sorted(names, key=len, reverse=True)  # the longest matching name owns the key
-
-    def rename(key):
-        old = next((name for name in by_length if key.startswith(name + "_")), None)
-        return key if old is None else names[old] + key[len(old):]
-    return {rename(key): value for key, value in optimizer_state.items()}
 
 
 class EvalRecorder:
@@ -334,9 +327,10 @@ def _visualdl_writer(run):
     return LogWriter(logdir=os.path.join(run.output_dir, "vdl"))
 
 
-def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_scheduler=None):
+def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_scheduler=None, selector=None):
     """The training loop of every script: loss_fn(model, batch) -> scalar loss; evaluate(model) -> metrics;
-    save_model(model, directory) writes a model directory that loads on its own.
+    save_model(model, directory) writes a model directory that loads on its own; selector: a
+    selector.ReinforcedSelector whose loss is loss_fn, told after every step (after_step) and checkpointed.
 
     Evaluates every run.eval_steps and at each epoch end, keeps the best model in <output_dir>/best, resumes from
     <output_dir>/checkpoint, saves a checkpoint at each epoch end and on Ctrl-C or SIGTERM (then exits with code
@@ -350,7 +344,7 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
         raise UserError(f"{len(loader.batch_sampler.lengths)} training examples make fewer batches of --batch_size "
                         f"{loader.batch_sampler.batch_size} than the {WORLD.size} processes of the run")
     trained = paddle.DataParallel(model) if WORLD.size > 1 else model
-    checkpoint = Checkpoint(run.output_dir, model, optimizer, lr_scheduler)
+    checkpoint = Checkpoint(run.output_dir, model, optimizer, lr_scheduler, selector)
     state = checkpoint.resume(run.resume_flags)
     if state is None:
         state = LoopState(flags=run.resume_flags)
@@ -383,6 +377,8 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
                     break
                 step_started = time.time()
                 loss = train_step(trained, optimizer, lr_scheduler, loss_fn, batch)
+                if selector is not None:
+                    selector.after_step(model)
                 state.step, state.batch_in_epoch = state.step + 1, index + 1
                 examples = len(next(iter(batch.values())))
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
@@ -518,8 +514,8 @@ def student_setup(args, task, teacher_dir=None, unlabeled=()):
 def distill_loss(student_logits, teacher_logits, labels, alpha, loss, temperature):
     """alpha * CE(student, label) over labelled rows + (1 - alpha) * soft loss against the teacher's logits.
 
-    Rows with label NO_LABEL (-1: augmented copies, unlabelled text) get no CE. The soft loss is MSE on logits (the paper), or
-    T^2 * KL(teacher || student) on temperature-softened distributions.
+    Rows with label NO_LABEL (-1: augmented copies, unlabelled text) get no CE. The soft loss is MSE on logits (the
+    paper), or T^2 * KL(teacher || student) on temperature-softened distributions.
     """
     if loss == "mse":
         soft = F.mse_loss(student_logits, teacher_logits)

@@ -321,6 +321,28 @@ def recover_dir(path):
         os.replace(path + ".old", path)
 
 
+def optimizer_state_out(model, optimizer):
+    """The optimizer's state with keys under the model's structured parameter names (fc.weight) instead of Paddle's
+    own (linear_3.w_0), which depend on how many layers the process built before: a model built again in another
+    process (or after other layers) still finds its state (optimizer_state_in)."""
+    return _rename_keys(optimizer.state_dict(), {p.name: n for n, p in model.named_parameters()})
+
+
+def optimizer_state_in(model, saved_state):
+    """optimizer_state_out's state with the keys of this process's parameters, for optimizer.set_state_dict."""
+    return _rename_keys(saved_state, {n: p.name for n, p in model.named_parameters()})
+
+
+def _rename_keys(optimizer_state, names):
+    """Optimizer state keys start with a parameter's name: renamed through names (old -> new)."""
+    by_length = sorted(names, key=len, reverse=True)  # the longest matching name owns the key
+
+    def rename(key):
+        old = next((name for name in by_length if key.startswith(name + "_")), None)
+        return key if old is None else names[old] + key[len(old):]
+    return {rename(key): value for key, value in optimizer_state.items()}
+
+
 def file_sha256(path):
     digest = hashlib.sha256()
     try:

@@ -1,0 +1,163 @@
+"""The reinforced selector of L2A (Feng et al. 2021): a small policy network decides, for each example of a batch
+without a hard label (augmented copies, unlabelled text), whether the student trains on it. State: the teacher's
+and the student's outputs on the example; action: keep or drop; reward after each student update: the student's
+accuracy on a reward split of the labelled training data after the update minus before; the policy is updated by
+REINFORCE with a baseline at the end of each episode, from the discounted returns of its steps.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+import data
+import model as models
+from utils import optimizer_state_in, optimizer_state_out
+
+FEATURES = 9  # per example, from selection_features
+
+
+@dataclass(frozen=True)
+class SelectorConfig:
+    episode_steps: int  # student updates per episode
+    gamma: float  # discount of later rewards in an episode's returns
+    lr: float  # the policy's Adam learning rate
+    seed: int
+
+
+def selection_features(teacher_logits, student_logits):
+    """Per example, what the policy sees of the two models: each one's top probability, entropy (over log of the
+    number of classes) and margin between its two most likely classes; whether their predictions disagree; the
+    total variation distance between their distributions; and a constant."""
+    teacher, student = F.softmax(teacher_logits, axis=-1), F.softmax(student_logits, axis=-1)
+    classes = float(np.log(teacher.shape[-1]))
+
+    def describe(p):
+        top2 = paddle.topk(p, k=2, axis=-1)[0]
+        entropy = -(p * paddle.log(paddle.clip(p, min=1e-12))).sum(-1) / classes
+        return [top2[:, 0], entropy, top2[:, 0] - top2[:, 1]]
+
+    disagree = (teacher.argmax(-1) != student.argmax(-1)).astype("float32")
+    distance = (teacher - student).abs().sum(-1) / 2
+    return paddle.stack(describe(teacher) + describe(student) + [disagree, distance, paddle.ones_like(distance)],
+                        axis=-1)
+
+
+class Policy(nn.Layer):
+    """Features -> probability of keeping the example."""
+
+    def __init__(self, hidden=16):
+        super().__init__()
+        self.hidden = nn.Linear(FEATURES, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, features):
+        return F.sigmoid(self.out(paddle.tanh(self.hidden(features)))).squeeze(-1)
+
+
+class ReinforcedSelector:
+    """Training's companion (training.fit's `selector`): loss(model, batch) trains the student on the kept rows
+    and records the step's decisions; after_step(model) records its reward and, at an episode's end, updates the
+    policy; report() gives the keep rate and mean reward since the last report (for eval_log.jsonl);
+    state_dict()/set_state_dict() carry everything into and out of a checkpoint, so a resumed run is exact."""
+
+    def __init__(self, config, reward_records, reward_labels, batch_size, soft_loss):
+        self.config = config
+        self.reward_records, self.reward_labels, self.batch_size = reward_records, np.asarray(reward_labels), batch_size
+        self.soft_loss = soft_loss  # (student logits, teacher logits, labels) -> loss, over the kept rows
+        self.policy = Policy()
+        # Initialised from the seed alone: Paddle's global generator has drawn more or less by now (a teacher
+        # loaded, or its logits read from the cache), and a resumed run must start from the same policy.
+        init = np.random.default_rng((config.seed, 3))
+        for parameter in self.policy.parameters():
+            fan_in = parameter.shape[0] if len(parameter.shape) == 2 else None
+            parameter.set_value((init.normal(size=parameter.shape) / np.sqrt(fan_in) if fan_in else
+                                 np.zeros(parameter.shape)).astype("float32"))
+        self.optimizer = paddle.optimizer.Adam(learning_rate=config.lr, parameters=self.policy.parameters())
+        self.rng = np.random.default_rng((config.seed, 1))
+        self.episode = []  # [features, actions, reward] of each step of the current episode
+        self.baseline = None  # running mean of the returns
+        self.accuracy_now = None  # the student's reward-split accuracy after the last update
+        self.tally = {"offered": 0, "kept": 0, "rewards": []}
+
+    def reward_accuracy(self, model):
+        logits = models.student_logits(model, self.reward_records, self.batch_size)
+        model.train()
+        return float((logits.argmax(-1) == self.reward_labels).mean())
+
+    def loss(self, model, batch):
+        if self.accuracy_now is None:
+            self.accuracy_now = self.reward_accuracy(model)
+        logits = model(**models.student_inputs(batch))
+        candidates = (batch["label"] == data.NO_LABEL).numpy()
+        features = selection_features(batch["logits"], logits.detach()).numpy()[candidates]
+        with paddle.no_grad():
+            keep_probability = self.policy(paddle.to_tensor(features)).numpy() if len(features) else np.zeros(0)
+        actions = self.rng.random(len(features)) < keep_probability
+        keep = np.ones(len(candidates), dtype=bool)
+        keep[candidates] = actions
+        self.episode.append([features, actions, None])
+        self.tally["offered"] += len(actions)
+        self.tally["kept"] += int(actions.sum())
+        if not keep.any():
+            return (logits * 0).sum()  # nothing kept: no update
+        rows = paddle.to_tensor(np.flatnonzero(keep))
+        return self.soft_loss(paddle.gather(logits, rows), paddle.gather(batch["logits"], rows),
+                              paddle.gather(batch["label"], rows))
+
+    def after_step(self, model):
+        before, self.accuracy_now = self.accuracy_now, self.reward_accuracy(model)
+        self.episode[-1][2] = self.accuracy_now - before
+        self.tally["rewards"].append(self.accuracy_now - before)
+        if len(self.episode) == self.config.episode_steps:
+            self.update()
+
+    def update(self):
+        """REINFORCE with a baseline over the finished episode: each step's decisions are pushed towards the
+        actions taken in proportion to the step's discounted return minus the running mean of returns."""
+        rewards = np.array([reward for _, _, reward in self.episode])
+        returns = np.zeros_like(rewards)
+        running = 0.0
+        for t in reversed(range(len(rewards))):
+            running = rewards[t] + self.config.gamma * running
+            returns[t] = running
+        baseline = returns.mean() if self.baseline is None else self.baseline
+        loss = 0.0
+        decisions = sum(len(actions) for _, actions, _ in self.episode)
+        for (features, actions, _), advantage in zip(self.episode, returns - baseline):
+            if len(actions) == 0 or advantage == 0:
+                continue
+            p = self.policy(paddle.to_tensor(features))
+            taken = paddle.to_tensor(actions.astype("float32"))
+            log_probability = taken * paddle.log(p + 1e-8) + (1 - taken) * paddle.log(1 - p + 1e-8)
+            loss = loss - float(advantage) * log_probability.sum() / decisions
+        if isinstance(loss, paddle.Tensor):
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.clear_grad()
+        self.baseline = returns.mean() if self.baseline is None else 0.9 * self.baseline + 0.1 * returns.mean()
+        self.episode = []
+
+    def report(self):
+        """Keep rate and mean reward since the last report."""
+        tally = self.tally
+        report = {"keep_rate": tally["kept"] / max(tally["offered"], 1),
+                  "reward": float(np.mean(tally["rewards"])) if tally["rewards"] else 0.0}
+        self.tally = {"offered": 0, "kept": 0, "rewards": []}
+        return report
+
+    def state_dict(self):
+        return {"policy": self.policy.state_dict(), "optimizer": optimizer_state_out(self.policy, self.optimizer),
+                "rng": self.rng.bit_generator.state, "episode": self.episode, "baseline": self.baseline,
+                "accuracy_now": self.accuracy_now, "tally": self.tally}
+
+    def set_state_dict(self, state):
+        self.policy.set_state_dict(state["policy"])
+        self.optimizer.set_state_dict(optimizer_state_in(self.policy, state["optimizer"]))
+        self.rng.bit_generator.state = state["rng"]
+        self.episode, self.baseline = state["episode"], state["baseline"]
+        self.accuracy_now, self.tally = state["accuracy_now"], state["tally"]
+
+    def save(self, path):
+        paddle.save(self.policy.state_dict(), path)

@@ -1,0 +1,87 @@
+"""--selector reinforce: REINFORCE pushes the keep probability towards rewarded decisions, the reward split is held
+out of training, keep rate and reward are logged, and a run interrupted mid-episode resumes exactly."""
+import json
+import os
+import signal
+
+import numpy as np
+import paddle
+import pytest
+from conftest import STUDENT_FAST, data_flags
+from test_resume import assert_same_run, interrupt_at, run_interrupted
+
+import bert_distill
+import data
+import plot_curves
+import selector
+import training
+from utils import read_json
+
+
+def keep_probability(policy, features):
+    with paddle.no_grad():
+        return policy(paddle.to_tensor(features)).numpy()
+
+
+def test_the_policy_update_keeps_more_of_what_was_rewarded():
+    chooser = selector.ReinforcedSelector(selector.SelectorConfig(episode_steps=2, gamma=0.0, lr=0.05, seed=0),
+                                          [], [], 8, soft_loss=None)
+    rng = np.random.default_rng(0)
+    rewarded = rng.uniform(0, 1, size=(6, selector.FEATURES)).astype("float32")
+    punished = rng.uniform(-1, 0, size=(6, selector.FEATURES)).astype("float32")
+    before = keep_probability(chooser.policy, rewarded), keep_probability(chooser.policy, punished)
+    for _ in range(5):  # five episodes: keeping `rewarded` raised the accuracy, keeping `punished` lowered it
+        chooser.episode = [[rewarded, np.ones(6, bool), 0.1], [punished, np.ones(6, bool), -0.1]]
+        chooser.update()
+    after = keep_probability(chooser.policy, rewarded), keep_probability(chooser.policy, punished)
+    assert (after[0] > before[0]).all() and (after[1] < before[1]).all()
+
+
+def test_dropping_what_was_rewarded_lowers_its_keep_probability():
+    chooser = selector.ReinforcedSelector(selector.SelectorConfig(episode_steps=2, gamma=0.5, lr=1e-3, seed=0),
+                                          [], [], 8, soft_loss=None)
+    features = np.random.default_rng(1).normal(size=(4, selector.FEATURES)).astype("float32")
+    before = keep_probability(chooser.policy, features)
+    chooser.baseline = 0.0
+    chooser.episode = [[features, np.zeros(4, bool), 0.2], [features[:0], np.zeros(0, bool), 0.0]]
+    chooser.update()  # dropping them was rewarded (return 0.2 above the baseline): drop them more often
+    after = keep_probability(chooser.policy, features)
+    assert np.log(1 - after).sum() > np.log(1 - before).sum()  # the taken actions' log-probability rose
+
+
+def distill_flags(task_files, tiny_bert, tmp_path):
+    return data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--n_iter", "2", "--num_workers", "1", "--max_epoch", "2", "--eval_steps", "6",
+        "--selector", "reinforce", "--episode_steps", "4", "--reward_fraction", "0.2",
+        "--cache_dir", str(tmp_path / "cache")]
+
+
+def test_the_selector_trains_logs_and_resumes_exactly(task_files, tiny_bert, tmp_path, monkeypatch):
+    flags = distill_flags(task_files, tiny_bert, tmp_path)
+    straight = bert_distill.main(flags + ["--output_dir", str(tmp_path / "straight"), "--save_transfer_set"])
+    log = [json.loads(line) for line in (tmp_path / "straight" / "eval_log.jsonl").read_text().splitlines()]
+    assert all(0 <= record["keep_rate"] <= 1 and -1 <= record["reward"] <= 1 for record in log)
+    assert 0 < np.mean([record["keep_rate"] for record in log]) < 1
+    # The reward split (20% of the 160 labelled examples) is held out of the transfer set.
+    train = data.read_split(data.TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
+    kept, held = bert_distill.reward_split(train, 0.2, 42)
+    assert len(held) == 32
+    lines = (tmp_path / "straight" / "transfer_set.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    assert sum(line.split("\t")[1] != "-1" for line in lines) == len(kept)
+
+    interrupted_at = straight["steps"] // 2 + 2  # mid-epoch 2, mid-episode
+    monkeypatch.setattr(training, "distill_loss", interrupt_at(interrupted_at, signal.SIGTERM)(
+        training.distill_loss))
+    resumed = flags + ["--output_dir", str(tmp_path / "resumed"), "--save_transfer_set"]
+    run_interrupted(bert_distill.main, resumed, expected_step=interrupted_at)
+    assert os.path.exists(tmp_path / "resumed" / "checkpoint" / "selector.pdparams")
+    monkeypatch.undo()
+    bert_distill.main(resumed)
+    assert_same_run(tmp_path / "resumed", tmp_path / "straight")
+    policies = [paddle.load(str(tmp_path / name / "selector_policy.pdparams")) for name in ("straight", "resumed")]
+    for key, value in policies[0].items():
+        np.testing.assert_array_equal(np.asarray(policies[1][key]), np.asarray(value), err_msg=key)
+    assert read_json(str(tmp_path / "resumed" / "results.json"))["metrics"] == straight["metrics"]
+    png = str(tmp_path / "keep-rate.png")
+    plot_curves.main([str(tmp_path / "straight"), "--metric", "keep_rate", "--output", png])
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
