@@ -169,12 +169,15 @@ def _distill(parser):
                        help="How copies are made: 'rules', the paper's masking, POS replacement and n-grams (the "
                        "--p_* and n-gram flags), or 'l2a', L2A's generator: d words replaced, d drawn with P(d) ~ "
                        "exp(-d / --edit_alpha) * C(m, d), each replacement drawn with P(w) ~ exp(score(w) / "
-                       "--replace_temperature) among the word's nearest words in the teacher's word-piece "
-                       "embeddings.")
+                       "--replace_temperature) among the word's candidates: the words a masked language model "
+                       "(--mlm) puts at its place, scored by their log-probability, or else its nearest words in the "
+                       "teacher's word-piece embeddings, scored by cosine similarity.")
     group.add_argument("--edit_alpha", type=POSITIVE, default=1.0,
                        help="--augment l2a: scale of the number of words edited (larger: further from the data).")
     group.add_argument("--replace_temperature", type=POSITIVE, default=0.1,
-                       help="--augment l2a: temperature of the replacement word's draw (towards 0: the nearest).")
+                       help="--augment l2a: temperature of the replacement word's draw (towards 0: the best one).")
+    group.add_argument("--mlm", help="--augment l2a: a PaddleNLP masked language model (*ForMaskedLM) by name or "
+                       "local directory, to propose replacement words. Default: the teacher's embedding neighbours.")
     group.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20, help="Augmented copies drawn per training example.")
     group.add_argument("--p_mask", type=PROBABILITY, default=0.1, help="Probability of masking a word (or word piece).")
     group.add_argument("--p_pos", type=PROBABILITY, default=0.1, help="Probability of replacing an unmasked word by a "

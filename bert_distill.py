@@ -97,6 +97,8 @@ def main(argv=None):
     tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     models.check_teacher_vocabulary(models.teacher_config(args.teacher_dir), tokenizer,
                                     f"--teacher_dir {args.teacher_dir}")
+    if args.mlm and args.augment != "l2a":
+        raise UserError("--mlm: proposes the replacement words of --augment l2a; add --augment l2a")
     if args.selector == "reinforce" and WORLD.size > 1:
         raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")
     unlabeled = data.read_unlabeled(task, args.unlabeled_file, args.max_unlabeled_samples) \
@@ -122,8 +124,14 @@ def main(argv=None):
         return data.embedding_neighbours(sentences, tokenizer,
                                          models.word_piece_embeddings(args.teacher_dir, "--teacher_dir"))
 
+    masked_lm_candidates = None
+    if args.augment == "l2a" and args.mlm:
+        logger.info("--augment l2a: replacement words from the masked language model %s", args.mlm)
+        masked_lm_candidates = models.masked_lm_candidates(
+            models.load_masked_lm(args.mlm), data.load_tokenizer(args.mlm, "--mlm"),
+            "" if task.language == "zh" else " ", data.REPLACEMENT_CANDIDATES, args.max_seq_length)
     transfer = data.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers,
-                                       embedding_neighbours)
+                                       embedding_neighbours, masked_lm_candidates)
     logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
                 len(train), len(setup.unlabeled), len(transfer) - len(examples))
 

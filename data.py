@@ -471,19 +471,54 @@ def draw_by_score(scores, temperature, rng):
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def l2a_sentence(sentence, rng, config, replacements, analyzer):
-    """One copy from L2A's generator: d words (d from edit_distance_probabilities) at uniformly drawn positions,
-    each replaced by a candidate word drawn by its score (draw_by_score); replacements: word -> (candidate words,
-    scores)."""
-    if not sentence:
-        return list(sentence)
+def edit_positions(m, alpha, rng):
+    """The positions L2A's generator edits in an m-word sentence: d of them (d from edit_distance_probabilities),
+    drawn uniformly, in increasing order."""
+    if m == 0:
+        return []
+    d = 1 + int(rng.choice(m, p=edit_distance_probabilities(m, alpha)))
+    return sorted(rng.choice(m, size=d, replace=False).tolist())
+
+
+def replaced(sentence, positions, options, rng, temperature, analyzer):
+    """The sentence with the word at each position replaced by one of its options (candidate words, scores),
+    drawn by draw_by_score; a position without options (None) keeps its word."""
     out = list(sentence)
-    d = 1 + int(rng.choice(len(out), p=edit_distance_probabilities(len(out), config.edit_alpha)))
-    for position in rng.choice(len(out), size=d, replace=False):
-        words, scores = replacements[out[position][0]]
-        word = words[draw_by_score(scores, config.replace_temperature, rng)]
-        out[position] = (word, analyzer.pieces(word))
+    for position, option in zip(positions, options):
+        if option is not None and len(option[0]):
+            word = option[0][draw_by_score(option[1], temperature, rng)]
+            out[position] = (word, analyzer.pieces(word))
     return out
+
+
+def l2a_sentence(sentence, rng, config, replacements, analyzer):
+    """One copy from L2A's generator with a replacement table (word -> (candidate words, scores)): the words at
+    edit_positions replaced by candidates drawn by their scores."""
+    positions = edit_positions(len(sentence), config.edit_alpha, rng)
+    return replaced(sentence, positions, [replacements[sentence[p][0]] for p in positions], rng,
+                    config.replace_temperature, analyzer)
+
+
+def l2a_masked_lm_copies(sentences, indices, config, seed, candidates_of, analyzer):
+    """[config.n_iter copies of sentences[i] for i in indices] (analysed examples) from L2A's generator with
+    replacement words from a masked language model, run in this process: every copy's edit positions are drawn
+    first (each example from its own random stream), then candidates_of([(words, positions)]) scores every masked
+    position -> per query [(candidate words, scores) or None per position], then each word is drawn from the
+    example's stream."""
+    rngs = {index: np.random.default_rng((seed, index)) for index in indices}
+    plans = [(index, side, edit_positions(len(sentence), config.edit_alpha, rngs[index]))
+             for index in indices for _ in range(config.n_iter) for side, sentence in enumerate(sentences[index])]
+    options = candidates_of([([word for word, _ in sentences[index][side]], positions)
+                             for index, side, positions in plans])
+    copies = {index: [] for index in indices}
+    sides = []
+    for (index, side, positions), option in zip(plans, options):
+        sides.append(replaced(sentences[index][side], positions, option, rngs[index], config.replace_temperature,
+                              analyzer))
+        if len(sides) == len(sentences[index]):
+            copies[index].append(tuple(sides))
+            sides = []
+    return [copies[index] for index in indices]
 
 
 def embedding_neighbours(sentences, tokenizer, embeddings, k=REPLACEMENT_CANDIDATES):
@@ -540,17 +575,24 @@ class TransferExample(NamedTuple):
     label: int  # the hard label of a labelled original example; NO_LABEL for an augmented copy or unlabelled text
 
 
-def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, replacements_of=None):
+def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, replacements_of=None,
+                       masked_lm_candidates=None):
     """The original examples followed by their augmented copies, without repeats: a list of TransferExample.
 
     A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
-    depends only on the seed, never on the number of workers. replacements_of(analysed sentences) -> the
-    replacement table of the l2a generator (e.g. embedding_neighbours).
+    depends only on the seed, never on the number of workers. The l2a generator takes its replacement words from
+    masked_lm_candidates (see l2a_masked_lm_copies) when given, else from the table replacements_of(analysed
+    sentences) makes (e.g. embedding_neighbours).
     """
     sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
     transfer = [TransferExample(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
     if config.n_iter == 0:
         return transfer
+    if config.generator == "l2a" and masked_lm_candidates is not None:
+        mine = range(WORLD.rank, len(sentences), WORLD.size)  # this process's share when a run has several
+        parts = gather_shards(l2a_masked_lm_copies(sentences, mine, config, seed, masked_lm_candidates, analyzer),
+                              len(sentences))
+        return _without_repeats(transfer, [parts])
     pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
     replacements = replacements_of(sentences) if config.generator == "l2a" else None
     _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
@@ -575,7 +617,12 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, repl
         for pool in pools:
             pool.terminate()
     _WORK.clear()
-    parts = gather_shards(parts, len(all_ranges))
+    return _without_repeats(transfer, gather_shards(parts, len(all_ranges)))
+
+
+def _without_repeats(transfer, parts):
+    """The originals (transfer) followed by the copies of each example in parts (lists of each example's copies),
+    in order, leaving out any copy equal to an original or to an earlier copy."""
     seen = {_key(example.sentences) for example in transfer}
     index = 0
     for part in parts:

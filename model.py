@@ -15,7 +15,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.static import InputSpec
-from paddlenlp.transformers import AutoModelForSequenceClassification
+from paddlenlp.transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 from tqdm import tqdm
 
 import data
@@ -345,18 +345,7 @@ def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", drop
     """Any PaddleNLP sequence classifier (BERT, ERNIE, RoBERTa, MPNet, ...; AutoModelForSequenceClassification)
     from a PaddleNLP name or a local directory (Paddle weights, or HuggingFace weights converted where PaddleNLP
     can); with dropout_prob, its hidden and attention dropout set to it."""
-    if os.path.isdir(name_or_dir):
-        files = set(os.listdir(name_or_dir))
-        if "model_state.pdparams" not in files and not files & set(TORCH_WEIGHTS):
-            raise UserError(f"{flag} {name_or_dir}: no model weights (model_state.pdparams, "
-                            f"model.safetensors or pytorch_model.bin)")
-        if "config.json" not in files and "model_config.json" not in files:
-            raise UserError(f"{flag} {name_or_dir}: no config.json")
-        kwargs = {"convert_from_torch": bool(files & set(TORCH_WEIGHTS))}
-    elif os.path.sep in name_or_dir or name_or_dir.startswith("."):
-        raise UserError(f"{flag} {name_or_dir}: no such directory")
-    else:
-        kwargs = {}
+    kwargs = _pretrained_kwargs(name_or_dir, flag)
     if num_labels is not None:
         kwargs["num_classes"] = num_labels
     if dropout_prob is not None:
@@ -368,6 +357,75 @@ def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", drop
                         f"{error})") from None
     model.config.use_cache = False  # HuggingFace configs may enable it; we want logits only
     return model
+
+
+def _pretrained_kwargs(name_or_dir, flag):
+    """from_pretrained's keyword arguments for a hub name, or for a local directory once it is seen to hold weights
+    (Paddle's, or HuggingFace's to convert) and a config."""
+    if os.path.isdir(name_or_dir):
+        files = set(os.listdir(name_or_dir))
+        if "model_state.pdparams" not in files and not files & set(TORCH_WEIGHTS):
+            raise UserError(f"{flag} {name_or_dir}: no model weights (model_state.pdparams, "
+                            f"model.safetensors or pytorch_model.bin)")
+        if "config.json" not in files and "model_config.json" not in files:
+            raise UserError(f"{flag} {name_or_dir}: no config.json")
+        return {"convert_from_torch": bool(files & set(TORCH_WEIGHTS))}
+    if os.path.sep in name_or_dir or name_or_dir.startswith("."):
+        raise UserError(f"{flag} {name_or_dir}: no such directory")
+    return {}
+
+
+def load_masked_lm(name_or_dir, flag="--mlm"):
+    """Any PaddleNLP masked language model (AutoModelForMaskedLM) by name or local directory, in eval mode."""
+    kwargs = _pretrained_kwargs(name_or_dir, flag)
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(name_or_dir, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as error:
+        raise UserError(f"{flag} {name_or_dir}: could not load a masked language model ({type(error).__name__}: "
+                        f"{error})") from None
+    model.eval()
+    return model
+
+
+def masked_lm_candidates(model, tokenizer, joiner, k, max_length=128):
+    """candidates_of for data.l2a_masked_lm_copies: for each query (words, positions), the text with those words
+    masked (the tokenizer's mask token, words joined by joiner) run through the masked LM, and at each mask its k
+    most likely whole words of the vocabulary (no special tokens or ## continuations; SentencePiece's leading ▁
+    dropped) with their log-probabilities; None for a mask cut off by max_length."""
+    special = set(tokenizer.all_special_tokens)
+    vocabulary = [(token, i) for token, i in tokenizer.get_vocab().items()
+                  if token not in special and not token.startswith("##") and token.lstrip("▁")]
+    candidate_ids = paddle.to_tensor([i for _, i in vocabulary])
+    candidate_words = [token.lstrip("▁") for token, _ in vocabulary]
+    k = min(k, len(candidate_words))
+    batch_size = max(1, int(2e7 // (max_length * len(tokenizer))))  # keeps the logits of a batch near 80 MB
+
+    @paddle.no_grad()
+    def candidates_of(queries):
+        options = []
+        for start in range(0, len(queries), batch_size):
+            chunk = queries[start:start + batch_size]
+            texts = [joiner.join(tokenizer.mask_token if i in positions else word for i, word in enumerate(words))
+                     for words, positions in chunk]
+            input_ids = tokenizer(texts, max_length=max_length, truncation=True, padding=True)["input_ids"]
+            input_ids = np.asarray(input_ids, dtype="int64")
+            logits = model(input_ids=paddle.to_tensor(input_ids))
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            for row, (_, positions) in zip(range(len(chunk)), chunk):
+                masks = np.flatnonzero(input_ids[row] == tokenizer.mask_token_id)
+                scores = F.log_softmax(paddle.gather(logits[row], paddle.to_tensor(masks), axis=0), axis=-1) \
+                    if len(masks) else None
+                row_options = []
+                for n in range(len(positions)):
+                    if n >= len(masks):
+                        row_options.append(None)
+                        continue
+                    top_scores, top = paddle.topk(paddle.gather(scores[n], candidate_ids), k)
+                    row_options.append(([candidate_words[i] for i in top.numpy()], top_scores.numpy()))
+                options.append(row_options)
+        return options
+
+    return candidates_of
 
 
 def teacher_inputs(batch):

@@ -12,8 +12,8 @@ import data
 from data import AugmentConfig, draw_by_score, edit_distance_probabilities, embedding_neighbours, l2a_sentence
 
 
-def l2a_config(alpha=1.0, temperature=1.0):
-    return AugmentConfig(n_iter=1, p_mask=0, p_pos=0, p_ng=0, ngram_range=(1, 1), mask_pieces=False,
+def l2a_config(alpha=1.0, temperature=1.0, n_iter=1):
+    return AugmentConfig(n_iter=n_iter, p_mask=0, p_pos=0, p_ng=0, ngram_range=(1, 1), mask_pieces=False,
                          mask_token=data.MASK, generator="l2a", edit_alpha=alpha, replace_temperature=temperature)
 
 
@@ -106,3 +106,72 @@ def test_each_copy_replaces_words_of_its_source_by_their_candidates(tiny_bert):
         changed = [(old, new) for (old, _), (new, _) in zip(source, copy.sentences[0]) if old != new]
         assert len(copy.sentences[0]) == len(source) and changed
         assert all(new in tables[0][old][0] for old, new in changed)
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory, tiny_bert):
+    """A randomly initialised 2-layer BertForMaskedLM with the tiny vocabulary, saved as a model directory."""
+    import paddle
+    from paddlenlp.transformers import BertConfig, BertForMaskedLM
+
+    directory = str(tmp_path_factory.mktemp("tiny-mlm"))
+    tokenizer = data.load_tokenizer(tiny_bert, "dir")
+    paddle.seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_masked_lm_candidates_are_its_most_likely_whole_words(tiny_mlm):
+    import paddle
+    import paddle.nn.functional as F
+
+    import model as models
+
+    mlm, tokenizer = models.load_masked_lm(tiny_mlm), data.load_tokenizer(tiny_mlm, "--mlm")
+    candidates_of = models.masked_lm_candidates(mlm, tokenizer, " ", k=4)
+    words = ["the", "movie", "is", "not", "good"]
+    [options] = candidates_of([(words, [1, 4])])
+    ids = tokenizer(" ".join(["the", tokenizer.mask_token, "is", "not", tokenizer.mask_token]))["input_ids"]
+    with paddle.no_grad():
+        log_p = F.log_softmax(mlm(input_ids=paddle.to_tensor([ids]))[0], axis=-1).numpy()
+    vocab = tokenizer.get_vocab()
+    for option, at in zip(options, [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]):
+        whole = {t: log_p[at, i] for t, i in vocab.items()
+                 if t not in tokenizer.all_special_tokens and not t.startswith("##")}
+        best = sorted(whole, key=whole.get, reverse=True)[:4]
+        assert option[0] == best
+        np.testing.assert_allclose(option[1], [whole[t] for t in best], rtol=1e-5)
+
+
+def test_the_masked_lm_generator_at_low_temperature_takes_the_top_candidate(tiny_mlm, tiny_bert):
+    import model as models
+
+    tokenizer = data.load_tokenizer(tiny_bert, "--teacher_dir")
+    analyzer = data.Analyzer("en", tokenizer)
+    candidates_of = models.masked_lm_candidates(models.load_masked_lm(tiny_mlm),
+                                                data.load_tokenizer(tiny_mlm, "--mlm"), " ", k=5)
+    asked = []
+
+    def recording(queries):
+        asked.extend(queries)
+        return candidates_of(queries)
+
+    sentences = [(analyzer.sentence("the movie is not good at all"),), (analyzer.sentence("a lovely story"),)]
+    copies = data.l2a_masked_lm_copies(sentences, [0, 1], l2a_config(temperature=1e-6, n_iter=3), 0, recording,
+                                       analyzer)
+    options = candidates_of(asked)
+    flat = [copy[0] for example in copies for copy in example]
+    assert len(flat) == len(asked) == 6
+    for copy, (words, positions), option in zip(flat, asked, options):
+        assert [w for w, _ in copy] == [option[positions.index(i)][0][0] if i in positions else word
+                                        for i, word in enumerate(words)]
+
+
+def test_distillation_with_a_masked_lm_generator(task_files, tiny_bert, tiny_mlm, tmp_path):
+    bert_distill.main(data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--augment", "l2a", "--mlm", tiny_mlm, "--n_iter", "2", "--num_workers", "1",
+        "--save_transfer_set", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "run")])
+    lines = (tmp_path / "run" / "transfer_set.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    assert sum(line.split("\t")[1] == "-1" for line in lines) > 100
