@@ -11,11 +11,13 @@ function per section. Every ratio in a table comes from the same run on the same
 
 size: parameters of the SST-2 Bi-LSTM student (embeddings from the teacher, or 300-d), the teacher, and a reference
     BERT (bert-base-uncased's sizes unless --reference_config; random weights, nothing downloaded).
-latency: CPU inference of the students (--student_hidden sizes, fp32 and int8) and the teachers on every runtime
-    (dygraph; paddle.inference with oneDNN and its shape cache as predict.py runs teachers, with an unbounded cache,
-    and without oneDNN; ONNX Runtime where the model converts), on one thread and on every core: median latency at
-    batch 1 (input order) and throughput at batch 64 (sorted by length, as predict.py batches); then each model on
-    its own fastest runtime against the student on its fastest, and the student end to end at batch 1.
+latency: CPU inference of the students (trained ones with --student_dir, else random ones of the --student_hidden
+    sizes; fp32 and int8) and the teachers on every runtime (dygraph; paddle.inference with oneDNN and its shape
+    cache of 8, with an unbounded cache, and without oneDNN; ONNX Runtime where the model converts; OpenVINO in fp32
+    and, where the CPU has bf16, in bf16, when openvino is installed), on one thread and on every core: median
+    latency at batch 1 (input order), throughput at batch 64 (sorted by length, as predict.py batches) and the share
+    of predictions equal to dygraph's; then each model on its own fastest runtime (among those agreeing with dygraph
+    on 99% of the sentences) against the student on its fastest, and the students end to end at batch 1.
 distill_cost: one distillation epoch over the first --num_sentences sentences, the student learning from cached
     teacher logits (bert_distill.py) or from the teacher run in dygraph on every batch (PaddleNLP's distill_lstm),
     and the one-off cost of labelling them with label_with_teacher(backend="inference").
@@ -23,10 +25,12 @@ labelling: teacher logits per second for the same sentences in one run, every wa
     (ONNX Runtime where paddle2onnx converts the teacher).
 augmentation: time to build the transfer set (POS tagging, then augmentation on one process and on every core).
 scaling: teacher labelling (sharded as bert_distill.py shares it out) and a distillation epoch of the student on
-    the cached logits, by one process on every core against one process per core under paddle.distributed.launch
-    (DataParallel, gradients averaged over gloo on CPU); each in its own processes, one after the other.
+    the cached logits, by one process on one core, one process on every core, and one process per core under
+    paddle.distributed.launch (DataParallel, gradients averaged over gloo on CPU); each in its own processes, one
+    after the other.
 """
 import argparse
+import functools
 import importlib.util
 import os
 import statistics
@@ -56,7 +60,7 @@ PADDLE_ONEDNN_CACHE = f"paddle.inference + oneDNN, cache {models.ONEDNN_CACHE}" 
 PADDLE_ONEDNN = "paddle.inference + oneDNN, unbounded cache"
 PADDLE = "paddle.inference, no oneDNN"
 ONNXRUNTIME, ONNXRUNTIME_INT8 = "ONNX Runtime", "ONNX Runtime, int8"
-OPENVINO = "OpenVINO (ONNX model)"
+OPENVINO, OPENVINO_BF16 = "OpenVINO, fp32", "OpenVINO, bf16"
 MAX_DISAGREEMENT = 0.01  # a runtime predicting another class than dygraph on more of the sentences is wrong
 
 
@@ -98,6 +102,20 @@ def sst2_student(args, embedding, hidden_size=None):
         pooling=DISTILL_DEFAULTS.get_default("pooling"), task_name="sst-2", language="en", use_pieces=True,
         max_seq_length=args.max_seq_length, labels=SST2.labels)
     return models.BiLSTM(config, weights), analyzer, vocab
+
+
+def students(args):
+    """(name, model, analyzer, vocab) of each student measured: the trained ones of --student_dir, or else SST-2
+    students of the --student_hidden sizes with random weights."""
+    if args.student_dir:
+        for directory in args.student_dir:
+            saved = models.load_student(directory, "--student_dir")
+            yield (f"Bi-LSTM student, hidden {saved.config.hidden_size} ({directory})", saved.model, saved.analyzer,
+                   saved.vocab)
+        return
+    for hidden in args.student_hidden:
+        student, analyzer, vocab = sst2_student(args, "teacher", hidden)
+        yield f"Bi-LSTM student, hidden {hidden}", student, analyzer, vocab
 
 
 def teacher_records(args, texts):
@@ -164,12 +182,14 @@ def throughput(run, batches):
     return len(np.concatenate(logits)) / seconds, np.concatenate(logits).argmax(-1)
 
 
-def openvino_runner(onnx_path, threads):
-    """run(batch) of an ONNX model compiled by OpenVINO for the CPU on `threads` threads. Measured where the
-    openvino package is installed; not a dependency, and no script serves with it."""
+def openvino_runner(onnx_path, threads, precision):
+    """run(batch) of an ONNX model compiled by OpenVINO for the CPU on `threads` threads, computing in precision
+    ("f32", or "bf16", OpenVINO's default on a CPU with bf16 instructions). Measured where the openvino package is
+    installed; not a dependency, and no script serves with it."""
     import openvino
 
-    compiled = openvino.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": threads})
+    compiled = openvino.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                               "INFERENCE_PRECISION_HINT": precision})
     names = [port.get_any_name() for port in compiled.inputs]
 
     def run(batch):
@@ -197,7 +217,11 @@ def serving_runtimes(prefix, onnx_path, int8_path):
     if onnx_path:
         runtimes[ONNXRUNTIME] = lambda t: models.onnx_runner(onnx_path, t)
         if importlib.util.find_spec("openvino") is not None:
-            runtimes[OPENVINO] = lambda t: openvino_runner(onnx_path, t)
+            import openvino
+
+            runtimes[OPENVINO] = lambda t: openvino_runner(onnx_path, t, "f32")
+            if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                runtimes[OPENVINO_BF16] = lambda t: openvino_runner(onnx_path, t, "bf16")
     if int8_path:
         runtimes[ONNXRUNTIME_INT8] = lambda t: models.onnx_runner(int8_path, t)
     return runtimes
@@ -226,13 +250,15 @@ def latency(args):
     results = []  # (model, runtime, threads, batch-1 seconds, batch-64 sentences/s, share of dygraph's predictions)
     with tempfile.TemporaryDirectory() as directory:
         served = []  # (name, model, input names, records, collate, runtimes)
-        for hidden in args.student_hidden:
-            student, analyzer, vocab = sst2_student(args, "teacher", hidden)
+        encoders = {}  # student name -> encode(text) -> its record, as predict.py makes it
+        for i, (name, student, analyzer, vocab) in enumerate(students(args)):
             prefix = models.export_static(student, models.student_input_spec(student.config),
-                                          os.path.join(directory, f"student{hidden}"))
-            records = [data.student_record([analyzer.sentence(s)], vocab, args.max_seq_length) for s in texts]
-            served.append((f"Bi-LSTM student, hidden {hidden}", student, models.STUDENT_INPUTS, records,
-                           data.student_collate(vocab.pad_id), serving_runtimes(prefix, *onnx_files(prefix, True))))
+                                          os.path.join(directory, f"student{i}"))
+            encoders[name] = functools.partial(encode_student, analyzer, vocab, student.config.max_seq_length)
+            records = [encoders[name](s) for s in texts]
+            served.append((name, student, models.STUDENT_INPUTS, records, data.student_collate(vocab.pad_id),
+                           serving_runtimes(prefix, *onnx_files(prefix, True))))
+        student_count = len(served)
         for i, (name, bert) in enumerate(teachers(args)):
             prefix = models.export_static(bert, models.teacher_input_spec(list(bert_records[0])),
                                           os.path.join(directory, f"teacher{i}"))
@@ -250,8 +276,8 @@ def latency(args):
                         reference = predicted
                     results.append((name, runtime, threads, median_latency(run, one_by_one), per_second,
                                     float((predicted == reference).mean())))
-        end_to_end = [(name, runtime, student_end_to_end(args, texts, collate, run))
-                      for name, runtime, collate, run in end_to_end_runs(served[:len(args.student_hidden)])]
+        end_to_end = [(name, runtime, student_end_to_end(texts[:args.latency_sentences], encoders[name], collate, run))
+                      for name, runtime, collate, run in end_to_end_runs(served[:student_count])]
     use_all_cores()
     lengths = [data.record_length(r) for r in bert_records]
     print(f"\n### latency: SST-2 sentences of {args.data_file}, teacher {args.teacher_dir}, {cpu_name()}\n")
@@ -303,17 +329,19 @@ def end_to_end_runs(students_served):
             yield name, runtime, collate, runtimes[runtime](1) if onnx else dygraph_on(student, input_names, 1)
 
 
-def student_end_to_end(args, texts, collate, run):
-    """Median seconds of serving one sentence with run as predict.py does: analysis, ids, batch, run, softmax."""
-    analyzer, vocab = data.build_student_side(SST2, [], "wordpiece", teacher_dir=args.teacher_dir)
+def encode_student(analyzer, vocab, max_seq_length, text):
+    return data.student_record([analyzer.sentence(text)], vocab, max_seq_length)
 
+
+def student_end_to_end(texts, encode, collate, run):
+    """Median seconds of serving each text with run as predict.py does: analysis, ids, batch, run, softmax."""
     def serve(text):
-        logits = run(collate([data.student_record([analyzer.sentence(text)], vocab, args.max_seq_length)]))
+        logits = run(collate([encode(text)]))
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
 
     serve(texts[0])
-    return statistics.median(timed(lambda: serve(text))[1] for text in texts[:args.latency_sentences])
+    return statistics.median(timed(lambda: serve(text))[1] for text in texts)
 
 
 def cpu_name():
@@ -404,7 +432,8 @@ def labelling(args):
     records, pad_id = teacher_records(args, read_sentences(args))
     size, collate = args.batch_size, data.teacher_collate(pad_id)
     with tempfile.TemporaryDirectory() as directory:
-        prefix, export_seconds = timed(lambda: models.export_static(model, models.teacher_input_spec(list(records[0])), directory))
+        prefix, export_seconds = timed(lambda: models.export_static(
+            model, models.teacher_input_spec(list(records[0])), directory))
         (plain, onednn), build_seconds = timed(lambda: (models.make_predictor(prefix, onednn=False),
                                                          models.make_predictor(prefix)))
         onnx_path, convert_seconds = timed(lambda: onnx_files(prefix, False)[0])
@@ -472,28 +501,30 @@ def scaling(args):
         return
     rows = {}
     with tempfile.TemporaryDirectory() as directory:
-        for processes in (1, cores):
-            out = os.path.join(directory, f"{processes}.json")
+        # (processes, threads each): one process on one core (taskset), on every core, one process per core
+        for processes, threads in ((1, 1), (1, cores), (cores, 1)):
+            out = os.path.join(directory, f"{processes}x{threads}.json")
             launcher = ["-m", "paddle.distributed.launch", "--nproc_per_node", str(processes), "--log_dir",
                         os.path.join(directory, f"log-{processes}")] if processes > 1 else []
-            command = [sys.executable, *launcher, os.path.abspath(__file__), "--scaling_worker", out,
+            pinned = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if processes * threads < cores else []
+            command = [*pinned, sys.executable, *launcher, os.path.abspath(__file__), "--scaling_worker", out,
                        "--teacher_dir", args.teacher_dir, "--data_file", args.data_file,
                        "--num_sentences", str(args.num_sentences), "--batch_size", str(args.batch_size),
                        "--max_seq_length", str(args.max_seq_length)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise UserError(f"--sections scaling: the {processes}-process run failed:\n{done.stderr[-2000:]}")
-            rows[processes] = {**read_json(out), "logits": np.load(out + ".npy")}
-    one = rows[1]
+            rows[processes, threads] = {**read_json(out), "logits": np.load(out + ".npy")}
+    one = rows[1, cores]
     print(f"\n### scaling: {one['sentences']} sentences of {args.data_file}, teacher {args.teacher_dir}; "
           f"{cpu_name()}\n")
     print(f"teacher batch {args.batch_size} (batches shared out among the processes); student batch "
           f"{one['student_batch_size']} per process, {one['steps']} steps per epoch on one process; the epoch timed "
           "after an untimed one\n")
-    print("| run | labelling s | labelling × 1 process | student epoch s | epoch × 1 process |")
+    print(f"| run | labelling s | labelling × 1 process, {cores} threads | student epoch s | epoch × 1 process, "
+          f"{cores} threads |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for processes, row in rows.items():
-        threads = cores // processes
+    for (processes, threads), row in rows.items():
         print(f"| {processes} process{'es' if processes > 1 else ''} × {threads} thread{'s' if threads > 1 else ''} "
               f"| {row['labelling_seconds']:.1f} | {one['labelling_seconds'] / row['labelling_seconds']:.2f}x | "
               f"{row['epoch_seconds']:.1f} | {one['epoch_seconds'] / row['epoch_seconds']:.2f}x |")
@@ -564,8 +595,11 @@ def main(argv=None):
     parser.add_argument("--latency_sentences", type=COUNT, default=200,
                         help="latency: sentences run one at a time (the first N).")
     parser.add_argument("--student_hidden", type=COUNT, nargs="+", default=[300, 150],
-                        help="latency: hidden sizes of the students measured (the first is the reference of the "
-                        "ratios).")
+                        help="latency: hidden sizes of the students measured, with random weights (the first is the "
+                        "reference of the ratios).")
+    parser.add_argument("--student_dir", nargs="+", help="latency: trained SST-2 students to measure instead "
+                        "(best/ of small.py or bert_distill.py; the first is the reference of the ratios), so that "
+                        "each runtime's agreement with dygraph is that of a real model.")
     parser.add_argument("--reference_config", help="size, latency: config.json of the reference BERT (random "
                         "weights); default: bert-base-uncased's sizes.")
     parser.add_argument("--batch_size", type=COUNT, default=128, help="Teacher batch size when labelling.")

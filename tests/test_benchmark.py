@@ -67,7 +67,7 @@ def test_size_counts_parameters(output, tiny_bert):
 
 STUDENT_RUNTIMES = {benchmark.DYGRAPH, benchmark.PADDLE_ONEDNN_CACHE, benchmark.PADDLE_ONEDNN, benchmark.PADDLE,
                     benchmark.ONNXRUNTIME, benchmark.ONNXRUNTIME_INT8} | \
-    ({benchmark.OPENVINO} if importlib.util.find_spec("openvino") else set())  # measured where it is installed
+    ({benchmark.OPENVINO, benchmark.OPENVINO_BF16} if importlib.util.find_spec("openvino") else set())  # if installed
 
 
 def test_latency_runs_every_model_on_every_runtime_and_thread_count(output):
@@ -94,8 +94,10 @@ def test_best_against_best_takes_each_models_fastest_runtime(output):
     assert best[0][0] == "Bi-LSTM student, hidden 300" and best[0][4] == best[0][7] == "1.0x"
     for model, threads, fastest, ms, _, most, per_second, _ in best:
         own = [row for row in rows if row[0] == model and row[2] == threads and float(row[5].rstrip("%")) >= 99]
-        assert min(own, key=lambda row: number(row[3]))[1:4:2] == [fastest, ms]
-        assert max(own, key=lambda row: number(row[4]))[1:5:3] == [most, per_second]
+        # the named runtime is one of the model's, and none of them is faster (ties in the printed digits allowed)
+        assert [fastest, ms] in [row[1:4:2] for row in own] and number(ms) == min(number(row[3]) for row in own)
+        assert [most, per_second] in [row[1:5:3] for row in own] and \
+            number(per_second) == max(number(row[4]) for row in own)
 
 
 def test_end_to_end_serves_every_student_on_fp32_and_int8(output):
@@ -138,6 +140,7 @@ def test_scaling_compares_one_process_with_one_per_core(tiny_bert, task_files, c
         assert "one core: nothing to compare" in output
         return
     rows = table(output, "scaling")
-    assert [row[0] for row in rows] == [f"1 process × {cores} threads", f"{cores} processes × 1 thread"]
-    assert number(rows[0][2]) == 1.0 and all(number(row[1]) > 0 and number(row[3]) > 0 for row in rows)
+    assert [row[0] for row in rows] == ["1 process × 1 thread", f"1 process × {cores} threads",
+                                        f"{cores} processes × 1 thread"]
+    assert number(rows[1][2]) == 1.0 and all(number(row[1]) > 0 and number(row[3]) > 0 for row in rows)
     assert "Largest logit difference from the 1-process labelling: 0.0e+00" in output
