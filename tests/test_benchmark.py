@@ -144,3 +144,20 @@ def test_scaling_compares_one_process_with_one_per_core(tiny_bert, task_files, c
                                         f"{cores} processes × 1 thread"]
     assert number(rows[1][2]) == 1.0 and all(number(row[1]) > 0 and number(row[3]) > 0 for row in rows)
     assert "Largest logit difference from the 1-process labelling: 0.0e+00" in output
+
+
+def test_latency_measures_trained_students(tiny_bert, task_files, tmp_path, capsys):
+    import small
+    from conftest import STUDENT_FAST, data_flags
+
+    small.main(data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--output_dir", str(tmp_path / "small")])
+    best = str(tmp_path / "small" / "best")
+    benchmark.main(["--sections", "latency", "--teacher_dir", tiny_bert, "--reference_config",
+                    os.path.join(tiny_bert, "config.json"), "--student_dir", best, "--data_file",
+                    task_files["sst-2"][1], "--num_sentences", "12", "--latency_sentences", "3"])
+    output = capsys.readouterr().out
+    name = f"Bi-LSTM student, hidden 32 ({best})"
+    assert {row[0] for row in table(output, "latency") if row[0].startswith("Bi-LSTM")} == {name}
+    assert [row[:2] for row in table(output, "end to end")] == [[name, benchmark.ONNXRUNTIME],
+                                                                 [name, benchmark.ONNXRUNTIME_INT8]]
