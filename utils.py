@@ -12,6 +12,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import paddle
+
+
+def _mkl_fast_path_on_amd():
+    """Paddle's MKL takes a slow generic code path on AMD processors unless MKL_DEBUG_CPU_TYPE=5 (MKL reads it at its
+    first call, so after `import paddle` is early enough). Measured on this project's AMD EPYC, 40 steps of the
+    SST-2 student: 43.2 s on 2 threads without it, 10.0 s with it (1 thread: 18.6 and 13.1 s). Left alone on other
+    processors, where it could only slow MKL down, and when the user set it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            amd = "AuthenticAMD" in f.read(4096)
+    except OSError:
+        return
+    if amd:
+        os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+
+
+_mkl_fast_path_on_amd()
 from paddle.metric import Accuracy
 from paddlenlp.metrics import AccuracyAndF1
 
