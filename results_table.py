@@ -29,9 +29,12 @@ def cell(results):
 
 
 def protocol(results):
-    """(task, training data) of a run: what makes runs comparable."""
+    """(task, training data) of a run: what makes runs comparable. Unlabelled text a distillation added makes its
+    own row ("first 8,000 + unlabelled pool.txt"), beside the teacher and baseline of its labelled data."""
     limit = results["flags"].get("max_train_samples")
-    return results["task"], f"first {limit:,}" if limit else "all"
+    unlabeled = results["flags"].get("unlabeled_file")
+    data = f"first {limit:,}" if limit else "all"
+    return results["task"], data + (f" + unlabelled {os.path.basename(unlabeled)}" if unlabeled else "")
 
 
 def teacher_name(results, teacher_runs):
@@ -67,9 +70,12 @@ def groups(results):
     for key in baselines:
         if not any(row[:2] == key for row in rows):
             rows[(*key, None)] = {}
-    for (task, data, _), runs in rows.items():
-        if (task, data) in baselines:
-            runs["small"] = baselines[task, data]
+    for (task, data, teacher), runs in rows.items():
+        labelled = data.split(" + ")[0]
+        if (task, labelled) in baselines:
+            runs["small"] = baselines[task, labelled]
+        if "teacher" not in runs and "teacher" in rows.get((task, labelled, teacher), {}):
+            runs["teacher"] = rows[task, labelled, teacher]["teacher"]
     order = lambda key: (TASK_ORDER.index(key[0]) if key[0] in TASK_ORDER else len(TASK_ORDER), key[1], key[2] or "")
     return {key: rows[key] for key in sorted(rows, key=order)}
 

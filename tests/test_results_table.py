@@ -44,12 +44,18 @@ def test_runs_with_different_teachers_or_data_never_share_a_row(tmp_path, capsys
                     ["--teacher_dir", os.path.join(teachers[name], "best"), "--max_train_samples", "8000"])
             for name, acc in (("mpnet", 0.89), ("minilm", 0.81))]
     runs += [run_dir(tmp_path, "small-8k", "small", "sst-2", {"acc": 0.80}, 5, ["--max_train_samples", "8000"]),
-             run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.86}, 9)]
+             run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.86}, 9),
+             run_dir(tmp_path, "distill-pool", "distill", "sst-2", {"acc": 0.87}, 12,
+                     ["--teacher_dir", os.path.join(teachers["mpnet"], "best"), "--max_train_samples", "8000",
+                      "--unlabeled_file", "/data/pool.txt"])]
     results_table.main(list(teachers.values()) + runs)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sst-2")]
     assert rows == ["| sst-2 | all | - | - | 0.8600 (9 min) | - |",
                     "| sst-2 | first 8,000 | minilm | 0.8400 (60 min) | 0.8000 (5 min) | 0.8100 (30 min) |",
-                    "| sst-2 | first 8,000 | mpnet | 0.9200 (60 min) | 0.8000 (5 min) | 0.8900 (30 min) |"]
+                    "| sst-2 | first 8,000 | mpnet | 0.9200 (60 min) | 0.8000 (5 min) | 0.8900 (30 min) |",
+                    # unlabelled text makes its own row, beside the teacher and baseline of its labelled data
+                    "| sst-2 | first 8,000 + unlabelled pool.txt | mpnet | 0.9200 (60 min) | 0.8000 (5 min) | "
+                    "0.8700 (12 min) |"]
 
 
 def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
