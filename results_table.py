@@ -30,10 +30,14 @@ def cell(results):
 
 def protocol(results):
     """(task, training data) of a run: what makes runs comparable. Unlabelled text a distillation added makes its
-    own row ("first 8,000 + unlabelled pool.txt"), beside the teacher and baseline of its labelled data."""
-    limit = results["flags"].get("max_train_samples")
-    unlabeled = results["flags"].get("unlabeled_file")
-    data = f"first {limit:,}" if limit else "all"
+    own row ("first 8,000 + unlabelled pool.txt"), beside the teacher and baseline of its labelled data; a training
+    file not named train.tsv is named ("all of sst-2-1k.tsv")."""
+    flags = results["flags"]
+    limit, unlabeled = flags.get("max_train_samples"), flags.get("unlabeled_file")
+    # A training file other than the task's own train.tsv (a cut of it, say) is named: its runs are not the task's.
+    source = os.path.basename(flags["train_file"]) if flags.get("train_file") and \
+        os.path.basename(flags["train_file"]) != "train.tsv" else None
+    data = (f"first {limit:,}" if limit else "all") + (f" of {source}" if source else "")
     return results["task"], data + (f" + unlabelled {os.path.basename(unlabeled)}" if unlabeled else "")
 
 

@@ -58,6 +58,15 @@ def test_runs_with_different_teachers_or_data_never_share_a_row(tmp_path, capsys
                     "0.8700 (12 min) |"]
 
 
+def test_a_cut_training_file_is_not_the_whole_task(tmp_path, capsys):
+    full = run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.86}, 9, ["--train_file", "/d/SST-2/train.tsv"])
+    cut = run_dir(tmp_path, "small-1k", "small", "sst-2", {"acc": 0.70}, 2, ["--train_file", "/runs/sst-2-1k.tsv"])
+    results_table.main([full, cut])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sst-2")]
+    assert rows == ["| sst-2 | all | - | - | 0.8600 (9 min) | - |",
+                    "| sst-2 | all of sst-2-1k.tsv | - | - | 0.7000 (2 min) | - |"]
+
+
 def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
     run = run_dir(tmp_path, "distilled", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 30,
                   ["--optimizer", "adadelta", "--n_iter", "3", "--whole_word_mask", "--seed", "7"])
