@@ -406,7 +406,9 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
         if not state.evaluated_now():
             evaluate_and_record()
     save_checkpoint()
-    return write_results(run, state) if WORLD.is_main else None
+    results = write_results(run, state) if WORLD.is_main else None
+    barrier()  # no rank leaves (tearing down its connections) while rank 0 still writes
+    return results
 
 
 def train_step(model, optimizer, lr_scheduler, loss_fn, batch):
