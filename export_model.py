@@ -5,12 +5,12 @@
 
 The output directory holds the Paddle static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams),
 its ONNX model (model.onnx, converted by paddle2onnx, for a student with each LSTM fed the sentence lengths; for a
-student with --int8 also model.int8.onnx, dynamically quantised), the vocabulary (a student's vocab.txt, or the teacher's
-tokenizer files) and export_config.json: the kind of model, task, label names, language, (students) WordPieces or
-whole words and lower-casing, max_seq_length, padding id, input names and model files, everything needed to turn
-text into the model's inputs. Every model written is first checked against the trained model's own logits on a
-padded batch (and, for ONNX, at batch 1); a disagreeing model is not written. It is written to <output_dir>.tmp and
-renamed at the end.
+student with --int8 also model.int8.onnx, dynamically quantised), the vocabulary (a student's vocab.txt, or the
+teacher's tokenizer files) and export_config.json: the kind of model, task, label names, language, (students)
+WordPieces or whole words and lower-casing, max_seq_length, padding id, input names and model files, everything
+needed to turn text into the model's inputs. Every model written is first checked against the trained model's own
+logits on a padded batch (and, for ONNX, at batch 1); a disagreeing model is not written. It is written to
+<output_dir>.tmp and renamed at the end.
 """
 import logging
 import os
@@ -122,9 +122,9 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
                                type(error).__name__, error)
         return prefix
 
-    exported = {"kind": "teacher", "onnx": None, "task_name": task_name, "labels": list(task.labels), "is_pair": task.is_pair,
-                "language": task.language, "max_seq_length": max_seq_length, "pad_id": tokenizer.pad_token_id,
-                "inputs": encoder.input_names, "vocab_size": len(tokenizer)}
+    exported = {"kind": "teacher", "onnx": None, "task_name": task_name, "labels": list(task.labels),
+                "is_pair": task.is_pair, "language": task.language, "max_seq_length": max_seq_length,
+                "pad_id": tokenizer.pad_token_id, "inputs": encoder.input_names, "vocab_size": len(tokenizer)}
     return build, exported
 
 

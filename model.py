@@ -411,18 +411,15 @@ def masked_lm_candidates(model, tokenizer, joiner, k, max_length=128):
             input_ids = np.asarray(input_ids, dtype="int64")
             logits = model(input_ids=paddle.to_tensor(input_ids))
             logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-            for row, (_, positions) in zip(range(len(chunk)), chunk):
+            for row, (_, positions) in enumerate(chunk):
                 masks = np.flatnonzero(input_ids[row] == tokenizer.mask_token_id)
-                scores = F.log_softmax(paddle.gather(logits[row], paddle.to_tensor(masks), axis=0), axis=-1) \
-                    if len(masks) else None
-                row_options = []
-                for n in range(len(positions)):
-                    if n >= len(masks):
-                        row_options.append(None)
-                        continue
-                    top_scores, top = paddle.topk(paddle.gather(scores[n], candidate_ids), k)
-                    row_options.append(([candidate_words[i] for i in top.numpy()], top_scores.numpy()))
-                options.append(row_options)
+                if not len(masks):  # every mask cut off
+                    options.append([None] * len(positions))
+                    continue
+                scores = F.log_softmax(paddle.gather(logits[row], paddle.to_tensor(masks), axis=0), axis=-1)
+                top_scores, top = (t.numpy() for t in paddle.topk(paddle.gather(scores, candidate_ids, axis=1), k))
+                options.append([([candidate_words[i] for i in top[n]], top_scores[n]) if n < len(masks) else None
+                                for n in range(len(positions))])
         return options
 
     return candidates_of

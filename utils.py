@@ -149,16 +149,13 @@ def set_device(name):
         name = "gpu" if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
     if name == "gpu" and not paddle.device.is_compiled_with_cuda():
         raise UserError("--device gpu: this Paddle build has no CUDA support (install paddlepaddle-gpu)")
-    if WORLD.size > 1:
-        if name == "gpu":
-            name = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
-        paddle.set_device(name)
-        global _joined
-        if not _joined:
-            paddle.distributed.init_parallel_env()
-            _joined = True
-    else:
-        paddle.set_device(name)
+    if WORLD.size > 1 and name == "gpu":
+        name = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
+    paddle.set_device(name)
+    global _joined
+    if WORLD.size > 1 and not _joined:
+        paddle.distributed.init_parallel_env()
+        _joined = True
     if name == "cpu":
         use_all_cores()
     return name
