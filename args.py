@@ -161,9 +161,13 @@ def _distill(parser):
                        help="--selector reinforce: the policy network's Adam learning rate.")
     group.add_argument("--unlabeled_file", help="UTF-8 text without labels, one example per line (pairs: the two "
                        "texts separated by a TAB), no header: added to the transfer set for the teacher to label "
-                       "(no CE on it) and augmented with the training examples.")
+                       "(no CE on it).")
     group.add_argument("--max_unlabeled_samples", type=COUNT,
                        help="Use only the first N examples of --unlabeled_file.")
+    group.add_argument("--augment_unlabeled", action="store_true",
+                       help="Augment the --unlabeled_file examples too (--n_iter copies each, like the training "
+                       "examples); by default only the training examples are, as a large pool would multiply the "
+                       "teacher's labelling time.")
     group = parser.add_argument_group("transfer-set augmentation")
     group.add_argument("--augment", default="rules", choices=("rules", "l2a"),
                        help="How copies are made: 'rules', the paper's masking, POS replacement and n-grams (the "

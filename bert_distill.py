@@ -101,6 +101,9 @@ def main(argv=None):
         raise UserError("--mlm: proposes the replacement words of --augment l2a; add --augment l2a")
     if args.selector == "reinforce" and WORLD.size > 1:
         raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")
+    for flag in ("max_unlabeled_samples", "augment_unlabeled"):
+        if getattr(args, flag) and not args.unlabeled_file:
+            raise UserError(f"--{flag}: acts on the examples of --unlabeled_file; add --unlabeled_file")
     unlabeled = data.read_unlabeled(task, args.unlabeled_file, args.max_unlabeled_samples) \
         if args.unlabeled_file else []
     setup = training.student_setup(args, task, args.teacher_dir, unlabeled)
@@ -131,7 +134,8 @@ def main(argv=None):
             models.load_masked_lm(args.mlm), data.load_tokenizer(args.mlm, "--mlm"),
             "" if task.language == "zh" else " ", data.REPLACEMENT_CANDIDATES, args.max_seq_length)
     transfer = data.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers,
-                                       embedding_neighbours, masked_lm_candidates)
+                                       embedding_neighbours, masked_lm_candidates,
+                                       augmented=len(examples) if args.augment_unlabeled else len(train))
     logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
                 len(train), len(setup.unlabeled), len(transfer) - len(examples))
 

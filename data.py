@@ -576,8 +576,9 @@ class TransferExample(NamedTuple):
 
 
 def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, replacements_of=None,
-                       masked_lm_candidates=None):
-    """The original examples followed by their augmented copies, without repeats: a list of TransferExample.
+                       masked_lm_candidates=None, augmented=None):
+    """The original examples followed by the augmented copies of the first `augmented` ones (default: all), without
+    repeats: a list of TransferExample.
 
     A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
     depends only on the seed, never on the number of workers. The l2a generator takes its replacement words from
@@ -586,20 +587,21 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, repl
     """
     sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
     transfer = [TransferExample(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
-    if config.n_iter == 0:
+    augmented = len(sentences) if augmented is None else augmented
+    if config.n_iter == 0 or augmented == 0:
         return transfer
     if config.generator == "l2a" and masked_lm_candidates is not None:
-        mine = range(WORLD.rank, len(sentences), WORLD.size)  # this process's share when a run has several
+        mine = range(WORLD.rank, augmented, WORLD.size)  # this process's share when a run has several
         parts = gather_shards(l2a_masked_lm_copies(sentences, mine, config, seed, masked_lm_candidates, analyzer),
-                              len(sentences))
+                              augmented)
         return _without_repeats(transfer, [parts])
     pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
     replacements = replacements_of(sentences) if config.generator == "l2a" else None
     _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
                  seed=seed, replacements=replacements)
     workers = num_workers or CPU_CORES
-    chunk = max(1, min(2000, len(sentences) // (workers * WORLD.size * 4) or 1))
-    all_ranges = [(s, min(s + chunk, len(sentences))) for s in range(0, len(sentences), chunk)]
+    chunk = max(1, min(2000, augmented // (workers * WORLD.size * 4) or 1))
+    all_ranges = [(s, min(s + chunk, augmented)) for s in range(0, augmented, chunk)]
     ranges = all_ranges[WORLD.rank::WORLD.size]  # this process's share when a run has several
     pools, parts = [], []
     try:

@@ -59,6 +59,16 @@ def test_each_copy_derives_from_its_own_source(tokenizer, pair):
     assert sum(is_derived(words_of(s[0]), last) for _, s, _ in augmented) < len(augmented) / 2
 
 
+def test_only_the_first_examples_are_augmented_when_asked(tokenizer):
+    examples = english_examples(20)
+    analyzer = Analyzer("en", tokenizer)
+    everything = build_transfer_set(examples, analyzer, config(n_iter=5, p_mask=0.3), None, 0, 1)
+    first = build_transfer_set(examples, analyzer, config(n_iter=5, p_mask=0.3), None, 0, 1, augmented=12)
+    assert max(i for i, _, _ in everything[len(examples):]) >= 12
+    assert first[:len(examples)] == everything[:len(examples)]
+    assert first[len(examples):] == [copy for copy in everything[len(examples):] if copy.source < 12]
+
+
 def test_copies_are_unique_and_differ_from_originals(tokenizer):
     examples = english_examples(20)
     transfer = build_transfer_set(examples, Analyzer("en", tokenizer), config(n_iter=20), None, 0, 1)

@@ -17,14 +17,20 @@ def write(path, lines):
     return str(path)
 
 
-@pytest.mark.parametrize("task", ["sst-2", "qqp"])
-def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, tmp_path, monkeypatch, task):
+@pytest.mark.parametrize("task, augment_unlabeled", [("sst-2", False), ("qqp", True)])
+def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, tmp_path, monkeypatch, task,
+                                                         augment_unlabeled):
     train = data.read_split(data.TASKS[task], "train", task_files[task][0], "train")
     pool = [example.texts for example in train[LABELLED:LABELLED + 30]]
     lines = ["\t".join(texts) for texts in pool + pool[:3] + [train[0].texts]]  # 3 repeats, 1 training example
     unlabeled = write(tmp_path / "pool.txt", lines[:10] + ["", "   "] + lines[10:])  # blank lines are skipped
     seen = {}
-    label_with_teacher, make_loader = models.label_with_teacher, data.make_loader
+    label_with_teacher, make_loader, build_transfer_set = models.label_with_teacher, data.make_loader, \
+        data.build_transfer_set
+
+    def transfer_set(*args, **kwargs):
+        seen["transfer"] = build_transfer_set(*args, **kwargs)
+        return seen["transfer"]
 
     def teacher_records(model, records, *args, **kwargs):
         seen["teacher"] = records
@@ -36,9 +42,11 @@ def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, 
 
     monkeypatch.setattr(models, "label_with_teacher", teacher_records)
     monkeypatch.setattr(data, "make_loader", student_records)
+    monkeypatch.setattr(data, "build_transfer_set", transfer_set)
     bert_distill.main(data_flags(task_files, task) + STUDENT_FAST + [
         "--teacher_dir", tiny_bert, "--max_train_samples", str(LABELLED), "--n_iter", "2", "--num_workers", "1",
-        "--unlabeled_file", unlabeled, "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "run")])
+        "--unlabeled_file", unlabeled, "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "run")]
+        + (["--augment_unlabeled"] if augment_unlabeled else []))
 
     originals = [example.texts for example in train[:LABELLED]] + pool  # repeats left out, in order
     tokenizer = data.load_tokenizer(tiny_bert, "dir")
@@ -50,7 +58,9 @@ def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, 
     assert labels[LABELLED:len(originals)] == [data.NO_LABEL] * len(pool)  # no hard label: no CE
     sources = {record["input_ids"].tobytes() for record in seen["teacher"][LABELLED:len(originals)]}
     assert len(sources) == len(pool)
-    assert len(seen["student"]) > len(originals)  # and the unlabelled text was augmented with the rest
+    copied = {example.source for example in seen["transfer"][len(originals):]}
+    assert copied and min(copied) < LABELLED
+    assert (max(copied) >= LABELLED) == augment_unlabeled  # the unlabelled text is augmented only when asked
 
 
 @pytest.mark.parametrize("lines, expected", [
@@ -69,6 +79,12 @@ def test_a_pair_task_needs_two_texts_per_line(task_files, tiny_bert, tmp_path, c
     fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "qqp") + STUDENT_FAST + [
         "--teacher_dir", tiny_bert, "--unlabeled_file", path, "--output_dir", str(tmp_path / "run")],
         f"--unlabeled_file {path}:2: expected two texts separated by one TAB")
+
+
+@pytest.mark.parametrize("flag", [["--max_unlabeled_samples", "5"], ["--augment_unlabeled"]])
+def test_unlabelled_flags_need_the_file(task_files, tiny_bert, tmp_path, capsys, flag):
+    fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--output_dir", str(tmp_path / "run")] + flag, flag[0], "add --unlabeled_file")
 
 
 def test_a_missing_unlabelled_file_is_refused(task_files, tiny_bert, tmp_path, capsys):
