@@ -4,11 +4,13 @@ each run's figures and the command that produced it (its script and the flags th
     python results_table.py runs/teacher-sst-2 runs/small-sst-2 runs/distill-sst-2
     python results_table.py runs/*          # every run directory under runs/
     python results_table.py runs/* --readme README.md   # also rewrite the README's results table
+    python results_table.py runs/*-1k-* --over_seeds --readme README.md   # a row per recipe, mean over seeds
 """
 import argparse
 import os
 import re
 import shlex
+import statistics
 
 from args import parse_args
 from utils import UserError, atomic_write, read_json, run_main
@@ -18,6 +20,10 @@ SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "D
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}
 REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), "small": ("task_name", "output_dir"),
                   "distill": ("task_name", "teacher_dir", "output_dir")}
+
+
+def task_rank(task):
+    return TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER)
 
 
 def cell(results):
@@ -80,7 +86,7 @@ def groups(results):
             runs["small"] = baselines[task, labelled]
         if "teacher" not in runs and "teacher" in rows.get((task, labelled, teacher), {}):
             runs["teacher"] = rows[task, labelled, teacher]["teacher"]
-    order = lambda key: (TASK_ORDER.index(key[0]) if key[0] in TASK_ORDER else len(TASK_ORDER), key[1], key[2] or "")
+    order = lambda key: (task_rank(key[0]), key[1], key[2] or "")
     return {key: rows[key] for key in sorted(rows, key=order)}
 
 
@@ -92,6 +98,49 @@ def table(results):
     for (task, data, teacher), runs in groups(results).items():
         lines.append(f"| {task} | {data} | {teacher or '-'} | {cell(runs.get('teacher'))} | "
                      f"{cell(runs.get('small'))} | {cell(runs.get('distill'))} |")
+    return "\n".join(lines)
+
+
+def recipe(results):
+    """What a run did, apart from its seed: how a distillation built and used its transfer set."""
+    flags = results["flags"]
+    if results["script"] != "distill":
+        return SCRIPT_NAMES[results["script"]]
+    augment = "no augmentation" if flags.get("n_iter") == 0 else \
+        "L2A generator" if flags.get("augment") == "l2a" else "rule-based augmentation"
+    parts = [f"distilled, {augment}"]
+    if flags.get("selector") == "reinforce":
+        parts.append("selector")
+    if flags.get("unlabeled_file"):
+        parts.append(f"unlabelled {os.path.basename(flags['unlabeled_file'])}")
+    return " + ".join(parts)
+
+
+def recipe_order(results):
+    flags = results["flags"]
+    return (list(SCRIPT_NAMES).index(results["script"]), bool(flags.get("unlabeled_file")),
+            flags.get("augment") == "l2a", flags.get("selector") == "reinforce")
+
+
+def seeds_table(results):
+    """Markdown table: a row per task, labelled data, teacher and recipe, with the dev metric's mean and sample
+    standard deviation over the runs' seeds, each seed's figure, and the mean training time."""
+    teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
+    rows = {}
+    labelled = lambda r: protocol(r)[1].split(" + ")[0]  # the training data without the unlabelled text
+    for r in sorted(results, key=lambda r: (task_rank(r["task"]), labelled(r), recipe_order(r))):
+        key = (r["task"], labelled(r), teacher_name(r, teacher_runs) or "-", recipe(r))
+        rows.setdefault(key, []).append(r)
+    lines = ["| task | labelled data | teacher | run | dev (mean ± sd) | each seed | training |",
+             "|---|---|---|---|---|---|---|"]
+    for (task, data, teacher, what), runs in rows.items():
+        runs.sort(key=lambda r: r["flags"]["seed"])
+        scores = [score(r) for r in runs]
+        spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
+        each = ", ".join(f"{score(r):.4f} (seed {r['flags']['seed']})" for r in runs)
+        minutes = statistics.mean(r["train_seconds"] for r in runs) / 60
+        lines.append(f"| {task} | {data} | {teacher} | {what} | {statistics.mean(scores):.4f}{spread} | {each} | "
+                     f"{minutes:.0f} min |")
     return "\n".join(lines)
 
 
@@ -122,16 +171,14 @@ def run_line(results, aliases=()):
             f"training: `{command(results, aliases)}`")
 
 
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-
-
-def replace_block(path, text):
-    """Put text between the BEGIN and END markers of the file at path."""
+def replace_block(path, text, block):
+    """Put text between the <!-- block:begin --> and <!-- block:end --> markers of the file at path."""
+    begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
     with open(path, encoding="utf-8") as f:
         content = f.read()
-    if BEGIN not in content or END not in content:
-        raise UserError(f"--readme {path}: no {BEGIN} ... {END} block to replace")
-    content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{text}\n{END}", content,
+    if begin not in content or end not in content:
+        raise UserError(f"--readme {path}: no {begin} ... {end} block to replace")
+    content = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{text}\n{end}", content,
                      flags=re.S)
     atomic_write(path, lambda f: f.write(content))
 
@@ -139,7 +186,11 @@ def replace_block(path, text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", help="Output directories of teacher.py, small.py, bert_distill.py.")
-    parser.add_argument("--readme", help=f"Also write the table between {BEGIN} and {END} in this file.")
+    parser.add_argument("--readme", help="Also write the table between <!-- results:begin --> and <!-- results:end "
+                        "--> in this file (with --over_seeds: <!-- seeds:begin --> and <!-- seeds:end -->).")
+    parser.add_argument("--over_seeds", action="store_true",
+                        help="A row per task, labelled data, teacher and recipe (augmentation, selector, unlabelled "
+                        "text): the mean and spread of the dev metric over the runs' seeds, instead of the best run.")
     parser.add_argument("--alias", action="append", default=[], metavar="NAME=PATH",
                         help="Write $NAME for PATH in the commands (repeatable), e.g. --alias D=../shared/data.")
     args = parser.parse_args(argv)
@@ -151,12 +202,12 @@ def main(argv=None):
         raise UserError("run_dirs: no results.json in " + ", ".join(args.run_dirs))
     script_order = list(SCRIPT_NAMES)
     results = sorted((read_json(path) for path in found), key=lambda r: (
-        TASK_ORDER.index(r["task"]) if r["task"] in TASK_ORDER else len(TASK_ORDER), protocol(r)[1],
-        script_order.index(r["script"])))
-    text = table(results) + "\n\n" + "\n".join(run_line(r, aliases) for r in results)
+        task_rank(r["task"]), protocol(r)[1], script_order.index(r["script"])))
+    text = (seeds_table(results) if args.over_seeds else table(results)) + "\n\n" + \
+        "\n".join(run_line(r, aliases) for r in results)
     print(text)
     if args.readme:
-        replace_block(args.readme, text)
+        replace_block(args.readme, text, "seeds" if args.over_seeds else "results")
     return text
 
 

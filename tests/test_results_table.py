@@ -15,7 +15,7 @@ def run_dir(tmp_path, name, script, task, metrics, minutes, flags=()):
     required = {"small": [], "distill": ["--teacher_dir", "/models/teacher"],
                 "teacher": ["--model_name_or_path", "/models/bert"]}[script]
     args = parse_args(script, ["--task_name", task, "--output_dir", str(directory), *required, *flags])
-    write_json(str(directory / "results.json"), {"script": script, "task": task, "metrics": metrics,
+    write_json(str(directory / "results.json"), {"script": script, "task": task, "metrics": metrics, "metric": "acc",
                                                  "train_seconds": minutes * 60, "best_step": 30, "steps": 40,
                                                  "flags": vars(args)})
     return str(directory)
@@ -91,3 +91,34 @@ def test_readme_without_markers_is_refused(tmp_path, capsys):
     fails_cleanly(capsys, results_table.main, [run_dir(tmp_path, "a", "small", "sst-2", {"acc": 0.5}, 1),
                                                "--readme", str(readme)], "--readme", "no <!-- results:begin -->")
     assert readme.read_text(encoding="utf-8") == "no markers\n"
+
+
+def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
+    cut = ["--train_file", "/runs/sst-2-1k.tsv"]
+    teacher = run_dir(tmp_path, "teacher", "teacher", "sst-2", {"acc": 0.90}, 6,
+                      cut + ["--model_name_or_path", "/models/mpnet"])
+    student = cut + ["--teacher_dir", os.path.join(teacher, "best")]
+    recipes = {"rules": [], "l2a": ["--augment", "l2a"], "sel": ["--augment", "l2a", "--selector", "reinforce"],
+               "pool": ["--augment", "l2a", "--selector", "reinforce", "--unlabeled_file", "/runs/pool.txt"]}
+    runs = [run_dir(tmp_path, f"{name}-s{seed}", "distill", "sst-2", {"acc": acc + seed / 100}, 10 * seed,
+                    student + flags + ["--seed", str(seed)])
+            for (name, flags), acc in zip(recipes.items(), (0.80, 0.81, 0.82, 0.86)) for seed in (3, 1, 2)]
+    runs += [run_dir(tmp_path, f"small-s{seed}", "small", "sst-2", {"acc": acc}, 1, cut + ["--seed", str(seed)])
+             for seed, acc in ((1, 0.74), (2, 0.76))]
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- seeds:begin -->\n<!-- seeds:end -->\n", encoding="utf-8")
+    results_table.main([*runs, teacher, "--over_seeds", "--readme", str(readme)])
+    rows = [line for line in readme.read_text(encoding="utf-8").splitlines() if line.startswith("| sst-2")]
+    data = "| sst-2 | all of sst-2-1k.tsv | mpnet |"
+    assert rows == [
+        f"{data} Teacher | 0.9000 | 0.9000 (seed 42) | 6 min |",
+        "| sst-2 | all of sst-2-1k.tsv | - | Bi-LSTM baseline | 0.7500 ± 0.0141 | 0.7400 (seed 1), 0.7600 (seed 2) | "
+        "1 min |",
+        f"{data} distilled, rule-based augmentation | 0.8200 ± 0.0100 | 0.8100 (seed 1), 0.8200 (seed 2), "
+        "0.8300 (seed 3) | 20 min |",
+        f"{data} distilled, L2A generator | 0.8300 ± 0.0100 | 0.8200 (seed 1), 0.8300 (seed 2), 0.8400 (seed 3) | "
+        "20 min |",
+        f"{data} distilled, L2A generator + selector | 0.8400 ± 0.0100 | 0.8300 (seed 1), 0.8400 (seed 2), "
+        "0.8500 (seed 3) | 20 min |",
+        f"{data} distilled, L2A generator + selector + unlabelled pool.txt | 0.8800 ± 0.0100 | 0.8700 (seed 1), "
+        "0.8800 (seed 2), 0.8900 (seed 3) | 20 min |"]
