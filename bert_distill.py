@@ -4,8 +4,8 @@
         --train_file ../shared/data/SST-2/train.tsv --dev_file ../shared/data/SST-2/dev.tsv \
         --output_dir distilled_models/sst-2
 
-The teacher labels the transfer set once; its logits are cached under --cache_dir, keyed by the teacher's
-weights and the exact teacher inputs, so later epochs and reruns never run the teacher again.
+The teacher labels the transfer set once; its logits are cached under --cache_dir, per teacher (its weights) and
+per exact teacher input, so later epochs, reruns and other runs never ask the teacher twice about one input.
 """
 import hashlib
 import logging
@@ -25,41 +25,65 @@ from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_ou
 logger = logging.getLogger("distill")
 
 
-def logits_problem(logits, rows, num_labels):
-    """What is wrong with teacher logits meant for `rows` examples of a task with num_labels labels, or None."""
-    if logits.dtype != np.float32:
-        return f"dtype {logits.dtype}, expected float32"
-    if logits.shape != (rows, num_labels):
-        return f"shape {logits.shape}, expected ({rows}, {num_labels}): one row per example, one column per label"
+def logits_problem(table, num_labels):
+    """What is wrong with a table of teacher logits (see cached_teacher_logits) for a task with num_labels labels,
+    or None."""
+    if table.dtype.names != ("key", "logits") or table.dtype["key"] != LOGITS_KEY or table.ndim != 1:
+        return f"dtype {table.dtype}, shape {table.shape}: expected one row per example of a {LOGITS_KEY} key and " \
+            "its logits"
+    logits = table["logits"]
+    if logits.dtype != np.float32 or logits.shape[1:] != (num_labels,):
+        return f"logits of dtype {logits.dtype} and shape {logits.shape[1:]}, expected float32 and ({num_labels},): " \
+            "one per label"
     not_finite = np.count_nonzero(~np.isfinite(logits))
     if not_finite:
         return f"{not_finite} NaN or infinite values"
     return None
 
 
+LOGITS_KEY = np.dtype("V16")  # the first 16 bytes of the sha256 of a teacher record (raw bytes: "S16" drops NULs)
+
+
+def record_key(record):
+    return hashlib.sha256(b"|".join(name.encode() + b"=" + record[name].tobytes() for name in sorted(record))) \
+        .digest()[:LOGITS_KEY.itemsize]
+
+
 def cached_teacher_logits(teacher_dir, records, pad_id, num_labels, cache_dir, batch_size, backend):
-    """Teacher logits (float32, one row per teacher record of the transfer set, one column per label), from the
-    cache when the same teacher saw the same inputs and the cached array passes logits_problem."""
+    """Teacher logits (float32, one row per teacher record of the transfer set, one column per label). The cache
+    holds one table per teacher (its weights' sha256 names the file) of every record it labelled, keyed by the
+    record's bytes: only records it has not seen yet go to the teacher (another seed or n_iter reuses the rest),
+    and the table is rewritten with them added."""
     digest = hashlib.sha256()
     with open(models.teacher_weights_path(teacher_dir), "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
-    for record in records:
-        digest.update(b"|".join(name.encode() + b"=" + record[name].tobytes() for name in sorted(record)) + b";")
     path = os.path.join(cache_dir, f"logits-{digest.hexdigest()[:20]}.npy")
-
-    def problem(logits):
-        return logits_problem(logits, len(records), num_labels)
-
-    logits = read_cache(path, _read_npy, problem)
-    if logits is not None:
+    problem = lambda table: logits_problem(table, num_labels)  # noqa: E731
+    table = read_cache(path, _read_npy, problem)
+    table = np.zeros(0, [("key", LOGITS_KEY), ("logits", np.float32, (num_labels,))]) if table is None else table
+    stored = table["key"].tobytes()
+    width = LOGITS_KEY.itemsize
+    row_of = {stored[row * width:(row + 1) * width]: row for row in range(len(table))}
+    keys = [record_key(record) for record in records]
+    first = {}  # each key not in the cache -> the first record with it
+    for i, key in enumerate(keys):
+        if key not in row_of:
+            first.setdefault(key, i)
+    if not first:
         logger.info("teacher logits from cache %s", path)
-        return logits
-    teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
-    logger.info("labelling %d transfer-set examples with the teacher (%s)", len(records), backend)
-    logits = models.label_with_teacher(teacher, records, batch_size, pad_id, backend)
-    write_cache(path, logits, np.save, problem, f"--teacher_dir {teacher_dir}: the teacher's logits")
-    return logits
+    else:
+        logger.info("labelling %d transfer-set examples with the teacher (%s); the cache %s had the other %d",
+                    len(first), backend, path, len(records) - len(first))
+        teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
+        fresh = np.zeros(len(first), table.dtype)
+        fresh["key"] = np.frombuffer(b"".join(first), LOGITS_KEY)
+        fresh["logits"] = models.label_with_teacher(teacher, [records[i] for i in first.values()], batch_size,
+                                                    pad_id, backend)
+        row_of.update((key, len(table) + i) for i, key in enumerate(first))
+        table = np.concatenate([table, fresh])
+        write_cache(path, table, np.save, problem, f"--teacher_dir {teacher_dir}: the teacher's logits")
+    return table["logits"][[row_of[key] for key in keys]]
 
 
 def _read_npy(path):

@@ -191,16 +191,23 @@ def load_tags(raw):
     return pickle.loads(raw)
 
 
-def with_nan(raw):
-    logits = load_logits(raw).copy()
-    logits[3, 1] = np.nan
-    return npy_bytes(logits)
+def with_logit(row, column, value):
+    def damage(raw):
+        table = load_logits(raw).copy()
+        table["logits"][row, column] = value
+        return npy_bytes(table)
+    return damage
 
 
-def with_inf(raw):
-    logits = load_logits(raw).copy()
-    logits[0, 0] = -np.inf
-    return npy_bytes(logits)
+def with_logits(change):
+    """A damage: the cached table with its logits column replaced by change(logits)."""
+    def damage(raw):
+        table = load_logits(raw)
+        logits = change(table["logits"])
+        changed = np.zeros(len(table), [("key", table.dtype["key"]), ("logits", logits.dtype, logits.shape[1:])])
+        changed["key"], changed["logits"] = table["key"], logits
+        return npy_bytes(changed)
+    return damage
 
 
 def missing_tag(raw):
@@ -214,12 +221,13 @@ CACHE_CASES = {
     "logits-truncated": ("logits", lambda raw: raw[:len(raw) // 2], "unreadable"),
     "logits-random-bytes": ("logits", lambda raw: np.random.default_rng(0).bytes(len(raw)), "unreadable"),
     "logits-empty-file": ("logits", lambda raw: b"", "unreadable"),
-    "logits-wrong-row-count": ("logits", lambda raw: npy_bytes(load_logits(raw)[:-1]), "expected ("),
-    "logits-wrong-columns": ("logits", lambda raw: npy_bytes(np.tile(load_logits(raw), 2)), "expected ("),
+    "logits-wrong-columns": ("logits", with_logits(lambda logits: np.tile(logits, 2)), "expected float32 and (2,)"),
+    "logits-float64": ("logits", with_logits(lambda logits: logits.astype("float64")), "of dtype float64"),
+    "logits-plain-array": ("logits", lambda raw: npy_bytes(load_logits(raw)["logits"]),
+                           "expected one row per example of a"),  # the cache of an older version
     "logits-empty-array": ("logits", lambda raw: npy_bytes(np.zeros((0, 0), "float32")), "shape (0, 0)"),
-    "logits-float64": ("logits", lambda raw: npy_bytes(load_logits(raw).astype("float64")), "dtype float64"),
-    "logits-nan": ("logits", with_nan, "1 NaN or infinite"),
-    "logits-inf": ("logits", with_inf, "1 NaN or infinite"),
+    "logits-nan": ("logits", with_logit(3, 1, np.nan), "1 NaN or infinite"),
+    "logits-inf": ("logits", with_logit(0, 0, -np.inf), "1 NaN or infinite"),
     "logits-pickled-object": ("logits", lambda raw: npy_bytes(np.array([{}], dtype=object)), "unreadable"),
     "pos-truncated": ("pos", lambda raw: raw[:len(raw) // 2], "unreadable"),
     "pos-random-bytes": ("pos", lambda raw: np.random.default_rng(0).bytes(len(raw)), "unreadable"),
@@ -253,6 +261,35 @@ def test_damaged_cache_is_moved_aside_and_computed_again(distill_run, tmp_path, 
     finally:
         with open(path, "wb") as f:
             f.write(good)
+
+
+def test_the_teacher_labels_only_inputs_the_cache_has_not_seen(distill_run, tmp_path, monkeypatch):
+    """Another n_iter shares the originals and some copies with the first run: the teacher labels the rest only,
+    the table grows by them, and the student gets the logits a run with an empty cache gets (up to the last bits:
+    a record's logits depend a little on the padding of the batch it was labelled in)."""
+    cache = tmp_path / "cache"
+    shutil.copytree(os.path.dirname(distill_run.logits), cache)
+    table = str(cache / os.path.basename(distill_run.logits))
+    before = np.load(table)
+    labelled, student = [], {}
+    label, make_loader = model.label_with_teacher, data.make_loader
+    monkeypatch.setattr(model, "label_with_teacher",
+                        lambda teacher, records, *args: labelled.extend(records) or label(teacher, records, *args))
+
+    def student_records(records, *args, **kwargs):
+        student[len(student)] = np.stack([record["logits"] for record in records])
+        return make_loader(records, *args, **kwargs)
+
+    monkeypatch.setattr(data, "make_loader", student_records)
+    argv = distill_run.argv + ["--n_iter", "2"]
+    bert_distill.main(argv + ["--cache_dir", str(cache), "--output_dir", str(tmp_path / "reused")])
+    after = np.load(table)
+    assert 0 < len(labelled) < len(student[0]) and len(after) == len(before) + len(labelled)
+    assert after[:len(before)].tobytes() == before.tobytes()  # rows are only ever added
+    asked = len(labelled)
+    bert_distill.main(argv + ["--cache_dir", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "fresh")])
+    assert len(labelled) - asked == len(after)  # with an empty cache the teacher labels every distinct input
+    np.testing.assert_allclose(student[0], student[1], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
