@@ -73,8 +73,8 @@ def cached_teacher_logits(teacher_dir, records, pad_id, num_labels, cache_dir, b
     if not first:
         logger.info("teacher logits from cache %s", path)
     else:
-        logger.info("labelling %d transfer-set examples with the teacher (%s); the cache %s had the other %d",
-                    len(first), backend, path, len(records) - len(first))
+        logger.info("labelling %d transfer-set examples with the teacher (%s); %d found in the cache %s", len(first),
+                    backend, sum(key in row_of for key in keys), path)
         teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
         fresh = np.zeros(len(first), table.dtype)
         fresh["key"] = np.frombuffer(b"".join(first), LOGITS_KEY)
