@@ -106,8 +106,10 @@ def recipe(results):
     flags = results["flags"]
     if results["script"] != "distill":
         return SCRIPT_NAMES[results["script"]]
+    words = f"masked LM {os.path.basename(os.path.normpath(flags['mlm']))}" if flags.get("mlm") else \
+        "teacher embedding neighbours"
     augment = "no augmentation" if flags.get("n_iter") == 0 else \
-        "L2A generator" if flags.get("augment") == "l2a" else "rule-based augmentation"
+        f"L2A generator ({words})" if flags.get("augment") == "l2a" else "rule-based augmentation"
     parts = [f"distilled, {augment}"]
     if flags.get("selector") == "reinforce":
         parts.append("selector")
@@ -119,7 +121,7 @@ def recipe(results):
 def recipe_order(results):
     flags = results["flags"]
     return (list(SCRIPT_NAMES).index(results["script"]), bool(flags.get("unlabeled_file")),
-            flags.get("augment") == "l2a", flags.get("selector") == "reinforce")
+            flags.get("augment") == "l2a", flags.get("selector") == "reinforce", bool(flags.get("mlm")))
 
 
 def seeds_table(results):
