@@ -19,8 +19,8 @@ import model as models
 import selector
 import training
 from args import parse_args
-from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, run_main, \
-    write_cache
+from utils import WORLD, UserError, atomic_write, check_writable_dir, file_sha256, prepare_output_dir, read_cache, \
+    run_main, write_cache
 
 logger = logging.getLogger("distill")
 
@@ -54,11 +54,7 @@ def cached_teacher_logits(teacher_dir, records, pad_id, num_labels, cache_dir, b
     holds one table per teacher (its weights' sha256 names the file) of every record it labelled, keyed by the
     record's bytes: only records it has not seen yet go to the teacher (another seed or n_iter reuses the rest),
     and the table is rewritten with them added."""
-    digest = hashlib.sha256()
-    with open(models.teacher_weights_path(teacher_dir), "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    path = os.path.join(cache_dir, f"logits-{digest.hexdigest()[:20]}.npy")
+    path = os.path.join(cache_dir, f"logits-{file_sha256(models.teacher_weights_path(teacher_dir))[:20]}.npy")
     problem = lambda table: logits_problem(table, num_labels)  # noqa: E731
     table = read_cache(path, _read_npy, problem)
     table = np.zeros(0, [("key", LOGITS_KEY), ("logits", np.float32, (num_labels,))]) if table is None else table
