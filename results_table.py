@@ -34,17 +34,22 @@ def cell(results):
     return f"{text} ({results['train_seconds'] / 60:.0f} min)"
 
 
-def protocol(results):
-    """(task, training data) of a run: what makes runs comparable. Unlabelled text a distillation added makes its
-    own row ("first 8,000 + unlabelled pool.txt"), beside the teacher and baseline of its labelled data; a training
-    file not named train.tsv is named ("all of sst-2-1k.tsv")."""
+def labelled_data(results):
+    """The labelled training data of a run: "all", "first 8,000", or, for a training file other than the task's
+    own train.tsv (a cut of it, say), "all of sst-2-1k.tsv": its runs are not the task's."""
     flags = results["flags"]
-    limit, unlabeled = flags.get("max_train_samples"), flags.get("unlabeled_file")
-    # A training file other than the task's own train.tsv (a cut of it, say) is named: its runs are not the task's.
+    limit = flags.get("max_train_samples")
     source = os.path.basename(flags["train_file"]) if flags.get("train_file") and \
         os.path.basename(flags["train_file"]) != "train.tsv" else None
-    data = (f"first {limit:,}" if limit else "all") + (f" of {source}" if source else "")
-    return results["task"], data + (f" + unlabelled {os.path.basename(unlabeled)}" if unlabeled else "")
+    return (f"first {limit:,}" if limit else "all") + (f" of {source}" if source else "")
+
+
+def protocol(results):
+    """(task, training data) of a run: what makes runs comparable. Unlabelled text a distillation added makes its
+    own row ("first 8,000 + unlabelled pool.txt"), beside the teacher and baseline of its labelled data."""
+    unlabeled = results["flags"].get("unlabeled_file")
+    return results["task"], labelled_data(results) + (f" + unlabelled {os.path.basename(unlabeled)}"
+                                                      if unlabeled else "")
 
 
 def teacher_name(results, teacher_runs):
@@ -129,9 +134,8 @@ def seeds_table(results):
     standard deviation over the runs' seeds, each seed's figure, and the mean training time."""
     teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
     rows = {}
-    labelled = lambda r: protocol(r)[1].split(" + ")[0]  # the training data without the unlabelled text
-    for r in sorted(results, key=lambda r: (task_rank(r["task"]), labelled(r), recipe_order(r))):
-        key = (r["task"], labelled(r), teacher_name(r, teacher_runs) or "-", recipe(r))
+    for r in sorted(results, key=lambda r: (task_rank(r["task"]), labelled_data(r), recipe_order(r))):
+        key = (r["task"], labelled_data(r), teacher_name(r, teacher_runs) or "-", recipe(r))
         rows.setdefault(key, []).append(r)
     lines = ["| task | labelled data | teacher | run | dev (mean ± sd) | each seed | training |",
              "|---|---|---|---|---|---|---|"]
