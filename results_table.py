@@ -22,6 +22,13 @@ REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), 
                   "distill": ("task_name", "teacher_dir", "output_dir")}
 
 
+# Flags that change neither what a run learns nor how it is scored, and those the seeds table names elsewhere.
+NOT_SETTINGS = {"output_dir", "seed", "cache_dir", "device", "num_workers", "logging_steps", "visualdl",
+                "teacher_backend", "teacher_batch_size", "save_transfer_set", "task_name", "train_file",
+                "max_train_samples", "teacher_dir", "model_name_or_path", "augment", "mlm", "selector",
+                "unlabeled_file"}
+
+
 def task_rank(task):
     return TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER)
 
@@ -130,16 +137,26 @@ def recipe_order(results):
 
 
 def seeds_table(results):
-    """Markdown table: a row per task, labelled data, teacher and recipe, with the dev metric's mean and sample
-    standard deviation over the runs' seeds, each seed's figure, and the mean training time."""
+    """Markdown table: a row per task, labelled data, teacher, recipe and settings, with the dev metric's mean and
+    sample standard deviation over the runs' seeds, each seed's figure, and the mean training time. A row's settings
+    that not every run of its script shares (--max_epoch 3, say) follow its recipe in brackets."""
     teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
+    shared = {script: set.intersection(*(set(settings(r)) for r in results if r["script"] == script))
+              for script in {r["script"] for r in results}}
     rows = {}
-    for r in sorted(results, key=lambda r: (task_rank(r["task"]), labelled_data(r), recipe_order(r))):
-        key = (r["task"], labelled_data(r), teacher_name(r, teacher_runs) or "-", recipe(r))
+    order = lambda r: (task_rank(r["task"]), labelled_data(r), recipe_order(r),
+                       [f"{name}={value}" for name, value in settings(r)])
+    for r in sorted(results, key=order):
+        key = (r["task"], labelled_data(r), teacher_name(r, teacher_runs) or "-", recipe(r), settings(r))
         rows.setdefault(key, []).append(r)
     lines = ["| task | labelled data | teacher | run | dev (mean ± sd) | each seed | training |",
              "|---|---|---|---|---|---|---|"]
-    for (task, data, teacher, what), runs in rows.items():
+    for (task, data, teacher, what, own), runs in rows.items():
+        differing = [setting for setting in own if setting not in shared[runs[0]["script"]]]
+        if differing:  # what sets this row apart from the other runs of its script
+            what += " (" + ", ".join(f"--{name}" if value is True else  # a file by its name alone
+                                     f"--{name} {os.path.basename(os.path.normpath(str(value)))}"
+                                     for name, value in differing) + ")"
         runs.sort(key=lambda r: r["flags"]["seed"])
         scores = [score(r) for r in runs]
         spread = f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
@@ -150,17 +167,29 @@ def seeds_table(results):
     return "\n".join(lines)
 
 
-def command(results, aliases=()):
-    """The command line of a run: its script, its required flags and every flag that differs from its default;
-    each (name, path) alias writes $name for path."""
+def given_flags(results):
+    """The flags a run's command line needs: its script's required flags, then every flag that differs from its
+    default."""
     script, flags = results["script"], results["flags"]
     required = REQUIRED_FLAGS[script]
     defaults = vars(parse_args(script, [f"--{name}={flags[name]}" for name in required]))
-    changed = [name for name in sorted(flags) if name in defaults and name != "script" and name not in required
-               and flags[name] != defaults[name]]
-    words = ["python", SCRIPT_FILES[script]]
-    for name in (*required, *changed):
-        words += [f"--{name}"] if flags[name] is True else [f"--{name}", str(flags[name])]
+    return [*required, *(name for name in sorted(flags) if name in defaults and name != "script"
+                         and name not in required and flags[name] != defaults[name])]
+
+
+def settings(results):
+    """(flag, value) of every flag a run changed that shapes what it learns or how it is scored, beyond what the
+    seeds table names in its other columns and in recipe(): runs with different settings never share a row."""
+    return tuple((name, results["flags"][name]) for name in given_flags(results) if name not in NOT_SETTINGS)
+
+
+def command(results, aliases=()):
+    """The command line of a run: its script, its required flags and every flag that differs from its default;
+    each (name, path) alias writes $name for path."""
+    words = ["python", SCRIPT_FILES[results["script"]]]
+    for name in given_flags(results):
+        value = results["flags"][name]
+        words += [f"--{name}"] if value is True else [f"--{name}", str(value)]
     text = shlex.join(words)
     for name, path in aliases:
         text = text.replace(path, f"${name}")

@@ -97,15 +97,19 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
     cut = ["--train_file", "/runs/sst-2-1k.tsv"]
     teacher = run_dir(tmp_path, "teacher", "teacher", "sst-2", {"acc": 0.90}, 6,
                       cut + ["--model_name_or_path", "/models/mpnet"])
-    student = cut + ["--teacher_dir", os.path.join(teacher, "best")]
+    student = cut + ["--teacher_dir", os.path.join(teacher, "best"), "--max_seq_length", "64"]
     recipes = {"rules": [], "l2a": ["--augment", "l2a"], "mlm": ["--augment", "l2a", "--mlm", "/models/bert-mlm/"],
                "sel": ["--augment", "l2a", "--selector", "reinforce"],
-               "pool": ["--augment", "l2a", "--selector", "reinforce", "--unlabeled_file", "/runs/pool.txt"]}
+               "pool": ["--augment", "l2a", "--selector", "reinforce", "--unlabeled_file", "/runs/pool.txt",
+                        "--max_epoch", "3"]}
     runs = [run_dir(tmp_path, f"{name}-s{seed}", "distill", "sst-2", {"acc": acc + seed / 100}, 10 * seed,
                     student + flags + ["--seed", str(seed)])
             for (name, flags), acc in zip(recipes.items(), (0.80, 0.81, 0.815, 0.82, 0.86)) for seed in (3, 1, 2)]
     runs += [run_dir(tmp_path, f"small-s{seed}", "small", "sst-2", {"acc": acc}, 1, cut + ["--seed", str(seed)])
              for seed, acc in ((1, 0.74), (2, 0.76))]
+    # another setting of a recipe's flag makes another row, however it is spelled (the shared --max_seq_length isn't)
+    runs.append(run_dir(tmp_path, "sel-rf-s1", "distill", "sst-2", {"acc": 0.85}, 10,
+                        student + recipes["sel"] + ["--reward_fraction=0.30", "--seed", "1"]))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- seeds:begin -->\n<!-- seeds:end -->\n", encoding="utf-8")
     results_table.main([*runs, teacher, "--over_seeds", "--readme", str(readme)])
@@ -123,7 +127,10 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
         "0.8450 (seed 3) | 20 min |",
         f"{data} distilled, L2A generator (teacher embedding neighbours) + selector | 0.8400 ± 0.0100 | "
         "0.8300 (seed 1), 0.8400 (seed 2), 0.8500 (seed 3) | 20 min |",
-        f"{data} distilled, L2A generator (teacher embedding neighbours) + selector + unlabelled pool.txt | "
+        f"{data} distilled, L2A generator (teacher embedding neighbours) + selector (--reward_fraction 0.3) | "
+        "0.8500 | 0.8500 (seed 1) | 10 min |",
+        f"{data} distilled, L2A generator (teacher embedding neighbours) + selector + unlabelled pool.txt "
+        "(--max_epoch 3) | "
         "0.8800 ± 0.0100 | 0.8700 (seed 1), 0.8800 (seed 2), 0.8900 (seed 3) | 20 min |"]
 
 
