@@ -141,13 +141,14 @@ def seeds_table(results):
     sample standard deviation over the runs' seeds, each seed's figure, and the mean training time. A row's settings
     that not every run of its script shares (--max_epoch 3, say) follow its recipe in brackets."""
     teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
-    shared = {script: set.intersection(*(set(settings(r)) for r in results if r["script"] == script))
+    with_settings = [(r, settings(r)) for r in results]
+    shared = {script: set.intersection(*(set(own) for r, own in with_settings if r["script"] == script))
               for script in {r["script"] for r in results}}
     rows = {}
-    order = lambda r: (task_rank(r["task"]), labelled_data(r), recipe_order(r),
-                       [f"{name}={value}" for name, value in settings(r)])
-    for r in sorted(results, key=order):
-        key = (r["task"], labelled_data(r), teacher_name(r, teacher_runs) or "-", recipe(r), settings(r))
+    order = lambda pair: (task_rank(pair[0]["task"]), labelled_data(pair[0]), recipe_order(pair[0]),
+                          [f"{name}={value}" for name, value in pair[1]])
+    for r, own in sorted(with_settings, key=order):
+        key = (r["task"], labelled_data(r), teacher_name(r, teacher_runs) or "-", recipe(r), own)
         rows.setdefault(key, []).append(r)
     lines = ["| task | labelled data | teacher | run | dev (mean ± sd) | each seed | training |",
              "|---|---|---|---|---|---|---|"]
