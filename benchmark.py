@@ -31,6 +31,7 @@ scaling: teacher labelling (sharded as bert_distill.py shares it out) and a dist
 """
 import argparse
 import functools
+import glob
 import importlib.util
 import os
 import statistics
@@ -513,7 +514,10 @@ def scaling(args):
                        "--max_seq_length", str(args.max_seq_length)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                raise UserError(f"--sections scaling: the {processes}-process run failed:\n{done.stderr[-2000:]}")
+                worker_logs = sorted(glob.glob(os.path.join(directory, f"log-{processes}", "workerlog.*")))
+                detail = "".join(f"\n{path}:\n{open(path).read()[-2000:]}" for path in worker_logs)
+                raise UserError(f"--sections scaling: the {processes}-process run failed:\n{done.stderr[-2000:]}"
+                                f"{detail}")
             rows[processes, threads] = {**read_json(out), "logits": np.load(out + ".npy")}
     one = rows[1, cores]
     print(f"\n### scaling: {one['sentences']} sentences of {args.data_file}, teacher {args.teacher_dir}; "
@@ -573,6 +577,7 @@ def scaling_worker(args):
             "sentences": len(texts), "labelling_seconds": labelling_seconds, "epoch_seconds": epoch_seconds,
             "steps": len(loader), "student_batch_size": default("batch_size")})
         np.save(args.scaling_worker + ".npy", logits)
+    barrier()  # as at the end of training.fit: rank 1 leaving while rank 0 still writes can abort rank 0 (gloo)
 
 
 SECTIONS = {"size": size, "latency": latency, "distill_cost": distill_cost, "labelling": labelling,
