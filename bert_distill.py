@@ -19,7 +19,7 @@ import model as models
 import selector
 import training
 from args import parse_args
-from utils import WORLD, UserError, atomic_write, check_writable_dir, file_sha256, prepare_output_dir, read_cache, \
+from utils import WORLD, UserError, atomic_write, check_writable_dir, prepare_output_dir, read_cache, \
     run_main, write_cache
 
 logger = logging.getLogger("distill")
@@ -49,12 +49,12 @@ def record_key(record):
         .digest()[:LOGITS_KEY.itemsize]
 
 
-def cached_teacher_logits(teacher_dir, records, pad_id, num_labels, cache_dir, batch_size, backend):
+def cached_teacher_logits(teacher_dir, weights_sha256, records, pad_id, num_labels, cache_dir, batch_size, backend):
     """Teacher logits (float32, one row per teacher record of the transfer set, one column per label). The cache
-    holds one table per teacher (its weights' sha256 names the file) of every record it labelled, keyed by the
-    record's bytes: only records it has not seen yet go to the teacher (another seed or n_iter reuses the rest),
-    and the table is rewritten with them added."""
-    path = os.path.join(cache_dir, f"logits-{file_sha256(models.teacher_weights_path(teacher_dir))[:20]}.npy")
+    holds one table per teacher (named by weights_sha256, the hash of its weights the run already took for its
+    inputs) of every record it labelled, keyed by the record's bytes: only records it has not seen yet go to the
+    teacher (another seed or n_iter reuses the rest), and the table is rewritten with them added."""
+    path = os.path.join(cache_dir, f"logits-{weights_sha256[:20]}.npy")
     problem = lambda table: logits_problem(table, num_labels)  # noqa: E731
     table = read_cache(path, _read_npy, problem)
     table = np.zeros(0, [("key", LOGITS_KEY), ("logits", np.float32, (num_labels,))]) if table is None else table
@@ -163,8 +163,9 @@ def main(argv=None):
     # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
     teacher_records = [encoder.texts(examples[example.source].texts) if i < len(examples) else
                        encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
-    logits = cached_teacher_logits(args.teacher_dir, teacher_records, tokenizer.pad_token_id, len(task.labels),
-                                   args.cache_dir, args.teacher_batch_size, args.teacher_backend)
+    logits = cached_teacher_logits(args.teacher_dir, run.inputs["teacher_dir"], teacher_records,
+                                   tokenizer.pad_token_id, len(task.labels), args.cache_dir, args.teacher_batch_size,
+                                   args.teacher_backend)
     records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
                 "logits": logits[i]} for i, example in enumerate(transfer)]
     log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)
