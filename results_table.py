@@ -82,18 +82,21 @@ def groups(results):
     task and training data (it has none), so runs with different teachers or data never share a row. Of several
     runs of a kind, the best by its dev metric fills the cell (all are listed under the table)."""
     teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
-    rows, baselines = {}, {}
+    rows, baselines, labelled_of = {}, {}, {}  # labelled_of: row -> its labelled data, without unlabelled text
     for r in results:
-        cells = baselines if r["script"] == "small" else rows.setdefault(
-            (*protocol(r), teacher_name(r, teacher_runs)), {})
-        key = protocol(r) if r["script"] == "small" else r["script"]
+        if r["script"] == "small":
+            cells, key = baselines, protocol(r)
+        else:
+            row = (*protocol(r), teacher_name(r, teacher_runs))
+            cells, key = rows.setdefault(row, {}), r["script"]
+            labelled_of[row] = labelled_data(r)
         if key not in cells or score(r) > score(cells[key]):
             cells[key] = r
     for key in baselines:
         if not any(row[:2] == key for row in rows):
             rows[(*key, None)] = {}
     for (task, data, teacher), runs in rows.items():
-        labelled = data.split(" + ")[0]
+        labelled = labelled_of.get((task, data, teacher), data)
         if (task, labelled) in baselines:
             runs["small"] = baselines[task, labelled]
         if "teacher" not in runs and "teacher" in rows.get((task, labelled, teacher), {}):
