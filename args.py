@@ -149,8 +149,12 @@ def _distill(parser):
     group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
     group.add_argument("--selector", default="none", choices=("none", "reinforce"),
                        help="reinforce: L2A's reinforced selector keeps or drops each example without a hard label "
-                       "(augmented, unlabelled), rewarded by the student's accuracy change on --reward_fraction of "
-                       "the labelled training data, held out of training.")
+                       "(augmented, unlabelled), rewarded by the change in the student's --selector_reward on "
+                       "--reward_fraction of the labelled training data, held out of training.")
+    group.add_argument("--selector_reward", default="accuracy", choices=("accuracy", "likelihood"),
+                       help="--selector reinforce: what a step's reward measures on the reward split, after the "
+                       "student's update minus before: accuracy (L2A's), or the mean log-probability of the true "
+                       "labels (likelihood: moves with every sentence's probability, where accuracy mostly stays).")
     group.add_argument("--reward_fraction", type=PROBABILITY, default=0.1,
                        help="--selector reinforce: share of the labelled training examples held out for its rewards.")
     group.add_argument("--episode_steps", type=COUNT, default=10,

@@ -178,7 +178,8 @@ def main(argv=None):
     chooser = None
     if args.selector == "reinforce":
         chooser = selector.ReinforcedSelector(
-            selector.SelectorConfig(args.episode_steps, args.selector_gamma, args.selector_lr, args.seed),
+            selector.SelectorConfig(args.episode_steps, args.selector_gamma, args.selector_lr, args.seed,
+                                    args.selector_reward),
             [data.student_record(setup.analyzer.sentences(ex.texts), setup.vocab, args.max_seq_length, ex.label)
              for ex in reward], [ex.label for ex in reward], args.batch_size, soft_loss)
         loss_fn = chooser.loss

@@ -1,8 +1,9 @@
 """The reinforced selector of L2A (Feng et al. 2021): a small policy network decides, for each example of a batch
 without a hard label (augmented copies, unlabelled text), whether the student trains on it. State: the teacher's
 and the student's outputs on the example; action: keep or drop; reward after each student update: the student's
-accuracy on a reward split of the labelled training data after the update minus before; the policy is updated by
-REINFORCE with a baseline at the end of each episode, from the discounted returns of its steps.
+accuracy (or, smoother, the mean log-probability of the true labels) on a reward split of the labelled training
+data after the update minus before; the policy is updated by REINFORCE with a baseline at the end of each episode,
+from the discounted returns of its steps.
 """
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ class SelectorConfig:
     gamma: float  # discount of later rewards in an episode's returns
     lr: float  # the policy's Adam learning rate
     seed: int
+    reward: str = "accuracy"  # what the reward split measures: "accuracy" or "likelihood" (mean log-probability)
 
 
 def selection_features(teacher_logits, student_logits):
@@ -78,17 +80,20 @@ class ReinforcedSelector:
         self.rng = np.random.default_rng((config.seed, 1))
         self.episode = []  # [features, actions, reward] of each step of the current episode
         self.baseline = None  # running mean of the returns
-        self.accuracy_now = None  # the student's reward-split accuracy after the last update
+        self.score_now = None  # the student's reward-split score (accuracy or likelihood) after the last update
         self.tally = {"offered": 0, "kept": 0, "rewards": []}
 
-    def reward_accuracy(self, model):
+    def reward_score(self, model):
         logits = models.student_logits(model, self.reward_records, self.batch_size)
         model.train()
-        return float((logits.argmax(-1) == self.reward_labels).mean())
+        if self.config.reward == "accuracy":
+            return float((logits.argmax(-1) == self.reward_labels).mean())
+        log_probabilities = F.log_softmax(paddle.to_tensor(logits), axis=-1).numpy()
+        return float(log_probabilities[np.arange(len(self.reward_labels)), self.reward_labels].mean())
 
     def loss(self, model, batch):
-        if self.accuracy_now is None:
-            self.accuracy_now = self.reward_accuracy(model)
+        if self.score_now is None:
+            self.score_now = self.reward_score(model)
         logits = model(**models.student_inputs(batch))
         candidates = (batch["label"] == data.NO_LABEL).numpy()
         features = selection_features(batch["logits"], logits.detach()).numpy()[candidates]
@@ -107,9 +112,9 @@ class ReinforcedSelector:
                               paddle.gather(batch["label"], rows))
 
     def after_step(self, model):
-        before, self.accuracy_now = self.accuracy_now, self.reward_accuracy(model)
-        self.episode[-1][2] = self.accuracy_now - before
-        self.tally["rewards"].append(self.accuracy_now - before)
+        before, self.score_now = self.score_now, self.reward_score(model)
+        self.episode[-1][2] = self.score_now - before
+        self.tally["rewards"].append(self.score_now - before)
         if len(self.episode) == self.config.episode_steps:
             self.update()
 
@@ -150,14 +155,14 @@ class ReinforcedSelector:
     def state_dict(self):
         return {"policy": self.policy.state_dict(), "optimizer": optimizer_state_out(self.policy, self.optimizer),
                 "rng": self.rng.bit_generator.state, "episode": self.episode, "baseline": self.baseline,
-                "accuracy_now": self.accuracy_now, "tally": self.tally}
+                "score_now": self.score_now, "tally": self.tally}
 
     def set_state_dict(self, state):
         self.policy.set_state_dict(state["policy"])
         self.optimizer.set_state_dict(optimizer_state_in(self.policy, state["optimizer"]))
         self.rng.bit_generator.state = state["rng"]
         self.episode, self.baseline = state["episode"], state["baseline"]
-        self.accuracy_now, self.tally = state["accuracy_now"], state["tally"]
+        self.score_now, self.tally = state["score_now"], state["tally"]
 
     def save(self, path):
         paddle.save(self.policy.state_dict(), path)

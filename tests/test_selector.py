@@ -49,6 +49,31 @@ def test_dropping_what_was_rewarded_lowers_its_keep_probability():
     assert np.log(1 - after).sum() > np.log(1 - before).sum()  # the taken actions' log-probability rose
 
 
+@pytest.mark.parametrize("reward", ["accuracy", "likelihood"])
+def test_the_likelihood_reward_sees_what_accuracy_misses(reward, monkeypatch):
+    """An update that makes the student surer of the right label without flipping a prediction: no accuracy
+    reward, a likelihood reward of the mean log-probability gained by the true labels."""
+    labels = np.array([0, 1, 1])
+    before = np.array([[0.2, 0.0], [0.0, 0.1], [0.3, 0.0]], "float32")  # right, right, wrong
+    after = np.array([[1.2, 0.0], [0.0, 2.1], [0.3, 0.2]], "float32")  # the same predictions
+    outputs = iter([before, after])
+    monkeypatch.setattr(selector.models, "student_logits", lambda model, records, batch_size: next(outputs))
+    chooser = selector.ReinforcedSelector(selector.SelectorConfig(episode_steps=5, gamma=0.9, lr=1e-3, seed=0,
+                                                                  reward=reward), [None] * 3, labels, 8, None)
+    model = paddle.nn.Linear(1, 1)
+    chooser.score_now = chooser.reward_score(model)
+    chooser.episode = [[np.zeros((0, selector.FEATURES), "float32"), np.zeros(0, bool), None]]
+    chooser.after_step(model)
+
+    def mean_log_probability(logits):
+        return np.mean(np.log(np.exp(logits[np.arange(3), labels]) / np.exp(logits).sum(-1)))
+
+    expected = 0.0 if reward == "accuracy" else mean_log_probability(after) - mean_log_probability(before)
+    assert chooser.episode[-1][2] == pytest.approx(expected, abs=1e-6)
+    if reward == "likelihood":
+        assert expected > 0.3
+
+
 def distill_flags(task_files, tiny_bert, tmp_path):
     return data_flags(task_files, "sst-2") + STUDENT_FAST + [
         "--teacher_dir", tiny_bert, "--n_iter", "2", "--num_workers", "1", "--max_epoch", "2", "--eval_steps", "6",
