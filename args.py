@@ -251,6 +251,13 @@ GROUPS = {"teacher": (_teacher_common, _teacher), "small": (_common, _student),
           "distill": (_teacher_common, _student, _distill), "export": (_export,), "predict": (_predict,),
           "plot": (_plot,)}
 TRAINING_SCRIPTS = ("teacher", "small", "distill")
+# Flags that act only when another flag is given (with this value, or with any for None): set otherwise they would
+# do nothing, so they are refused.
+ACTS_ONLY_WITH = {
+    ("selector", "reinforce"): ("reward_fraction", "episode_steps", "selector_gamma", "selector_lr", "selector_reward"),
+    ("augment", "l2a"): ("edit_alpha", "replace_temperature", "mlm"),
+    ("unlabeled_file", None): ("max_unlabeled_samples", "augment_unlabeled"),
+}
 
 
 def build_parser(script):
@@ -276,5 +283,11 @@ def parse_args(script, argv=None):
     args = parser.parse_args(argv)
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
+    for (gate, value), flags in ACTS_ONLY_WITH.items():
+        gate_set = getattr(args, gate, None) == value if value is not None else getattr(args, gate, None)
+        for flag in flags:
+            if hasattr(args, flag) and not gate_set and getattr(args, flag) != parser.get_default(flag):
+                needed = f"--{gate}" + (f" {value}" if value else "")
+                parser.error(f"--{flag}: does nothing without {needed}; add {needed}")
     args.script = script
     return args

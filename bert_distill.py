@@ -117,13 +117,8 @@ def main(argv=None):
     tokenizer = data.load_tokenizer(args.teacher_dir, "--teacher_dir")
     models.check_teacher_vocabulary(models.teacher_config(args.teacher_dir), tokenizer,
                                     f"--teacher_dir {args.teacher_dir}")
-    if args.mlm and args.augment != "l2a":
-        raise UserError("--mlm: proposes the replacement words of --augment l2a; add --augment l2a")
     if args.selector == "reinforce" and WORLD.size > 1:
         raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")
-    for flag in ("max_unlabeled_samples", "augment_unlabeled"):
-        if getattr(args, flag) and not args.unlabeled_file:
-            raise UserError(f"--{flag}: acts on the examples of --unlabeled_file; add --unlabeled_file")
     unlabeled = data.read_unlabeled(task, args.unlabeled_file, args.max_unlabeled_samples) \
         if args.unlabeled_file else []
     setup = training.student_setup(args, task, args.teacher_dir, unlabeled)

@@ -33,6 +33,7 @@ import model
 import predict
 import small
 import teacher
+from args import ACTS_ONLY_WITH
 from utils import UserError, run_main
 
 
@@ -118,6 +119,22 @@ FLAG_CASES = [
                          ids=[f"{script}{flag}={value}" for script, flag, value, _ in FLAG_CASES])
 def test_flag_out_of_range_is_refused_at_parse_time(capsys, flags, script, flag, value, allowed):
     fails_cleanly(capsys, MAINS[script], flags[script] + [flag, value], f"error: argument {flag}: ", allowed)
+
+
+GATED_CASES = [
+    (["--reward_fraction", "0.2"], "--selector reinforce"), (["--episode_steps", "3"], "--selector reinforce"),
+    (["--selector_gamma", "0.5"], "--selector reinforce"), (["--selector_lr", "0.01"], "--selector reinforce"),
+    (["--selector_reward", "likelihood"], "--selector reinforce"), (["--edit_alpha", "2"], "--augment l2a"),
+    (["--replace_temperature", "1"], "--augment l2a"), (["--mlm", "some-mlm"], "--augment l2a"),
+    (["--max_unlabeled_samples", "5"], "--unlabeled_file"), (["--augment_unlabeled"], "--unlabeled_file")]
+
+
+@pytest.mark.parametrize("flag,needed", GATED_CASES, ids=[flag[0] for flag, _ in GATED_CASES])
+def test_a_flag_that_would_do_nothing_is_refused(capsys, flags, flag, needed):
+    gated = {f"--{name}" for names in ACTS_ONLY_WITH.values() for name in names}
+    assert gated == {case[0] for case, _ in GATED_CASES}  # every gated flag has its case
+    fails_cleanly(capsys, bert_distill.main, flags["distill"] + flag, f"{flag[0]}: does nothing without {needed}",
+                  f"add {needed}")
 
 
 def test_ngram_range_must_not_be_reversed(capsys, flags):

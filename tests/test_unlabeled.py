@@ -81,12 +81,6 @@ def test_a_pair_task_needs_two_texts_per_line(task_files, tiny_bert, tmp_path, c
         f"--unlabeled_file {path}:2: expected two texts separated by one TAB")
 
 
-@pytest.mark.parametrize("flag", [["--max_unlabeled_samples", "5"], ["--augment_unlabeled"]])
-def test_unlabelled_flags_need_the_file(task_files, tiny_bert, tmp_path, capsys, flag):
-    fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + [
-        "--teacher_dir", tiny_bert, "--output_dir", str(tmp_path / "run")] + flag, flag[0], "add --unlabeled_file")
-
-
 def test_a_missing_unlabelled_file_is_refused(task_files, tiny_bert, tmp_path, capsys):
     fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + [
         "--teacher_dir", tiny_bert, "--unlabeled_file", str(tmp_path / "nowhere.txt"),
