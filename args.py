@@ -284,7 +284,8 @@ def parse_args(script, argv=None):
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
     for (gate, value), flags in ACTS_ONLY_WITH.items():
-        gate_set = getattr(args, gate, None) == value if value is not None else getattr(args, gate, None)
+        given = getattr(args, gate, None)
+        gate_set = given is not None if value is None else given == value
         for flag in flags:
             if hasattr(args, flag) and not gate_set and getattr(args, flag) != parser.get_default(flag):
                 needed = f"--{gate}" + (f" {value}" if value else "")

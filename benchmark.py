@@ -31,9 +31,9 @@ scaling: teacher labelling (sharded as bert_distill.py shares it out) and a dist
 """
 import argparse
 import functools
-import glob
 import importlib.util
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -514,8 +514,8 @@ def scaling(args):
                        "--max_seq_length", str(args.max_seq_length)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                worker_logs = sorted(glob.glob(os.path.join(directory, f"log-{processes}", "workerlog.*")))
-                detail = "".join(f"\n{path}:\n{open(path).read()[-2000:]}" for path in worker_logs)
+                worker_logs = sorted(pathlib.Path(directory, f"log-{processes}").glob("workerlog.*"))
+                detail = "".join(f"\n{path}:\n{path.read_text()[-2000:]}" for path in worker_logs)
                 raise UserError(f"--sections scaling: the {processes}-process run failed:\n{done.stderr[-2000:]}"
                                 f"{detail}")
             rows[processes, threads] = {**read_json(out), "logits": np.load(out + ".npy")}
