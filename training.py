@@ -333,7 +333,7 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
     selector.ReinforcedSelector whose loss is loss_fn, told after every step (after_step) and checkpointed.
 
     Evaluates every run.eval_steps and at each epoch end, keeps the best model in <output_dir>/best, resumes from
-    <output_dir>/checkpoint, saves a checkpoint at each epoch end and on Ctrl-C or SIGTERM (then exits with code
+    <output_dir>/checkpoint, saves a checkpoint at each evaluation, each epoch end and on Ctrl-C or SIGTERM (then exits with code
     130), and returns (and writes) <output_dir>/results.json.
 
     Launched as several processes (paddle.distributed.launch), each trains a paddle.DataParallel copy on its share
@@ -389,6 +389,7 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
                                 loss, state.step / max(time.time() - started, 1e-9))
                 if state.step % run.eval_steps == 0:
                     evaluate_and_record()
+                    save_checkpoint()  # a run killed outright (SIGKILL, a lost machine) loses at most eval_steps
                 if state.step >= last_step:
                     break
             if state.batch_in_epoch == len(loader):
