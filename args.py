@@ -12,14 +12,9 @@ import argparse
 import functools
 import math
 
-TASK_NAMES = ("sst-2", "qqp", "chnsenticorp")
+from tasks import TASKS
 
-# Student-side defaults that differ per task (PaddleNLP's choices).
-STUDENT_TASK_DEFAULTS = {
-    "sst-2": {},
-    "qqp": {"batch_size": 256, "n_iter": 10},
-    "chnsenticorp": {"ngram_min": 2, "ngram_max": 10},
-}
+TASK_NAMES = tuple(TASKS)
 # The teacher is fine-tuned like BERT usually is, whatever the task.
 TEACHER_DEFAULTS = {"lr": 3e-5, "batch_size": 32, "max_epoch": 3, "dropout_prob": 0.1}
 
@@ -276,8 +271,8 @@ def parse_args(script, argv=None):
         args.script = script
         return args
     known, _ = parser.parse_known_args(argv)
-    if known.task_name in STUDENT_TASK_DEFAULTS:
-        defaults = TEACHER_DEFAULTS if script == "teacher" else STUDENT_TASK_DEFAULTS[known.task_name]
+    if known.task_name in TASKS:
+        defaults = TEACHER_DEFAULTS if script == "teacher" else TASKS[known.task_name].student_defaults
         # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
         parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)

@@ -45,6 +45,7 @@ import paddle
 from paddlenlp.transformers import BertConfig, BertForSequenceClassification
 from paddlenlp.transformers.bert.configuration import BERT_PRETRAINED_INIT_CONFIGURATION
 
+from tasks import TASKS
 import data
 import model as models
 import training
@@ -52,7 +53,7 @@ from args import COUNT, OPTIONAL_COUNT, TEACHER_SEQ_LENGTH, build_parser
 from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, read_json, set_device, \
     set_seed, use_all_cores, write_json
 
-SST2 = data.TASKS["sst-2"]
+SST2 = TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
 DISTILL_DEFAULTS = build_parser("distill")  # .get_default(flag): bert_distill.py's defaults
 STUDENT_EMBEDDINGS = (("teacher", "from the teacher"), ("random", "random"))

@@ -14,6 +14,7 @@ import random
 
 import numpy as np
 
+from tasks import TASKS
 import data
 import model as models
 import selector
@@ -103,7 +104,7 @@ def log_examples(transfer, teacher_records, student_records, logits, tokenizer, 
 
 def main(argv=None):
     args = parse_args("distill", argv)
-    task = data.TASKS[args.task_name]
+    task = TASKS[args.task_name]
     run = training.RunConfig.from_args(args, task.metric)
     training.check_output_dir(run)
     check_writable_dir(args.cache_dir, "--cache_dir")

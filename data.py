@@ -25,29 +25,6 @@ jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")
 
 
-@dataclass(frozen=True)
-class Task:
-    dataset: tuple  # load_dataset(*dataset)
-    text_fields: tuple  # fields of the reader's examples holding the text(s)
-    label_field: str
-    language: str  # "en" or "zh"
-    layouts: dict  # split -> (number of tab-separated fields, index of the label field); files have a header line
-    metric: str = "acc"  # dev metric that picks the best checkpoint
-    report_f1: bool = False
-    labels: tuple = ("0", "1")
-
-    @property
-    def is_pair(self):
-        return len(self.text_fields) == 2
-
-
-TASKS = {
-    "sst-2": Task(("glue", "sst-2"), ("sentence",), "labels", "en", {"train": (2, 1), "dev": (2, 1)}),
-    "qqp": Task(("glue", "qqp"), ("sentence1", "sentence2"), "labels", "en", {"train": (6, 5), "dev": (6, 5)},
-                report_f1=True),
-    "chnsenticorp": Task(("chnsenticorp",), ("text",), "label", "zh", {"train": (2, 0), "dev": (3, 1)}),
-}
-
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 NO_LABEL = -1  # the label of an example without a trustworthy one (augmented, or unlabelled): no CE
 
@@ -75,7 +52,7 @@ def load_examples(task, train_file=None, dev_file=None, max_train_samples=None, 
 
 def read_split(task, split, path, flag, limit=None):
     """Examples of one split from a local file in the layout of PaddleNLP's reader, validated first."""
-    check_tsv(path, flag, *task.layouts[split], task.labels)
+    check_tsv(path, flag, *task.layout(split), task.labels)
     return _examples(load_dataset(*task.dataset, splits=split, data_files=path, lazy=False), task, limit)
 
 

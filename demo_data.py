@@ -10,6 +10,7 @@ import os
 import random
 
 from args import COUNT
+from tasks import TASKS
 
 POSITIVE = ["good", "great", "lovely", "superb", "charming", "unforgettable"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "unwatchable"]
@@ -54,22 +55,17 @@ def rows(task, n, rng):
             yield [str(label), text]
 
 
-HEADERS = {"sst-2": ["sentence", "label"], "qqp": ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-           "chnsenticorp": ["label", "text_a"]}
-
-
 def write_task(task, directory, n_train=400, n_dev=100, seed=0):
     """Write <directory>/train.tsv and dev.tsv in the layout PaddleNLP's reader for `task` expects."""
     rng = random.Random(f"{task}-{seed}")
     os.makedirs(directory, exist_ok=True)
     for split, n in (("train", n_train), ("dev", n_dev)):
-        header = HEADERS[task]
+        header = TASKS[task].columns[split]
         lines = list(rows(task, n, rng))
-        if task == "chnsenticorp" and split == "dev":  # dev has a qid column first
-            header = ["qid"] + header
+        if header[0] == "qid":  # ChnSentiCorp's dev file numbers its lines
             lines = [[str(i)] + line for i, line in enumerate(lines)]
         with open(os.path.join(directory, f"{split}.tsv"), "w", encoding="utf-8") as f:
-            f.write("\n".join("\t".join(line) for line in [header] + lines) + "\n")
+            f.write("\n".join("\t".join(line) for line in [list(header)] + lines) + "\n")
     return os.path.join(directory, "train.tsv"), os.path.join(directory, "dev.tsv")
 
 
@@ -143,7 +139,7 @@ def main(argv=None):
     parser.add_argument("--n_train", type=COUNT, default=2000, help="Training examples per task.")
     parser.add_argument("--n_dev", type=COUNT, default=500, help="Dev examples per task.")
     args = parser.parse_args(argv)
-    for task in HEADERS:
+    for task in TASKS:
         write_task(task, os.path.join(args.output_dir, task), args.n_train, args.n_dev)
     write_tiny_bert(os.path.join(args.output_dir, "tiny-bert"))
     print(f"demo data and tiny-bert written to {args.output_dir}")

@@ -17,6 +17,7 @@ import os
 
 import paddle
 
+from tasks import TASKS
 import data
 import model as models
 from args import parse_args
@@ -94,7 +95,7 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
     max_seq_length = max_seq_length or recorded.get("max_seq_length")
     if not task_name:
         raise UserError(f"--task_name: needed, {teacher_dir} records no task (it was not written by teacher.py)")
-    task = data.TASKS[task_name]
+    task = TASKS[task_name]
     model = models.load_teacher(teacher_dir, flag="--teacher_dir")
     if model.config.num_labels != len(task.labels):
         raise UserError(f"--teacher_dir {teacher_dir}: {model.config.num_labels} classes, but "

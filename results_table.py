@@ -13,9 +13,9 @@ import shlex
 import statistics
 
 from args import parse_args
+from tasks import TASKS
 from utils import UserError, atomic_write, read_json, run_main
 
-TASK_ORDER = ("sst-2", "qqp", "chnsenticorp")
 SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "Distilled Bi-LSTM"}
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}
 REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), "small": ("task_name", "output_dir"),
@@ -30,7 +30,7 @@ NOT_SETTINGS = {"output_dir", "seed", "cache_dir", "device", "num_workers", "log
 
 
 def task_rank(task):
-    return TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER)
+    return list(TASKS).index(task) if task in TASKS else len(TASKS)
 
 
 def cell(results):

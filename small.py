@@ -6,6 +6,7 @@
 """
 import paddle.nn.functional as F
 
+from tasks import TASKS
 import data
 import training
 from args import parse_args
@@ -15,7 +16,7 @@ from utils import prepare_output_dir, run_main
 
 def main(argv=None):
     args = parse_args("small", argv)
-    task = data.TASKS[args.task_name]
+    task = TASKS[args.task_name]
     run = training.RunConfig.from_args(args, task.metric)
     training.check_output_dir(run)
     setup = training.student_setup(args, task)

@@ -14,6 +14,7 @@ import paddle
 import paddle.nn.functional as F
 from paddlenlp.transformers import LinearDecayWithWarmup
 
+from tasks import TASKS
 import data
 import model as models
 import training
@@ -23,7 +24,7 @@ from utils import classification_metrics, prepare_output_dir, run_main, set_devi
 
 def main(argv=None):
     args = parse_args("teacher", argv)
-    task = data.TASKS[args.task_name]
+    task = TASKS[args.task_name]
     run = training.RunConfig.from_args(args, task.metric)
     training.check_output_dir(run)
     set_seed(args.seed)

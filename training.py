@@ -20,6 +20,7 @@ import paddle.nn.functional as F
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from tasks import TASKS
 import data
 import model as models
 from utils import WORLD, UserError, all_gather, any_rank, barrier, check_writable_dir, classification_metrics, \
@@ -481,7 +482,7 @@ class StudentSetup:
     def evaluate(self, model):
         labels = [record["label"] for record in self.dev_records]
         return classification_metrics(models.student_logits(model, self.dev_records, self.eval_batch_size), labels,
-                                      data.TASKS[model.config.task_name])
+                                      TASKS[model.config.task_name])
 
     def save(self, model, directory):
         models.save_student(model, self.vocab, directory)

@@ -7,15 +7,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import demo_data  # noqa: E402
-
-TASK_NAMES = ("sst-2", "qqp", "chnsenticorp")
+from tasks import TASKS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def task_files(tmp_path_factory):
     """task -> (train.tsv, dev.tsv) of tiny synthetic data in the real layouts."""
     base = tmp_path_factory.mktemp("data")
-    return {task: demo_data.write_task(task, str(base / task), n_train=160, n_dev=60) for task in TASK_NAMES}
+    return {task: demo_data.write_task(task, str(base / task), n_train=160, n_dev=60) for task in TASKS}
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +30,7 @@ def student_eval(best_dir, task_name, dev_file):
     from utils import classification_metrics
 
     student = model.load_student(best_dir)
-    task = data.TASKS[task_name]
+    task = TASKS[task_name]
     dev = data.read_split(task, "dev", dev_file, "dev")
     records = student.records(dev)
     return classification_metrics(model.student_logits(student.model, records, 7), [ex.label for ex in dev], task)
@@ -45,7 +44,7 @@ def teacher_eval(best_dir, task_name, dev_file):
 
     teacher = model.load_teacher(best_dir)
     tokenizer = data.load_tokenizer(best_dir, "dir")
-    task = data.TASKS[task_name]
+    task = TASKS[task_name]
     encoder = data.TeacherEncoder(tokenizer, 128, task.language)
     dev = data.read_split(task, "dev", dev_file, "dev")
     logits = model.teacher_logits(teacher, [encoder.texts(ex.texts) for ex in dev], 5, tokenizer.pad_token_id)

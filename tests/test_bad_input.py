@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import paddle
 import pytest
+from tasks import TASKS
 from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -647,9 +648,9 @@ def test_validation_accepts_exactly_what_the_reader_reads(tmp_path, body):
     path = str(tmp_path / "train.tsv")
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("sentence\tlabel\n" + body)
-    task = data.TASKS["sst-2"]
+    task = TASKS["sst-2"]
     try:
-        count = data.check_tsv(path, "--train_file", *task.layouts["train"], task.labels)
+        count = data.check_tsv(path, "--train_file", *task.layout("train"), task.labels)
     except UserError:
         count = None
     try:
@@ -666,8 +667,8 @@ def test_characters_the_reader_keeps_inside_a_line_are_accepted(tmp_path, charac
     path = str(tmp_path / "train.tsv")
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(f"sentence\tlabel\na bad{character}film\t0\n")
-    task = data.TASKS["sst-2"]
-    assert data.check_tsv(path, "--train_file", *task.layouts["train"], task.labels) == 1
+    task = TASKS["sst-2"]
+    assert data.check_tsv(path, "--train_file", *task.layout("train"), task.labels) == 1
     assert [ex.texts for ex in data.read_split(task, "train", path, "--train_file")] == [(f"a bad{character}film",)]
 
 

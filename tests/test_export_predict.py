@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from tasks import TASKS
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
 import data
@@ -35,7 +36,7 @@ def students(task_files, tiny_bert, tmp_path_factory):
 
 
 def dev_lines(task, dev_file):
-    examples = data.read_split(data.TASKS[task], "dev", dev_file, "dev")
+    examples = data.read_split(TASKS[task], "dev", dev_file, "dev")
     return ["\t".join(ex.texts) for ex in examples], np.array([ex.label for ex in examples])
 
 

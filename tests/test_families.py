@@ -7,6 +7,7 @@ import os
 import numpy as np
 import paddle
 import pytest
+from tasks import TASKS
 from conftest import FAST, data_flags
 
 import bert_distill
@@ -28,17 +29,17 @@ def teacher_dirs(tmp_path_factory):
 
 
 def dev_examples(task_files, task, limit=25):
-    return data.read_split(data.TASKS[task], "dev", task_files[task][1], "dev", limit)
+    return data.read_split(TASKS[task], "dev", task_files[task][1], "dev", limit)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
 def test_the_teacher_reads_exactly_its_tokenizer_s_encoding(teacher_dirs, task_files, family, task):
     tokenizer = data.load_tokenizer(teacher_dirs[family], "--teacher_dir")
-    language = data.TASKS[task].language
+    language = TASKS[task].language
     encoder = data.TeacherEncoder(tokenizer, 20, language)
     assert ("token_type_ids" in encoder.input_names) == (family in ("bert", "ernie"))
-    examples = dev_examples(task_files, task) + [data.Example(("good " * 30,) * len(data.TASKS[task].text_fields), 0)]
+    examples = dev_examples(task_files, task) + [data.Example(("good " * 30,) * len(TASKS[task].text_fields), 0)]
     for example in examples:
         expected = tokenizer(*example.texts, max_length=20, truncation=True)
         record = encoder.texts(example.texts)
@@ -60,7 +61,7 @@ def test_fast_labelling_matches_the_dygraph_teacher_one_example_at_a_time(teache
                 parameter.set_value(parameter * 20)
     tokenizer = data.load_tokenizer(teacher_dirs[family], "--teacher_dir")
     task = "chnsenticorp" if family == "bert-sentencepiece" else "qqp"
-    encoder = data.TeacherEncoder(tokenizer, 32, data.TASKS[task].language)
+    encoder = data.TeacherEncoder(tokenizer, 32, TASKS[task].language)
     records = [encoder.texts(ex.texts) for ex in dev_examples(task_files, task, 40)]
     assert len({data.record_length(r) for r in records}) > 3  # padded batches of several shapes
     one_by_one = np.concatenate([model.teacher_logits(bert, [r], 1, tokenizer.pad_token_id) for r in records])
@@ -89,7 +90,7 @@ def test_teacher_baseline_and_distillation_end_to_end(teacher_dirs, task_files, 
     for results, run in ((baseline, "small"), (distilled, "distill")):
         assert read_json(str(tmp_path / run / "results.json"))["metrics"] == results["metrics"]
         saved = model.load_student(str(tmp_path / run / "best"))
-        dev = data.read_split(data.TASKS[task], "dev", task_files[task][1], "dev")
+        dev = data.read_split(TASKS[task], "dev", task_files[task][1], "dev")
         logits = model.student_logits(saved.model, saved.records(dev), 16)
         assert (logits.argmax(-1) == [ex.label for ex in dev]).mean() == pytest.approx(results["metrics"]["acc"])
     config = model.load_student(str(tmp_path / "distill" / "best")).config

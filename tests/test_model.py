@@ -5,7 +5,7 @@ import paddle.nn.functional as F
 import pytest
 
 from args import parse_args
-from data import TASKS
+from tasks import TASKS
 from model import BiLSTM, StudentConfig
 from training import RunConfig, distill_loss, make_optimizer
 from utils import classification_metrics

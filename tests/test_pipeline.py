@@ -5,6 +5,7 @@ import os
 import numpy as np
 import paddle
 import pytest
+from tasks import TASKS
 from conftest import FAST, STUDENT_FAST, data_flags, student_eval, teacher_eval
 from paddlenlp.transformers import BertForSequenceClassification
 
@@ -99,8 +100,8 @@ def test_teacher_embedding_init_copies_the_word_pieces(teachers, task_files, tmp
 def test_embedding_init_from_a_vector_file(task_files, tmp_path):
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("3 4\ngood 1 2 3 4\nawful -1 -2 -3 -4\nnotinvocab 9 9 9 9\n", encoding="utf-8")
-    train = data.read_split(data.TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
-    _, vocab = data.build_student_side(data.TASKS["sst-2"], train, tokenization="word")
+    train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
+    _, vocab = data.build_student_side(TASKS["sst-2"], train, tokenization="word")
     weights = model.embedding_matrix(str(vectors), vocab, seed=42)
     assert weights.shape == (len(vocab), 4)
     np.testing.assert_allclose(weights[vocab.vocab["good"]], [1, 2, 3, 4])

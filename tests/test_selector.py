@@ -7,6 +7,7 @@ import signal
 import numpy as np
 import paddle
 import pytest
+from tasks import TASKS
 from conftest import STUDENT_FAST, data_flags
 from test_resume import assert_same_run, interrupt_at, run_interrupted
 
@@ -88,7 +89,7 @@ def test_the_selector_trains_logs_and_resumes_exactly(task_files, tiny_bert, tmp
     assert all(0 <= record["keep_rate"] <= 1 and -1 <= record["reward"] <= 1 for record in log)
     assert 0 < np.mean([record["keep_rate"] for record in log]) < 1
     # The reward split (20% of the 160 labelled examples) is held out of the transfer set.
-    train = data.read_split(data.TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
+    train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
     kept, held = bert_distill.reward_split(train, 0.2, 42)
     assert len(held) == 32
     lines = (tmp_path / "straight" / "transfer_set.tsv").read_text(encoding="utf-8").splitlines()[1:]

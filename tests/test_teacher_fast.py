@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+from tasks import TASKS
 import data
 import model as models
 
@@ -18,7 +19,7 @@ def bert(tiny_bert):
 
 def encode(task_files, task, tokenizer, max_seq_length=32):
     """Dev examples of the task as teacher inputs (one sentence, or a sentence pair for qqp)."""
-    task_spec = data.TASKS[task]
+    task_spec = TASKS[task]
     examples = data.read_split(task_spec, "dev", task_files[task][1], "--dev_file")
     encoder = data.TeacherEncoder(tokenizer, max_seq_length, task_spec.language)
     return [encoder.texts(ex.texts) for ex in examples]

@@ -3,6 +3,7 @@ encodes it, the student gets no hard label for it, and a file that is not unlabe
 import os
 
 import pytest
+from tasks import TASKS
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
 import bert_distill
@@ -20,7 +21,7 @@ def write(path, lines):
 @pytest.mark.parametrize("task, augment_unlabeled", [("sst-2", False), ("qqp", True)])
 def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, tmp_path, monkeypatch, task,
                                                          augment_unlabeled):
-    train = data.read_split(data.TASKS[task], "train", task_files[task][0], "train")
+    train = data.read_split(TASKS[task], "train", task_files[task][0], "train")
     pool = [example.texts for example in train[LABELLED:LABELLED + 30]]
     lines = ["\t".join(texts) for texts in pool + pool[:3] + [train[0].texts]]  # 3 repeats, 1 training example
     unlabeled = write(tmp_path / "pool.txt", lines[:10] + ["", "   "] + lines[10:])  # blank lines are skipped
