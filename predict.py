@@ -27,8 +27,9 @@ import numpy as np
 
 import data
 import model as models
+import runtimes
 from args import parse_args
-from utils import CPU_CORES, UserError, file_sha256, read_json, run_main
+from utils import CPU_CORES, UserError, file_sha256, read_json, run_main, softmax
 
 # What predict.py reads from export_config.json (a student's also has use_pieces).
 EXPORT_FIELDS = ("kind", "model", "labels", "is_pair", "language", "max_seq_length", "pad_id")
@@ -71,19 +72,17 @@ class ExportedModel:
         self.runtime = choose_runtime(config, runtime, int8, directory)
         if self.runtime == "onnxruntime":
             # One thread for a student, whose batch-1 work is too small to share out; a teacher's is not.
-            self._run = models.onnx_runner(os.path.join(directory, config["onnx_int8" if int8 else "onnx"]),
+            self._run = runtimes.onnx_runner(os.path.join(directory, config["onnx_int8" if int8 else "onnx"]),
                                            threads or (1 if config["kind"] == "student" else CPU_CORES))
         else:
-            self._run = models.predictor_runner(models.make_predictor(prefix, config.get("onednn", True), threads))
+            self._run = runtimes.predictor_runner(runtimes.make_predictor(prefix, config.get("onednn", True), threads))
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
         records = [self._encode(texts) for texts in examples]
         if not records:
             return np.zeros((0, len(self.config["labels"])))
-        logits = models.batched_logits(self._run, records, batch_size, self._collate).astype("float64")
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return exp / exp.sum(axis=-1, keepdims=True)
+        return softmax(runtimes.batched_logits(self._run, records, batch_size, self._collate))
 
 
 def choose_runtime(config, runtime, int8, directory):
@@ -125,7 +124,7 @@ def _lines(stream, source):
 
 
 def main(argv=None):
-    args = parse_args("predict", argv)
+    args = parse_args("predict", argv, __doc__)
     if args.input_file and not os.path.isfile(args.input_file):
         raise UserError(f"--input_file {args.input_file}: no such file")
     model = ExportedModel(args.model_dir, args.runtime, args.int8, args.threads)

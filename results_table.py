@@ -6,13 +6,12 @@ each run's figures and the command that produced it (its script and the flags th
     python results_table.py runs/* --readme README.md   # also rewrite the README's results table
     python results_table.py runs/*-1k-* --over_seeds --readme README.md   # a row per recipe, mean over seeds
 """
-import argparse
 import os
 import re
 import shlex
 import statistics
 
-from args import parse_args
+from args import FLAGS_THAT_SHAPE_NOTHING, parse_args
 from tasks import TASKS
 from utils import UserError, atomic_write, read_json, run_main
 
@@ -23,10 +22,8 @@ REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), 
 
 
 # Flags that change neither what a run learns nor how it is scored, and those the seeds table names elsewhere.
-NOT_SETTINGS = {"output_dir", "seed", "cache_dir", "device", "num_workers", "logging_steps", "visualdl",
-                "teacher_backend", "teacher_batch_size", "save_transfer_set", "task_name", "train_file",
-                "max_train_samples", "teacher_dir", "model_name_or_path", "augment", "mlm", "selector",
-                "unlabeled_file"}
+NOT_SETTINGS = FLAGS_THAT_SHAPE_NOTHING | {"seed", "task_name", "train_file", "max_train_samples", "teacher_dir",
+                                          "model_name_or_path", "augment", "mlm", "selector", "unlabeled_file"}
 
 
 def task_rank(task):
@@ -223,17 +220,8 @@ def replace_block(path, text, block):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", help="Output directories of teacher.py, small.py, bert_distill.py.")
-    parser.add_argument("--readme", help="Also write the table between <!-- results:begin --> and <!-- results:end "
-                        "--> in this file (with --over_seeds: <!-- seeds:begin --> and <!-- seeds:end -->).")
-    parser.add_argument("--over_seeds", action="store_true",
-                        help="A row per task, labelled data, teacher and recipe (augmentation, selector, unlabelled "
-                        "text): the mean and spread of the dev metric over the runs' seeds, instead of the best run.")
-    parser.add_argument("--alias", action="append", default=[], metavar="NAME=PATH",
-                        help="Write $NAME for PATH in the commands (repeatable), e.g. --alias D=../shared/data.")
-    args = parser.parse_args(argv)
-    aliases = [alias.split("=", 1) for alias in args.alias]
+    args = parse_args("results_table", argv, __doc__)
+    aliases = [alias.split("=", 1) for alias in args.alias or []]
     if not all(len(alias) == 2 and alias[0] and alias[1] for alias in aliases):
         raise UserError("--alias takes NAME=PATH")
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]

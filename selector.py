@@ -5,8 +5,6 @@ accuracy (or, smoother, the mean log-probability of the true labels) on a reward
 data after the update minus before; the policy is updated by REINFORCE with a baseline at the end of each episode,
 from the discounted returns of its steps.
 """
-from dataclasses import dataclass
-
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -14,18 +12,10 @@ import paddle.nn.functional as F
 
 import data
 import model as models
+import runtimes
 from utils import optimizer_state_in, optimizer_state_out
 
 FEATURES = 9  # per example, from selection_features
-
-
-@dataclass(frozen=True)
-class SelectorConfig:
-    episode_steps: int  # student updates per episode
-    gamma: float  # discount of later rewards in an episode's returns
-    lr: float  # the policy's Adam learning rate
-    seed: int
-    reward: str = "accuracy"  # what the reward split measures: "accuracy" or "likelihood" (mean log-probability)
 
 
 def selection_features(teacher_logits, student_logits):
@@ -64,29 +54,30 @@ class ReinforcedSelector:
     policy; report() gives the keep rate and mean reward since the last report (for eval_log.jsonl);
     state_dict()/set_state_dict() carry everything into and out of a checkpoint, so a resumed run is exact."""
 
-    def __init__(self, config, reward_records, reward_labels, batch_size, soft_loss):
+    def __init__(self, config, seed, reward_records, reward_labels, batch_size, soft_loss):
+        """config: an args.SelectorConfig."""
         self.config = config
         self.reward_records, self.reward_labels, self.batch_size = reward_records, np.asarray(reward_labels), batch_size
         self.soft_loss = soft_loss  # (student logits, teacher logits, labels) -> loss, over the kept rows
         self.policy = Policy()
         # Initialised from the seed alone: Paddle's global generator has drawn more or less by now (a teacher
         # loaded, or its logits read from the cache), and a resumed run must start from the same policy.
-        init = np.random.default_rng((config.seed, 3))
+        init = np.random.default_rng((seed, 3))
         for parameter in self.policy.parameters():
             fan_in = parameter.shape[0] if len(parameter.shape) == 2 else None
             parameter.set_value((init.normal(size=parameter.shape) / np.sqrt(fan_in) if fan_in else
                                  np.zeros(parameter.shape)).astype("float32"))
-        self.optimizer = paddle.optimizer.Adam(learning_rate=config.lr, parameters=self.policy.parameters())
-        self.rng = np.random.default_rng((config.seed, 1))
+        self.optimizer = paddle.optimizer.Adam(learning_rate=config.selector_lr, parameters=self.policy.parameters())
+        self.rng = np.random.default_rng((seed, 1))
         self.episode = []  # [features, actions, reward] of each step of the current episode
         self.baseline = None  # running mean of the returns
         self.score_now = None  # the student's reward-split score (accuracy or likelihood) after the last update
         self.tally = {"offered": 0, "kept": 0, "rewards": []}
 
     def reward_score(self, model):
-        logits = models.student_logits(model, self.reward_records, self.batch_size)
+        logits = runtimes.student_logits(model, self.reward_records, self.batch_size)
         model.train()
-        if self.config.reward == "accuracy":
+        if self.config.selector_reward == "accuracy":
             return float((logits.argmax(-1) == self.reward_labels).mean())
         log_probabilities = F.log_softmax(paddle.to_tensor(logits), axis=-1).numpy()
         return float(log_probabilities[np.arange(len(self.reward_labels)), self.reward_labels].mean())
@@ -125,7 +116,7 @@ class ReinforcedSelector:
         returns = np.zeros_like(rewards)
         running = 0.0
         for t in reversed(range(len(rewards))):
-            running = rewards[t] + self.config.gamma * running
+            running = rewards[t] + self.config.selector_gamma * running
             returns[t] = running
         baseline = returns.mean() if self.baseline is None else self.baseline
         loss = 0.0

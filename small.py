@@ -6,22 +6,22 @@
 """
 import paddle.nn.functional as F
 
-from tasks import TASKS
+import checkpoint
 import data
 import training
 from args import parse_args
 from model import student_inputs
+from tasks import TASKS
 from utils import prepare_output_dir, run_main
 
 
 def main(argv=None):
-    args = parse_args("small", argv)
+    args = parse_args("small", argv, __doc__)
     task = TASKS[args.task_name]
-    run = training.RunConfig.from_args(args, task.metric)
-    training.check_output_dir(run)
+    run = checkpoint.RunConfig.from_args(args, task.metric)
+    checkpoint.check_output_dir(run)
     setup = training.student_setup(args, task)
-    records = [data.student_record(setup.analyzer.sentences(ex.texts), setup.vocab, args.max_seq_length, ex.label)
-               for ex in setup.train]
+    records = setup.records(setup.train)
     loader = data.make_loader(records, data.student_collate(setup.vocab.pad_id), args.batch_size, shuffle=True,
                               seed=args.seed)
 

@@ -14,29 +14,28 @@ import paddle
 import paddle.nn.functional as F
 from paddlenlp.transformers import LinearDecayWithWarmup
 
-from tasks import TASKS
+import checkpoint
 import data
 import model as models
+import runtimes
 import training
 from args import parse_args
+from tasks import TASKS
 from utils import classification_metrics, prepare_output_dir, run_main, set_device, set_seed, write_json
 
 
 def main(argv=None):
-    args = parse_args("teacher", argv)
+    args = parse_args("teacher", argv, __doc__)
     task = TASKS[args.task_name]
-    run = training.RunConfig.from_args(args, task.metric)
-    training.check_output_dir(run)
+    run = checkpoint.RunConfig.from_args(args, task.metric)
+    checkpoint.check_output_dir(run)
     set_seed(args.seed)
     set_device(args.device)
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
     model = models.load_teacher(args.model_name_or_path, len(task.labels), dropout_prob=args.dropout_prob)
-    models.check_teacher_length(model.config.to_dict(), args.max_seq_length,
-                                f"--model_name_or_path {args.model_name_or_path}")
-    tokenizer = data.load_tokenizer(args.model_name_or_path, "--model_name_or_path")
-    models.check_teacher_vocabulary(model.config.to_dict(), tokenizer,
-                                    f"--model_name_or_path {args.model_name_or_path}")
+    tokenizer = models.checked_teacher_tokenizer(args.model_name_or_path, model.config.to_dict(), args.max_seq_length,
+                                                 "--model_name_or_path")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
 
     def encode(examples):
@@ -48,14 +47,15 @@ def main(argv=None):
     lr_scheduler = LinearDecayWithWarmup(args.lr, run.total_steps(len(loader)), args.warmup_proportion)
     no_decay = [p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n]
     optimizer = paddle.optimizer.AdamW(learning_rate=lr_scheduler, parameters=model.parameters(),
-                                       weight_decay=args.weight_decay, apply_decay_param_fun=lambda n: n not in no_decay,
+                                       weight_decay=args.weight_decay,
+                                       apply_decay_param_fun=lambda name: name not in no_decay,
                                        grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0))
 
     def loss_fn(model, batch):
         return F.cross_entropy(model(**models.teacher_inputs(batch)), batch["label"])
 
     def evaluate(model):
-        logits = models.teacher_logits(model, dev_records, args.batch_size * 4, tokenizer.pad_token_id)
+        logits = runtimes.teacher_logits(model, dev_records, args.batch_size * 4, tokenizer.pad_token_id)
         return classification_metrics(logits, [r["label"] for r in dev_records], task)
 
     def save(model, directory):

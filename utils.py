@@ -222,6 +222,13 @@ def classification_metrics(logits, labels, task):
     return {"acc": float(acc), "precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
+def softmax(logits):
+    """Class probabilities (float64) of a batch of logits."""
+    logits = np.asarray(logits, dtype="float64")
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 def atomic_write(path, write, mode="w"):
     """write(file) into `<path>.tmp`, then rename it to path: a reader sees the old file or the whole new one."""
     tmp = path + ".tmp"

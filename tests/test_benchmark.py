@@ -8,6 +8,8 @@ import re
 import pytest
 
 import benchmark
+from args import BENCHMARK_SECTIONS
+from benchmarks import serving
 from utils import CPU_CORES, read_json, write_json
 
 
@@ -65,9 +67,9 @@ def test_size_counts_parameters(output, tiny_bert):
     assert number(rows[2][3]) == pytest.approx(counts[2][0] / counts[0][0], abs=0.05)
 
 
-STUDENT_RUNTIMES = {benchmark.DYGRAPH, benchmark.PADDLE_ONEDNN_CACHE, benchmark.PADDLE_ONEDNN, benchmark.PADDLE,
-                    benchmark.ONNXRUNTIME, benchmark.ONNXRUNTIME_INT8} | \
-    ({benchmark.OPENVINO, benchmark.OPENVINO_BF16} if importlib.util.find_spec("openvino") else set())  # if installed
+STUDENT_RUNTIMES = {serving.DYGRAPH, serving.PADDLE_ONEDNN_CACHE, serving.PADDLE_ONEDNN, serving.PADDLE,
+                    serving.ONNXRUNTIME, serving.ONNXRUNTIME_INT8} | \
+    ({serving.OPENVINO, serving.OPENVINO_BF16} if importlib.util.find_spec("openvino") else set())  # if installed
 
 
 def test_latency_runs_every_model_on_every_runtime_and_thread_count(output):
@@ -82,11 +84,11 @@ def test_latency_runs_every_model_on_every_runtime_and_thread_count(output):
     assert sorted(set(students)) == ["Bi-LSTM student, hidden 150", "Bi-LSTM student, hidden 300"]
     for (model, _), runtimes in runs.items():  # the tiny BERT converts to ONNX; int8 is for students
         assert runtimes == (STUDENT_RUNTIMES if model == "Bi-LSTM student" else
-                            STUDENT_RUNTIMES - {benchmark.ONNXRUNTIME_INT8})
+                            STUDENT_RUNTIMES - {serving.ONNXRUNTIME_INT8})
     assert all(number(cell) > 0 for row in rows for cell in row[3:5])
     agreement = {(row[0], row[1], row[2]): float(row[5].rstrip("%")) for row in rows}
     assert all(share == 100.0 for (_, runtime, _), share in agreement.items()
-               if runtime in (benchmark.DYGRAPH, benchmark.PADDLE, benchmark.ONNXRUNTIME))  # fp32 agrees
+               if runtime in (serving.DYGRAPH, serving.PADDLE, serving.ONNXRUNTIME))  # fp32 agrees
 
 
 def test_best_against_best_takes_each_models_fastest_runtime(output):
@@ -103,7 +105,7 @@ def test_best_against_best_takes_each_models_fastest_runtime(output):
 def test_end_to_end_serves_every_student_on_fp32_and_int8(output):
     rows = table(output, "end to end")
     assert [row[:2] for row in rows] == [[f"Bi-LSTM student, hidden {hidden}", runtime] for hidden in (300, 150)
-                                         for runtime in (benchmark.ONNXRUNTIME, benchmark.ONNXRUNTIME_INT8)]
+                                         for runtime in (serving.ONNXRUNTIME, serving.ONNXRUNTIME_INT8)]
     assert all(number(row[2]) > 0 for row in rows)
 
 
@@ -159,5 +161,9 @@ def test_latency_measures_trained_students(tiny_bert, task_files, tmp_path, caps
     output = capsys.readouterr().out
     name = f"Bi-LSTM student, hidden 32 ({best})"
     assert {row[0] for row in table(output, "latency") if row[0].startswith("Bi-LSTM")} == {name}
-    assert [row[:2] for row in table(output, "end to end")] == [[name, benchmark.ONNXRUNTIME],
-                                                                 [name, benchmark.ONNXRUNTIME_INT8]]
+    assert [row[:2] for row in table(output, "end to end")] == [[name, serving.ONNXRUNTIME],
+                                                                 [name, serving.ONNXRUNTIME_INT8]]
+
+
+def test_every_section_the_flags_offer_is_measured():
+    assert tuple(benchmark.SECTIONS) == BENCHMARK_SECTIONS

@@ -6,16 +6,17 @@ import sys
 
 import numpy as np
 import pytest
-from tasks import TASKS
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
 import data
 import export_model
-import plot_curves
 import model
+import plot_curves
 import predict
+import runtimes
 import small
 import teacher
+from tasks import TASKS
 from utils import read_json
 
 
@@ -80,7 +81,7 @@ def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_pa
     # The same examples through the dygraph student, in the order of the dev file.
     student = model.load_student(os.path.join(run_dir, "best"))
     records = student.records([data.Example(tuple(line.split("\t")), 0) for line in lines])
-    logits = model.student_logits(student.model, records, 1)
+    logits = runtimes.student_logits(student.model, records, 1)
     np.testing.assert_allclose(probs, softmax(logits.astype("float64")), atol=1e-5)
 
 
@@ -119,7 +120,7 @@ def test_teacher_export_labels_pairs_like_the_dygraph_teacher(teacher_export, ti
     encoder = data.TeacherEncoder(tokenizer, 24, "en")
     encoded = [encoder.texts(line.split("\t")) for line in lines]
     assert len(encoded[-1]["input_ids"]) == 24
-    expected = softmax(model.teacher_logits(bert, encoded, 8, tokenizer.pad_token_id).astype("float64"))
+    expected = softmax(runtimes.teacher_logits(bert, encoded, 8, tokenizer.pad_token_id).astype("float64"))
     np.testing.assert_allclose([[r["probs"]["0"], r["probs"]["1"]] for r in records], expected, atol=1e-4)
 
 

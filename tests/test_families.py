@@ -7,15 +7,16 @@ import os
 import numpy as np
 import paddle
 import pytest
-from tasks import TASKS
 from conftest import FAST, data_flags
 
 import bert_distill
 import data
 import demo_data
 import model
+import runtimes
 import small
 import teacher
+from tasks import TASKS
 from utils import read_json
 
 FAMILIES = demo_data.TEACHER_FAMILIES
@@ -64,13 +65,13 @@ def test_fast_labelling_matches_the_dygraph_teacher_one_example_at_a_time(teache
     encoder = data.TeacherEncoder(tokenizer, 32, TASKS[task].language)
     records = [encoder.texts(ex.texts) for ex in dev_examples(task_files, task, 40)]
     assert len({data.record_length(r) for r in records}) > 3  # padded batches of several shapes
-    one_by_one = np.concatenate([model.teacher_logits(bert, [r], 1, tokenizer.pad_token_id) for r in records])
+    one_by_one = np.concatenate([runtimes.teacher_logits(bert, [r], 1, tokenizer.pad_token_id) for r in records])
     assert np.abs(one_by_one).max() > 1
     # also: padding (its pad id) is masked; and for MPNet, whose oneDNN logits are wrong on Paddle 3.3.1 (off by
     # about 7 here), the checked predictor runs without oneDNN
     for backend in ("onnxruntime", "inference"):
         with caplog.at_level(logging.WARNING, logger="distill"):
-            fast = model.label_with_teacher(bert, records, 8, tokenizer.pad_token_id, backend)
+            fast = runtimes.label_with_teacher(bert, records, 8, tokenizer.pad_token_id, backend)
         np.testing.assert_allclose(fast, one_by_one, atol=1e-3)
     assert "ONNX" not in caplog.text  # every family converts to ONNX and agrees
 
@@ -91,7 +92,7 @@ def test_teacher_baseline_and_distillation_end_to_end(teacher_dirs, task_files, 
         assert read_json(str(tmp_path / run / "results.json"))["metrics"] == results["metrics"]
         saved = model.load_student(str(tmp_path / run / "best"))
         dev = data.read_split(TASKS[task], "dev", task_files[task][1], "dev")
-        logits = model.student_logits(saved.model, saved.records(dev), 16)
+        logits = runtimes.student_logits(saved.model, saved.records(dev), 16)
         assert (logits.argmax(-1) == [ex.label for ex in dev]).mean() == pytest.approx(results["metrics"]["acc"])
     config = model.load_student(str(tmp_path / "distill" / "best")).config
     # WordPiece students start from the teacher's word-piece embeddings (--embedding auto): the teacher's width

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 from conftest import STUDENT_FAST, data_flags
 
+import augment
 import bert_distill
 import data
-from data import AugmentConfig, draw_by_score, edit_distance_probabilities, embedding_neighbours, l2a_sentence
+from args import AugmentConfig
+from augment import draw_by_score, edit_distance_probabilities, embedding_neighbours, l2a_sentence
 
 
 def l2a_config(alpha=1.0, temperature=1.0, n_iter=1):
-    return AugmentConfig(n_iter=n_iter, p_mask=0, p_pos=0, p_ng=0, ngram_range=(1, 1), mask_pieces=False,
-                         mask_token=data.MASK, generator="l2a", edit_alpha=alpha, replace_temperature=temperature)
+    return AugmentConfig(augment="l2a", n_iter=n_iter, edit_alpha=alpha, replace_temperature=temperature)
 
 
 WHOLE_WORDS = types.SimpleNamespace(pieces=lambda word: (word,))
@@ -97,7 +98,7 @@ def test_each_copy_replaces_words_of_its_source_by_their_candidates(tiny_bert):
         tables.append(embedding_neighbours(sentences, tokenizer, rng.normal(size=(len(tokenizer), 8)), k=3))
         return tables[-1]
 
-    transfer = data.build_transfer_set(examples, analyzer, l2a_config(alpha=2.0), None, seed=0, num_workers=2,
+    transfer = augment.build_transfer_set(examples, analyzer, l2a_config(alpha=2.0), None, seed=0, num_workers=2,
                                        replacements_of=replacements_of)
     copies = transfer[len(examples):]
     assert len(copies) > len(examples) // 2
@@ -159,7 +160,7 @@ def test_the_masked_lm_generator_at_low_temperature_takes_the_top_candidate(tiny
         return candidates_of(queries)
 
     sentences = [(analyzer.sentence("the movie is not good at all"),), (analyzer.sentence("a lovely story"),)]
-    copies = data.l2a_masked_lm_copies(sentences, [0, 1], l2a_config(temperature=1e-6, n_iter=3), 0, recording,
+    copies = augment.l2a_masked_lm_copies(sentences, [0, 1], l2a_config(temperature=1e-6, n_iter=3), 0, recording,
                                        analyzer)
     options = candidates_of(asked)
     flat = [copy[0] for example in copies for copy in example]

@@ -5,9 +5,11 @@ import paddle.nn.functional as F
 import pytest
 
 from args import parse_args
-from tasks import TASKS
+from checkpoint import RunConfig
+from distillation import distill_loss
 from model import BiLSTM, StudentConfig
-from training import RunConfig, distill_loss, make_optimizer
+from tasks import TASKS
+from training import make_optimizer
 from utils import classification_metrics
 
 

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import paddle
 import pytest
-from tasks import TASKS
 from conftest import FAST, STUDENT_FAST, data_flags, student_eval, teacher_eval
 from paddlenlp.transformers import BertForSequenceClassification
 
@@ -14,6 +13,7 @@ import data
 import model
 import small
 import teacher
+from tasks import TASKS
 from utils import read_json
 
 

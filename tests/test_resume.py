@@ -10,9 +10,11 @@ import sys
 import numpy as np
 import paddle
 import pytest
-from conftest import FAST, ROOT, STUDENT_FAST, data_flags
+from conftest import FAST, ROOT, STUDENT_FAST, data_flags, fails_cleanly
 
 import bert_distill
+import checkpoint
+import distillation
 import small
 import teacher
 import training
@@ -100,8 +102,8 @@ def test_distilled_student_resumes_after_ctrl_c(task_files, tiny_bert, tmp_path,
     straight = bert_distill.main(flags + ["--output_dir", str(tmp_path / "straight")])
     steps_per_epoch = straight["steps"] // 2
     interrupted_at = steps_per_epoch + 6  # a step that is also evaluated: the evaluation runs before stopping
-    monkeypatch.setattr(training, "distill_loss", interrupt_at(interrupted_at, signal.SIGINT)(
-        training.distill_loss))
+    monkeypatch.setattr(distillation, "distill_loss", interrupt_at(interrupted_at, signal.SIGINT)(
+        distillation.distill_loss))
     resumed = flags + ["--output_dir", str(tmp_path / "resumed")]
     run_interrupted(bert_distill.main, resumed, expected_step=interrupted_at)
     monkeypatch.undo()
@@ -112,12 +114,28 @@ def test_distilled_student_resumes_after_ctrl_c(task_files, tiny_bert, tmp_path,
 def test_a_run_resumes_when_its_files_are_named_by_another_path(task_files, tiny_bert, tmp_path, monkeypatch):
     train, dev = task_files["sst-2"]
     flags = STUDENT_FAST + ["--task_name", "sst-2", "--vocab_path", os.path.join(tiny_bert, "vocab.txt"),
-                            "--max_epoch", "2", "--output_dir", str(tmp_path / "run")]
+                            "--max_epoch", "2", "--lr_schedule", "constant", "--output_dir", str(tmp_path / "run")]
     small.main(flags + ["--train_file", train, "--dev_file", dev, "--max_steps", "3"])
     monkeypatch.chdir(os.path.dirname(train))
     results = small.main(flags + ["--train_file", os.path.basename(train), "--dev_file", os.path.relpath(dev)])
-    # resumed (a rerun may lift --max_steps), not refused as a run with other flags
+    # resumed (with a constant learning rate a rerun may lift --max_steps), not refused as a run with other flags
     assert results["steps"] > 3
+
+
+@pytest.mark.parametrize("script, length", [("teacher", ["--max_epoch", "2"]), ("small", ["--max_steps", "5"])])
+def test_a_resume_that_would_replan_the_learning_rate_schedule_is_refused(capsys, task_files, tiny_bert, tmp_path,
+                                                                          script, length):
+    """The schedule decays over the run's planned steps: resumed with another length, the run would learn what no
+    single command reproduces."""
+    main, extra = {"teacher": (teacher.main, FAST + ["--model_name_or_path", tiny_bert]),
+                   "small": (small.main, STUDENT_FAST + ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")])}[script]
+    flags = data_flags(task_files, "sst-2") + extra + ["--max_train_samples", "32", "--max_dev_samples", "8",
+                                                       "--output_dir", str(tmp_path / "run")]
+    main(flags + ["--max_steps", "2"])
+    before = read_json(str(tmp_path / "run" / "checkpoint" / "state.json"))
+    fails_cleanly(capsys, main, flags + length, "holds a checkpoint of a run with other flags", "--max_steps 2 ->",
+                  "learning-rate schedule is planned over the run's length")
+    assert read_json(str(tmp_path / "run" / "checkpoint" / "state.json")) == before
 
 
 def test_teacher_resumes_with_its_learning_rate_schedule(task_files, tiny_bert, tmp_path, monkeypatch):
@@ -187,7 +205,7 @@ def test_a_best_model_newer_than_the_checkpoint_is_put_back_on_resume(task_files
                                                                      monkeypatch):
     flags = data_flags(task_files, "sst-2") + STUDENT_FAST + [
         "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--max_epoch", "2", "--eval_steps", "2",
-        "--output_dir", str(tmp_path / "run")]
+        "--lr_schedule", "constant", "--output_dir", str(tmp_path / "run")]
     scores = iter(range(1000))  # every evaluation is a new best, so best/ is written at every one
     monkeypatch.setattr(training, "classification_metrics", lambda *args: {"acc": next(scores) / 1000})
     writes = []
@@ -199,7 +217,8 @@ def test_a_best_model_newer_than_the_checkpoint_is_put_back_on_resume(task_files
             raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "replace_dir", replace_dir_then_kill)
+        patch.setattr(training, "replace_dir", replace_dir_then_kill)  # best/
+        patch.setattr(checkpoint, "replace_dir", replace_dir_then_kill)  # checkpoint/
         with pytest.raises(Killed):
             small.main(flags)
     run = tmp_path / "run"
@@ -208,7 +227,7 @@ def test_a_best_model_newer_than_the_checkpoint_is_put_back_on_resume(task_files
     checkpoint_weights = paddle.load(str(run / "checkpoint" / "model.pdparams"))
     assert any(not np.array_equal(newer_best[k], checkpoint_weights[k]) for k in newer_best)
 
-    results = small.main(flags[:-2] + ["--max_epoch", "1", "--output_dir", str(run)])  # ends at the checkpoint
+    results = small.main(flags[:-2] + ["--max_steps", str(checkpoint_step), "--output_dir", str(run)])  # ends there
     assert results["best_step"] == checkpoint_step  # its best model is the model at the checkpoint...
     best = paddle.load(str(run / "best" / "model.pdparams"))
     for key, value in checkpoint_weights.items():  # ...and best/ holds it again, not the newer one

@@ -7,15 +7,16 @@ import signal
 import numpy as np
 import paddle
 import pytest
-from tasks import TASKS
 from conftest import STUDENT_FAST, data_flags
 from test_resume import assert_same_run, interrupt_at, run_interrupted
 
 import bert_distill
 import data
+import distillation
 import plot_curves
 import selector
-import training
+from args import SelectorConfig
+from tasks import TASKS
 from utils import read_json
 
 
@@ -25,7 +26,7 @@ def keep_probability(policy, features):
 
 
 def test_the_policy_update_keeps_more_of_what_was_rewarded():
-    chooser = selector.ReinforcedSelector(selector.SelectorConfig(episode_steps=2, gamma=0.0, lr=0.05, seed=0),
+    chooser = selector.ReinforcedSelector(SelectorConfig(episode_steps=2, selector_gamma=0.0, selector_lr=0.05), 0,
                                           [], [], 8, soft_loss=None)
     rng = np.random.default_rng(0)
     rewarded = rng.uniform(0, 1, size=(6, selector.FEATURES)).astype("float32")
@@ -39,7 +40,7 @@ def test_the_policy_update_keeps_more_of_what_was_rewarded():
 
 
 def test_dropping_what_was_rewarded_lowers_its_keep_probability():
-    chooser = selector.ReinforcedSelector(selector.SelectorConfig(episode_steps=2, gamma=0.5, lr=1e-3, seed=0),
+    chooser = selector.ReinforcedSelector(SelectorConfig(episode_steps=2, selector_gamma=0.5, selector_lr=1e-3), 0,
                                           [], [], 8, soft_loss=None)
     features = np.random.default_rng(1).normal(size=(4, selector.FEATURES)).astype("float32")
     before = keep_probability(chooser.policy, features)
@@ -58,9 +59,9 @@ def test_the_likelihood_reward_sees_what_accuracy_misses(reward, monkeypatch):
     before = np.array([[0.2, 0.0], [0.0, 0.1], [0.3, 0.0]], "float32")  # right, right, wrong
     after = np.array([[1.2, 0.0], [0.0, 2.1], [0.3, 0.2]], "float32")  # the same predictions
     outputs = iter([before, after])
-    monkeypatch.setattr(selector.models, "student_logits", lambda model, records, batch_size: next(outputs))
-    chooser = selector.ReinforcedSelector(selector.SelectorConfig(episode_steps=5, gamma=0.9, lr=1e-3, seed=0,
-                                                                  reward=reward), [None] * 3, labels, 8, None)
+    monkeypatch.setattr(selector.runtimes, "student_logits", lambda model, records, batch_size: next(outputs))
+    chooser = selector.ReinforcedSelector(SelectorConfig(episode_steps=5, selector_gamma=0.9, selector_lr=1e-3,
+                                                         selector_reward=reward), 0, [None] * 3, labels, 8, None)
     model = paddle.nn.Linear(1, 1)
     chooser.score_now = chooser.reward_score(model)
     chooser.episode = [[np.zeros((0, selector.FEATURES), "float32"), np.zeros(0, bool), None]]
@@ -90,14 +91,14 @@ def test_the_selector_trains_logs_and_resumes_exactly(task_files, tiny_bert, tmp
     assert 0 < np.mean([record["keep_rate"] for record in log]) < 1
     # The reward split (20% of the 160 labelled examples) is held out of the transfer set.
     train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
-    kept, held = bert_distill.reward_split(train, 0.2, 42)
+    kept, held = distillation.reward_split(train, 0.2, 42)
     assert len(held) == 32
     lines = (tmp_path / "straight" / "transfer_set.tsv").read_text(encoding="utf-8").splitlines()[1:]
     assert sum(line.split("\t")[1] != "-1" for line in lines) == len(kept)
 
     interrupted_at = straight["steps"] // 2 + 2  # mid-epoch 2, mid-episode
-    monkeypatch.setattr(training, "distill_loss", interrupt_at(interrupted_at, signal.SIGTERM)(
-        training.distill_loss))
+    monkeypatch.setattr(distillation, "distill_loss", interrupt_at(interrupted_at, signal.SIGTERM)(
+        distillation.distill_loss))
     resumed = flags + ["--output_dir", str(tmp_path / "resumed"), "--save_transfer_set"]
     run_interrupted(bert_distill.main, resumed, expected_step=interrupted_at)
     assert os.path.exists(tmp_path / "resumed" / "checkpoint" / "selector.pdparams")

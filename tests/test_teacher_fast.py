@@ -5,9 +5,10 @@ import numpy as np
 import paddle
 import pytest
 
-from tasks import TASKS
 import data
 import model as models
+import runtimes
+from tasks import TASKS
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,9 @@ def test_fast_backends_match_dygraph(bert, task_files, task, caplog, backend):
     assert len({len(record["input_ids"]) for record in encoded}) > 3  # batches of several shapes
     if task == "qqp":
         assert all(record["token_type_ids"].max() == 1 for record in encoded)
-    reference = models.teacher_logits(model, encoded, 16, tokenizer.pad_token_id)
+    reference = runtimes.teacher_logits(model, encoded, 16, tokenizer.pad_token_id)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = models.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, backend)
+        logits = runtimes.label_with_teacher(model, encoded, 16, tokenizer.pad_token_id, backend)
     assert not caplog.records, f"the {backend} backend fell back"
     np.testing.assert_allclose(logits, reference, atol=1e-4)
     assert (logits.argmax(-1) == reference.argmax(-1)).all()
@@ -46,7 +47,7 @@ def test_logits_come_back_in_input_order(bert, task_files):
     encoded = encode(task_files, "sst-2", tokenizer)[:12]
     lengths = [len(record["input_ids"]) for record in encoded]
     assert lengths != sorted(lengths)  # the batches are sorted by length, so order must be restored
-    logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+    logits = runtimes.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     with paddle.no_grad():
         one_by_one = np.concatenate([model(**{name: paddle.to_tensor(value[None]) for name, value in record.items()})
                                      .numpy() for record in encoded])
@@ -60,11 +61,11 @@ def test_falls_back_to_dygraph_with_one_warning(bert, task_files, caplog, monkey
     def broken_predictor(*args, **kwargs):
         raise RuntimeError("no predictor")
 
-    monkeypatch.setattr(models, "make_predictor", broken_predictor)
+    monkeypatch.setattr(runtimes, "make_predictor", broken_predictor)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+        logits = runtimes.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     assert len(caplog.records) == 1 and "no predictor" in caplog.text
-    np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-6)
+    np.testing.assert_allclose(logits, runtimes.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-6)
 
 
 @pytest.mark.parametrize("wrong", [(True,), (True, False)])
@@ -73,7 +74,7 @@ def test_a_predictor_that_disagrees_with_dygraph_is_not_used(bert, task_files, c
     dygraph labels when no predictor agrees."""
     model, tokenizer = bert
     encoded = encode(task_files, "sst-2", tokenizer)[:20]
-    make_predictor, predictor_runner = models.make_predictor, models.predictor_runner
+    make_predictor, predictor_runner = runtimes.make_predictor, runtimes.predictor_runner
     built = []
 
     def predictor(prefix, onednn=True):
@@ -84,27 +85,27 @@ def test_a_predictor_that_disagrees_with_dygraph_is_not_used(bert, task_files, c
         run = predictor_runner(predictor)
         return (lambda batch: run(batch) + 3.0) if built[-1] in wrong else run  # wrong logits
 
-    monkeypatch.setattr(models, "predictor_runner", runner)
-    monkeypatch.setattr(models, "make_predictor", predictor)
+    monkeypatch.setattr(runtimes, "predictor_runner", runner)
+    monkeypatch.setattr(runtimes, "make_predictor", predictor)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
+        logits = runtimes.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "inference")
     assert built == [True, False]
     assert len(caplog.records) == len(wrong) + (len(wrong) == 2)  # one per rejected predictor, then the fallback
-    np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)
+    np.testing.assert_allclose(logits, runtimes.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)
 
 
 def test_an_onnx_teacher_that_disagrees_gives_way_to_paddle_inference(bert, task_files, caplog, monkeypatch):
     model, tokenizer = bert
     encoded = encode(task_files, "sst-2", tokenizer)[:20]
-    onnx_runner, built = models.onnx_runner, []
+    onnx_runner, built = runtimes.onnx_runner, []
 
     def wrong_runner(path, threads=1):
         built.append(path)
         run = onnx_runner(path, threads)
         return lambda batch: run(batch) + 3.0
 
-    monkeypatch.setattr(models, "onnx_runner", wrong_runner)
+    monkeypatch.setattr(runtimes, "onnx_runner", wrong_runner)
     with caplog.at_level(logging.WARNING, logger="distill"):
-        logits = models.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "auto")
+        logits = runtimes.label_with_teacher(model, encoded, 4, tokenizer.pad_token_id, "auto")
     assert len(built) == 1 and len(caplog.records) == 1 and "ONNX model differs" in caplog.text
-    np.testing.assert_allclose(logits, models.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)
+    np.testing.assert_allclose(logits, runtimes.teacher_logits(model, encoded, 4, tokenizer.pad_token_id), atol=1e-4)

