@@ -67,6 +67,26 @@ def test_a_cut_training_file_is_not_the_whole_task(tmp_path, capsys):
                     "| sst-2 | all of sst-2-1k.tsv | - | - | 0.7000 (2 min) | - |"]
 
 
+def test_summary_a_row_per_task_from_its_best_distilled_student(tmp_path):
+    teachers = {name: run_dir(tmp_path, f"teacher-{name}", "teacher", "sst-2", {"acc": acc}, 60,
+                              ["--model_name_or_path", f"/models/{name}", "--max_train_samples", "8000"])
+                for name, acc in (("mpnet", 0.92), ("minilm", 0.84))}
+    runs = [run_dir(tmp_path, f"distill-{name}", "distill", "sst-2", {"acc": acc}, 30,
+                    ["--teacher_dir", os.path.join(teachers[name], "best"), "--max_train_samples", "8000"])
+            for name, acc in (("mpnet", 0.89), ("minilm", 0.81))]
+    runs += [run_dir(tmp_path, "small-8k", "small", "sst-2", {"acc": 0.8}, 5, ["--max_train_samples", "8000"]),
+             run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.91}, 9),  # no student: no summary row
+             run_dir(tmp_path, "distill-qqp", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 90)]
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- summary:begin -->\n<!-- summary:end -->\n", encoding="utf-8")
+    results_table.main([*teachers.values(), *runs, "--summary", "--readme", str(readme)])
+    assert readme.read_text(encoding="utf-8").splitlines()[1:-1] == [
+        "| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev | "
+        "distilled - baseline | details |", "|---|---|---|---|---|---|---:|---|",
+        "| sst-2 | first 8,000 | mpnet | 0.9200 | 0.8000 | 0.8900 | +9.0 | [sst-2 runs](results/README.md#sst-2) |",
+        "| qqp | all | /models/teacher | - | - | 0.8000 / 0.7500 | - | [qqp runs](results/README.md#qqp) |"]
+
+
 def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
     run = run_dir(tmp_path, "distilled", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 30,
                   ["--optimizer", "adadelta", "--n_iter", "3", "--whole_word_mask", "--seed", "7"])
