@@ -153,15 +153,15 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
         "(--max_epoch 3) | 0.8800 ± 0.0100 | 0.8700 (seed 1), 0.8800 (seed 2), 0.8900 (seed 3) | 20 min |"]
 
 
-def test_the_readme_tables_regenerate_from_the_committed_results():
-    """The README's tables are what results_table.py makes of results/ alone (the run lines under them name
-    machine paths through --alias, so only the table rows are compared)."""
+def test_the_tables_regenerate_from_the_committed_results():
+    """The tables of results/README.md are what results_table.py makes of results/ alone (the run lines under them
+    name machine paths through --alias, so only the table rows are compared)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    for block, folder, extra in (("results", "results", []), ("seeds", os.path.join("results", "scarce"),
-                                                               ["--over_seeds"])):
+    for path, block, folder, extra in (
+            ("results/README.md", "results", "results", []),
+            ("results/README.md", "seeds", os.path.join("results", "scarce"), ["--over_seeds"])):
+        with open(os.path.join(root, path), encoding="utf-8") as f:
+            written = f.read().split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
         runs = sorted(os.path.join(root, folder, name) for name in os.listdir(os.path.join(root, folder)))
         made = [line for line in results_table.main(runs + extra).splitlines() if line.startswith("|")]
-        written = readme.split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
-        assert made and made == [line for line in written.splitlines() if line.startswith("|")], block
+        assert made and made == [line for line in written.splitlines() if line.startswith("|")], (path, block)
