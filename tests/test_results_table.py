@@ -154,12 +154,13 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
 
 
 def test_the_tables_regenerate_from_the_committed_results():
-    """The tables of results/README.md are what results_table.py makes of results/ alone (the run lines under them
-    name machine paths through --alias, so only the table rows are compared)."""
+    """The tables of results/README.md and the README's summary are what results_table.py makes of results/ alone
+    (the run lines under the first two name machine paths through --alias, so only the table rows are compared)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for path, block, folder, extra in (
             ("results/README.md", "results", "results", []),
-            ("results/README.md", "seeds", os.path.join("results", "scarce"), ["--over_seeds"])):
+            ("results/README.md", "seeds", os.path.join("results", "scarce"), ["--over_seeds"]),
+            ("README.md", "summary", "results", ["--summary"])):
         with open(os.path.join(root, path), encoding="utf-8") as f:
             written = f.read().split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
         runs = sorted(os.path.join(root, folder, name) for name in os.listdir(os.path.join(root, folder)))
