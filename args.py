@@ -59,7 +59,8 @@ TEACHER_SEQ_LENGTH = ranged(int, 3)
 
 def flag(default=None, help="", **argparse_kwargs):
     """A dataclass field that is also the flag --<field name>: its default, help and argparse settings (type,
-    choices, required, nargs, positional=True for a positional argument) beside it."""
+    choices, required, nargs; positional=True for a positional argument; exclusive=NAME for one of a set of flags
+    that exclude each other) beside it."""
     return field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
@@ -214,9 +215,9 @@ class AugmentConfig:
 class ExportFlags:
     """export"""
     student_dir: str = flag(help="Student directory to export (best/ of small.py or bert_distill.py).",
-                            exclusive="source")
+                            exclusive="source", required=True)
     teacher_dir: str = flag(help="Teacher directory to export (best/ of teacher.py), for comparison.",
-                            exclusive="source")
+                            exclusive="source", required=True)
     task_name: str = flag(help="With --teacher_dir: the task it was fine-tuned on, for teachers not written by "
                           "teacher.py (which records it, as a student directory does).", choices=TASK_NAMES)
     max_seq_length: int = flag(help="With --teacher_dir: longest input in tokens (default: what teacher.py "
@@ -258,10 +259,14 @@ class ResultsTableFlags:
     run_dirs: list = flag(help="Output directories of teacher.py, small.py, bert_distill.py.", positional=True,
                           nargs="+")
     readme: str = flag(help="Also write the table between <!-- results:begin --> and <!-- results:end --> in this "
-                       "file (with --over_seeds: <!-- seeds:begin --> and <!-- seeds:end -->).")
+                       "file (with --over_seeds: <!-- seeds:begin --> and <!-- seeds:end -->; with --summary: "
+                       "<!-- summary:begin --> and <!-- summary:end -->).")
     over_seeds: bool = flag(False, "A row per task, labelled data, teacher and recipe (augmentation, selector, "
                             "unlabelled text): the mean and spread of the dev metric over the runs' seeds, instead "
-                            "of the best run.")
+                            "of the best run.", exclusive="table")
+    summary: bool = flag(False, "A row per task: the training data and teacher whose distilled student scores best, "
+                         "teacher, baseline and student side by side, linked to the task's section of "
+                         "results/README.md; no run list.", exclusive="table")
     alias: list = flag(help="Write $NAME for PATH in the commands (repeatable), e.g. --alias D=/data/glue.",
                        action="append", metavar="NAME=PATH")
 
@@ -343,9 +348,10 @@ def add_flags(parser, group_class, overrides=None):
         elif "action" not in settings:
             settings["default"] = spec.default
         target = group
-        if "exclusive" in spec.metadata:  # one of these flags is required
+        if "exclusive" in spec.metadata:  # at most one flag of the set; exactly one where they are required
+            required = settings.pop("required", False)
             if spec.metadata["exclusive"] not in exclusive:
-                exclusive[spec.metadata["exclusive"]] = group.add_mutually_exclusive_group(required=True)
+                exclusive[spec.metadata["exclusive"]] = group.add_mutually_exclusive_group(required=required)
             target = exclusive[spec.metadata["exclusive"]]
         target.add_argument(spec.name if spec.metadata.get("positional") else f"--{spec.name}", **settings)
 

@@ -3,8 +3,9 @@ each run's figures and the command that produced it (its script and the flags th
 
     python results_table.py runs/teacher-sst-2 runs/small-sst-2 runs/distill-sst-2
     python results_table.py runs/*          # every run directory under runs/
-    python results_table.py runs/* --readme README.md   # also rewrite the README's results table
-    python results_table.py runs/*-1k-* --over_seeds --readme README.md   # a row per recipe, mean over seeds
+    python results_table.py runs/* --readme results/README.md   # also rewrite the file's results block
+    python results_table.py runs/*-1k-* --over_seeds --readme results/README.md   # a row per recipe, mean over seeds
+    python results_table.py runs/* --summary --readme README.md   # a row per task: its best distilled student
 """
 import os
 import re
@@ -17,6 +18,8 @@ from utils import UserError, atomic_write, read_json, run_main
 
 SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "Distilled Bi-LSTM"}
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}
+# Where the summary's rows link to: the file holding the full table, with a section per task (## SST-2 -> #sst-2).
+DETAILS = "results/README.md"
 REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), "small": ("task_name", "output_dir"),
                   "distill": ("task_name", "teacher_dir", "output_dir")}
 
@@ -110,6 +113,24 @@ def table(results):
     for (task, data, teacher), runs in groups(results).items():
         lines.append(f"| {task} | {data} | {teacher or '-'} | {cell(runs.get('teacher'))} | "
                      f"{cell(runs.get('small'))} | {cell(runs.get('distill'))} |")
+    return "\n".join(lines)
+
+
+def summary(results):
+    """Markdown table: a row per task, the row of table() (training data and teacher) whose distilled student scores
+    best, without training times: the teacher, baseline and distilled dev figures, the student's gain over the
+    baseline in points of the dev metric, and a link to the task's section of DETAILS."""
+    best = {}
+    for (task, data, teacher), runs in groups(results).items():
+        if "distill" in runs and (task not in best or score(runs["distill"]) > score(best[task][2]["distill"])):
+            best[task] = (data, teacher, runs)
+    lines = ["| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev | "
+             "distilled - baseline | details |", "|---|---|---|---|---|---|---:|---|"]
+    figure = lambda run: cell(run).split(" (")[0]  # the dev figures without the training time
+    for task, (data, teacher, runs) in best.items():
+        gain = f"{100 * (score(runs['distill']) - score(runs['small'])):+.1f}" if "small" in runs else "-"
+        lines.append(f"| {task} | {data} | {teacher} | {figure(runs.get('teacher'))} | {figure(runs.get('small'))} | "
+                     f"{figure(runs['distill'])} | {gain} | [{task} runs]({DETAILS}#{task}) |")
     return "\n".join(lines)
 
 
@@ -230,11 +251,14 @@ def main(argv=None):
     script_order = list(SCRIPT_NAMES)
     results = sorted((read_json(path) for path in found), key=lambda r: (
         task_rank(r["task"]), protocol(r)[1], script_order.index(r["script"])))
-    text = (seeds_table(results) if args.over_seeds else table(results)) + "\n\n" + \
-        "\n".join(run_line(r, aliases) for r in results)
+    if args.summary:
+        text = summary(results)
+    else:
+        text = (seeds_table(results) if args.over_seeds else table(results)) + "\n\n" + \
+            "\n".join(run_line(r, aliases) for r in results)
     print(text)
     if args.readme:
-        replace_block(args.readme, text, "seeds" if args.over_seeds else "results")
+        replace_block(args.readme, text, "summary" if args.summary else "seeds" if args.over_seeds else "results")
     return text
 
 

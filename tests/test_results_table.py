@@ -67,6 +67,26 @@ def test_a_cut_training_file_is_not_the_whole_task(tmp_path, capsys):
                     "| sst-2 | all of sst-2-1k.tsv | - | - | 0.7000 (2 min) | - |"]
 
 
+def test_summary_a_row_per_task_from_its_best_distilled_student(tmp_path):
+    teachers = {name: run_dir(tmp_path, f"teacher-{name}", "teacher", "sst-2", {"acc": acc}, 60,
+                              ["--model_name_or_path", f"/models/{name}", "--max_train_samples", "8000"])
+                for name, acc in (("mpnet", 0.92), ("minilm", 0.84))}
+    runs = [run_dir(tmp_path, f"distill-{name}", "distill", "sst-2", {"acc": acc}, 30,
+                    ["--teacher_dir", os.path.join(teachers[name], "best"), "--max_train_samples", "8000"])
+            for name, acc in (("mpnet", 0.89), ("minilm", 0.81))]
+    runs += [run_dir(tmp_path, "small-8k", "small", "sst-2", {"acc": 0.8}, 5, ["--max_train_samples", "8000"]),
+             run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.91}, 9),  # no student: no summary row
+             run_dir(tmp_path, "distill-qqp", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 90)]
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- summary:begin -->\n<!-- summary:end -->\n", encoding="utf-8")
+    results_table.main([*teachers.values(), *runs, "--summary", "--readme", str(readme)])
+    assert readme.read_text(encoding="utf-8").splitlines()[1:-1] == [
+        "| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev | "
+        "distilled - baseline | details |", "|---|---|---|---|---|---|---:|---|",
+        "| sst-2 | first 8,000 | mpnet | 0.9200 | 0.8000 | 0.8900 | +9.0 | [sst-2 runs](results/README.md#sst-2) |",
+        "| qqp | all | /models/teacher | - | - | 0.8000 / 0.7500 | - | [qqp runs](results/README.md#qqp) |"]
+
+
 def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys):
     run = run_dir(tmp_path, "distilled", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 30,
                   ["--optimizer", "adadelta", "--n_iter", "3", "--whole_word_mask", "--seed", "7"])
@@ -133,15 +153,16 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
         "(--max_epoch 3) | 0.8800 ± 0.0100 | 0.8700 (seed 1), 0.8800 (seed 2), 0.8900 (seed 3) | 20 min |"]
 
 
-def test_the_readme_tables_regenerate_from_the_committed_results():
-    """The README's tables are what results_table.py makes of results/ alone (the run lines under them name
-    machine paths through --alias, so only the table rows are compared)."""
+def test_the_tables_regenerate_from_the_committed_results():
+    """The tables of results/README.md and the README's summary are what results_table.py makes of results/ alone
+    (the run lines under the first two name machine paths through --alias, so only the table rows are compared)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    for block, folder, extra in (("results", "results", []), ("seeds", os.path.join("results", "scarce"),
-                                                               ["--over_seeds"])):
+    for path, block, folder, extra in (
+            ("results/README.md", "results", "results", []),
+            ("results/README.md", "seeds", os.path.join("results", "scarce"), ["--over_seeds"]),
+            ("README.md", "summary", "results", ["--summary"])):
+        with open(os.path.join(root, path), encoding="utf-8") as f:
+            written = f.read().split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
         runs = sorted(os.path.join(root, folder, name) for name in os.listdir(os.path.join(root, folder)))
         made = [line for line in results_table.main(runs + extra).splitlines() if line.startswith("|")]
-        written = readme.split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
-        assert made and made == [line for line in written.splitlines() if line.startswith("|")], block
+        assert made and made == [line for line in written.splitlines() if line.startswith("|")], (path, block)

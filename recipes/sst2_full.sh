@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Full-scale SST-2 with the MPNet teacher: all 67,349 training sentences, one teacher epoch at length 64, the matched
+# Bi-LSTM baseline (MPNet's vocabulary and embeddings), the student on 10 augmented copies per sentence, and the
+# same student with unlabelled movie-review sentences added to its transfer set. No figures in results/ yet.
+# The teacher epoch (2,105 steps) and labelling the transfer set (about 500,000 examples) each take hours on 2 CPU
+# cores.
+#
+#   DATA=/data MPNET=/models/all-mpnet-base-v2 MOVIE_REVIEWS=/data/movie-reviews/sentences.txt \
+#       bash recipes/sst2_full.sh
+set -euo pipefail
+DATA=${DATA:?set DATA to a folder with SST-2/train.tsv and SST-2/dev.tsv (GLUE SST-2: sentence<TAB>label, header first)}
+MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (config, weights, tokenizer files, vocab.txt)}
+# One unlabelled movie-review sentence per line, no header, none of them an SST-2 dev sentence (leave this unset to
+# skip the last run).
+MOVIE_REVIEWS=${MOVIE_REVIEWS:-}
+RUNS=${RUNS:-runs}
+mkdir -p "$RUNS"
+DATA=$(cd "$DATA" && pwd) MPNET=$(cd "$MPNET" && pwd) RUNS=$(cd "$RUNS" && pwd)
+[ -z "$MOVIE_REVIEWS" ] || MOVIE_REVIEWS=$(cd "$(dirname "$MOVIE_REVIEWS")" && pwd)/$(basename "$MOVIE_REVIEWS")
+cd "$(dirname "$0")/.."
+
+SST="--task_name sst-2 --train_file $DATA/SST-2/train.tsv --dev_file $DATA/SST-2/dev.tsv"
+python teacher.py $SST --model_name_or_path $MPNET --max_seq_length 64 --max_epoch 1 --lr 5e-5 --eval_steps 100 \
+    --output_dir $RUNS/teacher-sst-2-mpnet
+python small.py $SST --vocab_path $MPNET/vocab.txt --max_seq_length 64 --max_epoch 3 --eval_steps 200 \
+    --output_dir $RUNS/small-sst-2-mpnet
+T="--teacher_dir $RUNS/teacher-sst-2-mpnet/best --max_seq_length 64 --n_iter 10 --max_epoch 2 --eval_steps 500"
+python bert_distill.py $SST $T --cache_dir $RUNS/cache --output_dir $RUNS/distill-sst-2-mpnet
+if [ -n "$MOVIE_REVIEWS" ]; then
+    python bert_distill.py $SST $T --unlabeled_file $MOVIE_REVIEWS --cache_dir $RUNS/cache \
+        --output_dir $RUNS/distill-sst-2-mpnet-reviews
+fi
+python results_table.py $RUNS/teacher-sst-2-mpnet $RUNS/small-sst-2-mpnet $RUNS/distill-sst-2-mpnet* \
+    --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS
