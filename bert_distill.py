@@ -15,6 +15,7 @@ import checkpoint
 import data
 import distillation
 import model as models
+import runtimes
 import selector
 import training
 from args import AugmentConfig, SelectorConfig, config_of, parse_args
@@ -27,6 +28,8 @@ logger = logging.getLogger("distill")
 def main(argv=None):
     args = parse_args("distill", argv, __doc__)
     task = TASKS[args.task_name]
+    # What labelling will compute in, resolved here so that results.json and a resume's check see what ran.
+    args.teacher_precision = runtimes.labelling_precision(args.teacher_precision, args.teacher_backend)
     # Everything the run reads or writes is checked before any work.
     run = checkpoint.RunConfig.from_args(args, task.metric)
     checkpoint.check_output_dir(run)
@@ -54,7 +57,8 @@ def main(argv=None):
                        encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
     logits = distillation.cached_teacher_logits(args.teacher_dir, run.inputs["teacher_dir"], teacher_records,
                                                 tokenizer.pad_token_id, len(task.labels), args.cache_dir,
-                                                args.teacher_batch_size, args.teacher_backend)
+                                                args.teacher_batch_size, args.teacher_backend,
+                                                args.teacher_precision)
     records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
                 "logits": logits[i]} for i, example in enumerate(transfer)]
     distillation.log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)

@@ -1,5 +1,6 @@
 """Distillation's parts: the teacher-logits cache (one table per teacher, keyed by each exact teacher input), the
 loss against the teacher's logits, the selector's reward split, and the transfer set written out for inspection."""
+import fcntl
 import hashlib
 import logging
 import os
@@ -11,7 +12,7 @@ import paddle.nn.functional as F
 import data
 import model as models
 import runtimes
-from utils import UserError, atomic_write, read_cache, write_cache
+from utils import WORLD, UserError, atomic_write, read_cache, write_cache
 
 logger = logging.getLogger("distill")
 
@@ -51,37 +52,88 @@ def record_key(record):
         .digest()[:LOGITS_KEY.itemsize]
 
 
-def cached_teacher_logits(teacher_dir, weights_sha256, records, pad_id, num_labels, cache_dir, batch_size, backend):
+def logits_cache_path(cache_dir, weights_sha256, precision):
+    """The cache table of a teacher (named by the hash of its weights) labelling at a precision (fp32 runtimes agree
+    to 1e-4 and share a table; bf16 logits differ, so they have their own)."""
+    return os.path.join(cache_dir, f"logits-{weights_sha256[:20]}{'' if precision == 'fp32' else '-' + precision}.npy")
+
+
+def cached_teacher_logits(teacher_dir, weights_sha256, records, pad_id, num_labels, cache_dir, batch_size, backend,
+                          precision="fp32"):
     """Teacher logits (float32, one row per teacher record of the transfer set, one column per label). The cache
-    holds one table per teacher (named by weights_sha256, the hash of its weights the run already took for its
-    inputs) of every record it labelled, keyed by the record's bytes: only records it has not seen yet go to the
-    teacher (another seed or n_iter reuses the rest), and the table is rewritten with them added."""
-    path = os.path.join(cache_dir, f"logits-{weights_sha256[:20]}.npy")
-    problem = lambda table: logits_problem(table, num_labels)  # noqa: E731
-    table = read_cache(path, _read_npy, problem)
-    table = np.zeros(0, [("key", LOGITS_KEY), ("logits", np.float32, (num_labels,))]) if table is None else table
-    stored = table["key"].tobytes()
-    width = LOGITS_KEY.itemsize
-    row_of = {stored[row * width:(row + 1) * width]: row for row in range(len(table))}
+    holds one table per teacher and precision (logits_cache_path) of every record it labelled, keyed by the record's
+    bytes: only records it has not seen yet go to the teacher (another seed or n_iter reuses the rest). New rows
+    join the table every runtimes.LABEL_CHUNK records, so a run cut short keeps what it labelled; they are merged
+    under a lock with the rows other runs sharing the cache added meanwhile."""
+    path = logits_cache_path(cache_dir, weights_sha256, precision)
+    what = f"--teacher_dir {teacher_dir}: the teacher's logits"
+    table = _read_table(path, num_labels)
     keys = [record_key(record) for record in records]
+    known = set(_keys(table))
     first = {}  # each key not in the cache -> the first record with it
     for i, key in enumerate(keys):
-        if key not in row_of:
+        if key not in known:
             first.setdefault(key, i)
     if not first:
         logger.info("teacher logits from cache %s", path)
     else:
-        logger.info("labelling %d transfer-set examples with the teacher (%s); %d found in the cache %s", len(first),
-                    backend, sum(key in row_of for key in keys), path)
+        logger.info("labelling %d transfer-set examples with the teacher (%s, %s); %d found in the cache %s",
+                    len(first), backend, precision, len(keys) - sum(1 for key in keys if key in first), path)
         teacher = models.load_teacher(teacher_dir, flag="--teacher_dir")
-        fresh = np.zeros(len(first), table.dtype)
-        fresh["key"] = np.frombuffer(b"".join(first), LOGITS_KEY)
-        fresh["logits"] = runtimes.label_with_teacher(teacher, [records[i] for i in first.values()], batch_size,
-                                                    pad_id, backend)
-        row_of.update((key, len(table) + i) for i, key in enumerate(first))
-        table = np.concatenate([table, fresh])
-        write_cache(path, table, np.save, problem, f"--teacher_dir {teacher_dir}: the teacher's logits")
+        new_keys = list(first)
+
+        def store(start, logits):
+            nonlocal table
+            table = _merged(path, table, new_keys[start:start + len(logits)], logits, num_labels, what)
+
+        store(0, runtimes.label_with_teacher(teacher, [records[i] for i in first.values()], batch_size, pad_id,
+                                             backend, precision, chunk_done=store))  # the rows not stored yet
+    row_of = {key: row for row, key in enumerate(_keys(table))}
     return table["logits"][[row_of[key] for key in keys]]
+
+
+def _table_dtype(num_labels):
+    return np.dtype([("key", LOGITS_KEY), ("logits", np.float32, (num_labels,))])
+
+
+def _keys(table):
+    stored, width = table["key"].tobytes(), LOGITS_KEY.itemsize
+    return [stored[row * width:(row + 1) * width] for row in range(len(table))]
+
+
+def _read_table(path, num_labels):
+    table = read_cache(path, _read_npy, lambda table: logits_problem(table, num_labels))
+    return np.zeros(0, _table_dtype(num_labels)) if table is None else table
+
+
+def _merged(path, table, new_keys, logits, num_labels, what):
+    """table with the rows (new_keys, logits) it lacks added; rank 0 writes it back (whole) to path, merged under an
+    exclusive lock with the rows that other runs sharing the cache wrote since this one read it. Bad logits are
+    refused (UserError) and never cached."""
+    fresh = np.zeros(len(new_keys), _table_dtype(num_labels))
+    fresh["key"] = np.frombuffer(b"".join(new_keys), LOGITS_KEY)
+    fresh["logits"] = logits
+    wrong = logits_problem(fresh, num_labels)
+    if wrong is not None:
+        raise UserError(f"{what} are bad: {wrong}; not cached in {path}")
+    if not WORLD.is_main:
+        return _added(table, fresh)
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    lock = os.open(directory, os.O_RDONLY)  # the cache directory itself: no lock file to leave behind
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released on close, or by the kernel when the process dies
+        table = _added(_added(_read_table(path, num_labels), table), fresh)
+        write_cache(path, table, np.save, lambda table: logits_problem(table, num_labels), what)
+    finally:
+        os.close(lock)
+    return table
+
+
+def _added(table, rows):
+    """table followed by the rows of `rows` whose keys it lacks."""
+    known = set(_keys(table))
+    return np.concatenate([table, rows[[key not in known for key in _keys(rows)]]])
 
 
 def _read_npy(path):

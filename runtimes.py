@@ -2,7 +2,10 @@
 paddle.inference predictors, ONNX export and ONNX Runtime, each checked against the dygraph model before use, and
 fast teacher labelling of transfer sets. Serving (predict.py) imports this, model, data and utils, no training code.
 """
+import contextlib
+import importlib.util
 import logging
+import pickle
 import os
 import subprocess
 import sys
@@ -150,46 +153,90 @@ def predictor_runner(predictor):
     return run
 
 
-CHECK_BATCH = 16  # records in the padded batch a predictor is checked on before it labels
+CHECK_BATCH = 16  # records in the padded batch an fp32 runtime is checked on before it labels
+CHECK_RECORDS = 512  # records a bf16 runtime is checked on: its argmax must agree with dygraph's on MIN_AGREEMENT
+MIN_AGREEMENT = 0.995
+LABEL_CHUNK = 16384  # records labelled between two calls of chunk_done: a run cut short keeps what it labelled
+PRECISIONS = ("fp32", "bf16")
 
 
-def label_with_teacher(model, records, batch_size, pad_id, backend="auto"):
-    """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend): the
-    static export run by ONNX Runtime or paddle.inference once its logits on the first records match the dygraph
-    model's; the dygraph model when no runtime can be built or none agrees. A run of several processes shares the
-    batches out among them (every rank gets all the logits)."""
-    collate = data.teacher_collate(pad_id)
-    if backend != "dygraph" and records:
-        try:
-            with tempfile.TemporaryDirectory() as directory:
-                run = _checked_teacher_runner(model, collate(records[:CHECK_BATCH]), list(records[0]), backend,
-                                              directory)
-                if run is not None:
-                    return batched_logits(run, records, batch_size, collate, "teacher labelling", sharded=True)
-        finally:
-            use_all_cores()  # the predictors changed the math library's threads
-    return teacher_logits(model, records, batch_size, pad_id, "teacher labelling", sharded=True)
-
-
-def _checked_teacher_runner(model, sample, input_names, backend, directory):
-    """run(batch) of the teacher exported to `directory`, on ONNX Runtime (backend onnxruntime, or auto where it is
-    installed; several times paddle.inference's speed for MPNet, which cannot use oneDNN) or else paddle.inference,
-    whichever first matches the dygraph model on the collated sample; None, after a warning, when none does."""
+def cpu_has_bf16():
+    """Whether the CPU computes in bf16 natively (AVX512-BF16 or AMX), which OpenVINO then uses."""
     try:
-        prefix = export_static(model, teacher_input_spec(input_names), directory)
-    except Exception as error:  # any export failure: the dygraph model still works
-        logger.warning("the teacher does not export (%s: %s); labelling with the dygraph model",
-                       type(error).__name__, error)
-        return None
-    if backend == "onnxruntime" or backend == "auto" and onnx_available():
-        try:
-            run = verified_onnx_runner(model, export_onnx(prefix, os.path.join(directory, "model.onnx")), [sample],
-                                       CPU_CORES)
-        except Exception as error:  # a family paddle2onnx cannot convert
-            logger.warning("no ONNX Runtime teacher (%s: %s); trying paddle.inference", type(error).__name__, error)
-        else:
-            if run is not None:
-                return run
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def labelling_precision(precision, backend):
+    """The precision teacher labelling runs at for --teacher_precision and --teacher_backend: bf16 runs on OpenVINO
+    only; auto is bf16 where OpenVINO is installed, may run the teacher (backend auto or openvino) and the CPU has
+    bf16, else fp32."""
+    openvino_usable = backend in ("auto", "openvino") and importlib.util.find_spec("openvino") is not None
+    if precision == "auto":
+        return "bf16" if openvino_usable and cpu_has_bf16() else "fp32"
+    if precision == "bf16" and not openvino_usable:
+        raise UserError(f"--teacher_precision bf16: runs on OpenVINO, not --teacher_backend {backend}"
+                        if backend not in ("auto", "openvino") else
+                        "--teacher_precision bf16: needs the openvino package (pip install -r requirements.txt)")
+    return precision
+
+
+def label_with_teacher(model, records, batch_size, pad_id, backend="auto", precision="fp32", chunk_done=None):
+    """Teacher logits for teacher records in their order, with the chosen backend (see --teacher_backend) and
+    precision: the static export run by OpenVINO, ONNX Runtime or paddle.inference once its logits match the dygraph
+    model's (fp32: to ONNX_TOLERANCE on a batch; bf16: the same class on MIN_AGREEMENT of CHECK_RECORDS records);
+    the dygraph model when no fp32 runtime can be built or none agrees. Records are labelled LABEL_CHUNK at a time,
+    chunk_done(start, logits) called after each. A run of several processes shares the batches out among them
+    (every rank gets all the logits)."""
+    collate = data.teacher_collate(pad_id)
+    with contextlib.ExitStack() as stack:
+        run = None
+        if backend != "dygraph" and records:
+            directory = stack.enter_context(tempfile.TemporaryDirectory())
+            stack.callback(use_all_cores)  # the runtimes changed the math library's threads
+            run = _checked_teacher_runner(model, records, collate, backend, precision, directory, stack)
+        if run is None:
+            run = dygraph_runner(model, TEACHER_INPUTS)
+        parts = []
+        for start in range(0, len(records), LABEL_CHUNK):
+            parts.append(batched_logits(run, records[start:start + LABEL_CHUNK], batch_size, collate,
+                                        f"teacher labelling {start // LABEL_CHUNK + 1}/"
+                                        f"{-(-len(records) // LABEL_CHUNK)}", sharded=True))
+            if chunk_done is not None:
+                chunk_done(start, parts[-1])
+    return np.concatenate(parts) if parts else np.zeros((0, 0), "float32")
+
+
+def _checked_teacher_runner(model, records, collate, backend, precision, directory, stack):
+    """run(batch) of the teacher exported to `directory`, on the first runtime that matches the dygraph model: for
+    bf16 OpenVINO; for fp32 OpenVINO (backend openvino), ONNX Runtime (onnxruntime, or auto where it is installed;
+    several times paddle.inference's speed for MPNet, which cannot use oneDNN) or else paddle.inference. None, after
+    a warning, when no fp32 runtime does; a bf16 runtime that disagrees is refused (UserError)."""
+    sample = collate(records[:CHECK_BATCH])
+    try:
+        prefix = export_static(model, teacher_input_spec(list(records[0])), directory)
+        onnx_path = export_onnx(prefix, os.path.join(directory, "model.onnx")) \
+            if backend in ("openvino", "onnxruntime") or backend == "auto" and onnx_available() else None
+    except Exception as error:  # any export failure (a family paddle2onnx cannot convert): fall back
+        if precision == "bf16":
+            raise UserError(f"--teacher_precision bf16: the teacher does not export to ONNX ({type(error).__name__}: "
+                            f"{error}); use --teacher_precision fp32") from None
+        logger.warning("the teacher does not export (%s: %s); trying paddle.inference", type(error).__name__, error)
+        onnx_path = None
+        if not os.path.exists(os.path.join(directory, "model.pdiparams")):
+            return None
+    if precision == "bf16":
+        run = stack.enter_context(openvino_in_child(onnx_path, CPU_CORES, "bf16"))
+        check_agreement(model, run, records[:CHECK_RECORDS], collate, "--teacher_precision bf16 (OpenVINO)")
+        return run
+    if onnx_path is not None:
+        run = stack.enter_context(openvino_in_child(onnx_path, CPU_CORES, "f32")) if backend == "openvino" \
+            else onnx_runner(onnx_path, CPU_CORES)
+        if _agrees(model, run, sample):
+            return run
     try:
         verified = verified_predictor(model, prefix, sample)
     except Exception as error:  # any predictor failure: the dygraph model still works
@@ -200,6 +247,69 @@ def _checked_teacher_runner(model, sample, input_names, backend, directory):
         logger.warning("paddle.inference disagrees with the dygraph model; labelling with the dygraph model")
         return None
     return verified[0]
+
+
+def _agrees(model, run, sample):
+    """Whether run's logits on a collated batch equal the dygraph model's to ONNX_TOLERANCE (else a warning)."""
+    difference = float(np.abs(run(sample) - dygraph_runner(model, list(sample))(sample)).max())
+    if difference > ONNX_TOLERANCE:
+        logger.warning("the ONNX model differs from the dygraph model by up to %.3g on a batch of %d",
+                       difference, len(next(iter(sample.values()))))
+    return difference <= ONNX_TOLERANCE
+
+
+def check_agreement(model, run, records, collate, what):
+    """Refuse (UserError) a reduced-precision runtime whose argmax differs from the dygraph model's on more than
+    1 - MIN_AGREEMENT of records; log the agreement and the largest logit difference."""
+    expected = batched_logits(dygraph_runner(model, TEACHER_INPUTS), records, CHECK_BATCH, collate)
+    got = batched_logits(run, records, CHECK_BATCH, collate)
+    agreement = float((got.argmax(-1) == expected.argmax(-1)).mean())
+    difference = float(np.abs(got - expected).max())
+    logger.info("%s: the same class as the fp32 teacher on %.2f%% of %d records, logits at most %.3g apart", what,
+                100 * agreement, len(records), difference)
+    if agreement < MIN_AGREEMENT:
+        raise UserError(f"{what}: predicts another class than the fp32 teacher on {1 - agreement:.1%} of "
+                        f"{len(records)} records (at most {1 - MIN_AGREEMENT:.1%} allowed); use --teacher_precision "
+                        "fp32")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# OpenVINO, in a child process
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); import openvino_runtime; "
+          "sys.exit(openvino_runtime.serve(*sys.argv[2:]))")
+
+
+@contextlib.contextmanager
+def openvino_in_child(onnx_path, threads, precision):
+    """run(batch) -> logits of the ONNX model on OpenVINO (precision "f32" or "bf16"), computed in a child process
+    for as long as the block lasts: OpenVINO sharing a process with Paddle's training has crashed it."""
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, ROOT, onnx_path, str(threads), precision],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        error = _reply(child)
+        if error is not None:
+            raise UserError(f"OpenVINO cannot run the teacher in {precision}: {error}")
+
+        def run(batch):
+            pickle.dump({name: np.asarray(value) for name, value in batch.items()}, child.stdin,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+            child.stdin.flush()
+            return _reply(child)
+        yield run
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+
+
+def _reply(child):
+    try:
+        return pickle.load(child.stdout)
+    except EOFError:
+        raise UserError(f"the OpenVINO process ended unexpectedly (exit code {child.wait()})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -328,11 +438,4 @@ def verified_onnx_runner(model, path, samples, threads=1):
     """onnx_runner(path) once its logits match the dygraph model's on each collated batch of samples, else None
     (after a warning naming the difference)."""
     run = onnx_runner(path, threads)
-    for sample in samples:
-        expected = dygraph_runner(model, list(sample))(sample)
-        difference = float(np.abs(run(sample) - expected).max())
-        if difference > ONNX_TOLERANCE:
-            logger.warning("the ONNX model differs from the dygraph model by up to %.3g on a batch of %d", difference,
-                           len(expected))
-            return None
-    return run
+    return run if all(_agrees(model, run, sample) for sample in samples) else None

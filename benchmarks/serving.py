@@ -10,6 +10,7 @@ import paddle
 
 import data
 import model as models
+import openvino_runtime
 import runtimes
 from benchmarks.common import SERVING_BATCH_SIZE, STUDENT_EMBEDDINGS, cpu_name, ratio, read_sentences, sst2_student, \
     students, teacher_records, teachers, timed
@@ -61,21 +62,6 @@ def throughput(run, batches):
     return len(np.concatenate(logits)) / seconds, np.concatenate(logits).argmax(-1)
 
 
-def openvino_runner(onnx_path, threads, precision):
-    """run(batch) of an ONNX model compiled by OpenVINO for the CPU on `threads` threads, computing in precision
-    ("f32", or "bf16", OpenVINO's default on a CPU with bf16 instructions). Measured where the openvino package is
-    installed; not a dependency, and no script serves with it."""
-    import openvino
-
-    compiled = openvino.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                               "INFERENCE_PRECISION_HINT": precision})
-    names = [port.get_any_name() for port in compiled.inputs]
-
-    def run(batch):
-        return np.asarray(compiled({name: batch[name] for name in names})[compiled.output(0)], dtype="float32")
-    return run
-
-
 def dygraph_on(model, input_names, threads):
     """dygraph_runner on `threads` CPU threads."""
     run = runtimes.dygraph_runner(model, input_names)
@@ -98,9 +84,9 @@ def serving_runtimes(prefix, onnx_path, int8_path):
         if importlib.util.find_spec("openvino") is not None:
             import openvino
 
-            by_name[OPENVINO] = lambda t: openvino_runner(onnx_path, t, "f32")
+            by_name[OPENVINO] = lambda t: openvino_runtime.session(onnx_path, t, "f32")
             if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-                by_name[OPENVINO_BF16] = lambda t: openvino_runner(onnx_path, t, "bf16")
+                by_name[OPENVINO_BF16] = lambda t: openvino_runtime.session(onnx_path, t, "bf16")
     if int8_path:
         by_name[ONNXRUNTIME_INT8] = lambda t: runtimes.onnx_runner(int8_path, t)
     return by_name

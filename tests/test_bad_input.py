@@ -309,7 +309,8 @@ def test_the_teacher_labels_only_inputs_the_cache_has_not_seen(distill_run, tmp_
     labelled, student = [], {}
     label, make_loader = runtimes.label_with_teacher, data.make_loader
     monkeypatch.setattr(runtimes, "label_with_teacher",
-                        lambda teacher, records, *args: labelled.extend(records) or label(teacher, records, *args))
+                        lambda teacher, records, *args, **kwargs: labelled.extend(records) or
+                        label(teacher, records, *args, **kwargs))
 
     def student_records(records, *args, **kwargs):
         student[len(student)] = np.stack([record["logits"] for record in records])
