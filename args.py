@@ -278,6 +278,18 @@ class ResultsTableFlags:
                        action="append", metavar="NAME=PATH")
 
 
+@dataclass(frozen=True)
+class ConvertFlags:
+    """conversion of a HuggingFace teacher"""
+    hf_dir: str = flag(help="A local HuggingFace checkpoint folder (as huggingface-cli download writes it): "
+                       "config.json, model.safetensors (or pytorch_model.bin, read with torch where installed) and "
+                       "the tokenizer's files: MPNet's vocab.txt, or a BERT's XLM-R sentencepiece.bpe.model.",
+                       required=True)
+    output_dir: str = flag(help="The PaddleNLP model directory to write, for teacher.py --model_name_or_path "
+                           "(replaced if it holds an earlier conversion; any other non-empty directory is refused).",
+                           required=True)
+
+
 BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling")
 
 
@@ -315,6 +327,7 @@ SCRIPTS = {
     "plot": ((PlotFlags,), {}),
     "results_table": ((ResultsTableFlags,), {}),
     "benchmark": ((BenchmarkFlags,), {}),
+    "convert_teacher": ((ConvertFlags,), {}),
 }
 TRAINING_SCRIPTS = ("teacher", "small", "distill")
 # Flags that act only when another flag is given (with this value, or with any for None): set otherwise they would

@@ -9,7 +9,7 @@
 #   SWEEP=1 ...   also runs the other students of the results' table (3 epochs, KL, the one-epoch teacher's)
 set -euo pipefail
 DATA=${DATA:?set DATA to a folder with ChnSentiCorp/train.tsv (label<TAB>text_a) and ChnSentiCorp/dev.tsv (qid<TAB>label<TAB>text_a)}
-E5=${E5:?set E5 to a PaddleNLP directory of multilingual-e5-small (BERT weights, XLM-R SentencePiece tokenizer)}
+E5=${E5:?set E5 to a PaddleNLP directory of multilingual-e5-small (convert_teacher.py writes one from a HuggingFace folder)}
 RUNS=${RUNS:-runs}
 SWEEP=${SWEEP:-0}
 mkdir -p "$RUNS"

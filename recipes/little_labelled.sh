@@ -8,7 +8,7 @@
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 bash recipes/little_labelled.sh
 set -euo pipefail
 DATA=${DATA:?set DATA to a folder with SST-2/train.tsv and SST-2/dev.tsv (GLUE SST-2: sentence<TAB>label, header first)}
-MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (config, weights, tokenizer files, vocab.txt)}
+MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (convert_teacher.py writes one from a HuggingFace folder)}
 RUNS=${RUNS:-runs}
 mkdir -p "$RUNS"
 DATA=$(cd "$DATA" && pwd) MPNET=$(cd "$MPNET" && pwd) RUNS=$(cd "$RUNS" && pwd)

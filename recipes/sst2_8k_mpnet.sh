@@ -9,7 +9,7 @@
 #   SWEEP=1 ...   also runs the other students of the results' "what was tried" table
 set -euo pipefail
 DATA=${DATA:?set DATA to a folder with SST-2/train.tsv and SST-2/dev.tsv (GLUE SST-2: sentence<TAB>label, header first)}
-MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (config, weights, tokenizer files, vocab.txt)}
+MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (convert_teacher.py writes one from a HuggingFace folder)}
 RUNS=${RUNS:-runs}  # where the runs, the logits cache and the unlabelled file go
 SWEEP=${SWEEP:-0}
 mkdir -p "$RUNS"

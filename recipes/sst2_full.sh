@@ -9,7 +9,7 @@
 #       bash recipes/sst2_full.sh
 set -euo pipefail
 DATA=${DATA:?set DATA to a folder with SST-2/train.tsv and SST-2/dev.tsv (GLUE SST-2: sentence<TAB>label, header first)}
-MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (config, weights, tokenizer files, vocab.txt)}
+MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (convert_teacher.py writes one from a HuggingFace folder)}
 # One unlabelled movie-review sentence per line, no header, none of them an SST-2 dev sentence (leave this unset to
 # skip the last run).
 MOVIE_REVIEWS=${MOVIE_REVIEWS:-}
