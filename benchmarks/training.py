@@ -1,4 +1,7 @@
 """Sections distill_cost, labelling, augmentation and scaling: what distillation costs (see benchmark.py)."""
+import contextlib
+import functools
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -95,11 +98,13 @@ def padded_dygraph_logits(model, records, batch_size, pad_id, max_seq_length):
 
 
 def labelling(args):
+    """Teacher logits per second of the same sentences on every runtime that can label them, with each one's
+    agreement with dygraph (the share of sentences given the same class, the largest logit difference)."""
     model = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     model.eval()
     records, pad_id = teacher_records(args, read_sentences(args))
     size, collate = args.batch_size, data.teacher_collate(pad_id)
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as children:
         prefix, export_seconds = timed(lambda: runtimes.export_static(
             model, runtimes.teacher_input_spec(list(records[0])), directory))
         (plain, onednn), build_seconds = timed(lambda: (runtimes.make_predictor(prefix, onednn=False),
@@ -115,20 +120,29 @@ def labelling(args):
              lambda: runtimes.batched_logits(runtimes.predictor_runner(onednn), records, size, collate)),
         ]
         if onnx_path:
-            runs.append(("(e) ONNX Runtime, length buckets (--teacher_backend onnxruntime; auto)",
-                         lambda: runtimes.batched_logits(runtimes.onnx_runner(onnx_path, CPU_CORES), records, size,
-                                                       collate)))
+            int8_path = runtimes.quantize_onnx(onnx_path, os.path.join(directory, "model.int8.onnx"))
+            runs += [(name, functools.partial(runtimes.batched_logits, run, records, size, collate)) for name, run in (
+                ("(e) ONNX Runtime fp32 (--teacher_precision fp32)", runtimes.onnx_runner(onnx_path, CPU_CORES)),
+                ("(f) ONNX Runtime, dynamic int8 quantisation", runtimes.onnx_runner(int8_path, CPU_CORES)))]
+            if importlib.util.find_spec("openvino") is not None:
+                for name, precision in (("(g) OpenVINO fp32 (--teacher_backend openvino)", "f32"),
+                                        ("(h) OpenVINO bf16 (--teacher_precision bf16)", "bf16")):
+                    if precision == "f32" or runtimes.cpu_has_bf16():
+                        run = children.enter_context(runtimes.openvino_in_child(onnx_path, CPU_CORES, precision))
+                        runs.append((name, functools.partial(runtimes.batched_logits, run, records, size, collate)))
         results = [(name, *timed(label_all)) for name, label_all in runs]
     reference_logits, reference_seconds = results[0][1:]
+    today = dict((name[:3], seconds) for name, _, seconds in results).get("(e)", reference_seconds)
     lengths = [data.record_length(r) for r in records]
-    print(f"\n### labelling: {len(records)} sentences of {args.data_file}, teacher {args.teacher_dir}\n")
+    print(f"\n### labelling: {len(records)} sentences of {args.data_file}, teacher {args.teacher_dir}, {cpu_name()}\n")
     print(f"batch size {size}, max_seq_length {args.max_seq_length}, tokens per sentence: mean "
           f"{np.mean(lengths):.1f}, max {max(lengths)}; {paddle.get_device()}\n")
-    print("| labelling | sentences/s | speed-up vs (a) | max abs logit diff vs (a) |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| labelling | sentences/s | speed-up vs (a) | vs (e) | same class as (a) | max abs logit diff vs (a) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, logits, seconds in results:
-        print(f"| {name} | {len(records) / seconds:.1f} | {reference_seconds / seconds:.1f}x | "
-              f"{np.abs(logits - reference_logits).max():.1e} |")
+        agreement = (logits.argmax(-1) == reference_logits.argmax(-1)).mean()
+        print(f"| {name} | {len(records) / seconds:.1f} | {reference_seconds / seconds:.1f}x | {today / seconds:.2f}x "
+              f"| {agreement:.2%} | {np.abs(logits - reference_logits).max():.1e} |")
     print(f"\nOne-off costs, not in the table: export {export_seconds:.1f} s, building both predictors "
           f"{build_seconds:.1f} s, converting to ONNX {convert_seconds:.1f} s.")
 
