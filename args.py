@@ -148,11 +148,10 @@ class DistillFlags:
                                 "--teacher_precision bf16, else onnxruntime where paddle2onnx and onnxruntime are "
                                 "installed, else inference.", choices=("auto", "openvino", "onnxruntime", "inference",
                                                                         "dygraph"))
-    teacher_precision: str = flag("auto", "What the teacher computes in when labelling: fp32, or bf16 (OpenVINO on a "
-                                  "CPU with bf16 instructions: about 2-3 times the speed; refused unless its "
-                                  "predictions equal the fp32 teacher's on 99.5%% of the first 512 records; its logits "
-                                  "are cached apart). auto: bf16 where OpenVINO and the CPU allow, else fp32; "
-                                  "results.json records which ran.", choices=("auto", "fp32", "bf16"))
+    teacher_precision: str = flag("fp32", "What the teacher computes in when labelling: fp32, or bf16 (OpenVINO on a "
+                                  "CPU with bf16 instructions, AVX512-BF16 or AMX; faster, with logits about 1e-2 "
+                                  "from fp32's, so refused unless its predictions equal the fp32 teacher's on 99.5%% "
+                                  "of the first 512 records; its logits are cached apart).", choices=("fp32", "bf16"))
     cache_dir: str = flag("cache", "Where teacher logits of transfer sets are cached.")
     selector: str = flag("none", "reinforce: L2A's reinforced selector keeps or drops each example without a hard "
                          "label (augmented, unlabelled), rewarded by the change in the student's --selector_reward "

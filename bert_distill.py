@@ -28,9 +28,8 @@ logger = logging.getLogger("distill")
 def main(argv=None):
     args = parse_args("distill", argv, __doc__)
     task = TASKS[args.task_name]
-    # What labelling will compute in, resolved here so that results.json and a resume's check see what ran.
-    args.teacher_precision = runtimes.labelling_precision(args.teacher_precision, args.teacher_backend)
     # Everything the run reads or writes is checked before any work.
+    runtimes.check_labelling_precision(args.teacher_precision, args.teacher_backend)
     run = checkpoint.RunConfig.from_args(args, task.metric)
     checkpoint.check_output_dir(run)
     check_writable_dir(args.cache_dir, "--cache_dir")

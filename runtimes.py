@@ -170,18 +170,17 @@ def cpu_has_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def labelling_precision(precision, backend):
-    """The precision teacher labelling runs at for --teacher_precision and --teacher_backend: bf16 runs on OpenVINO
-    only; auto is bf16 where OpenVINO is installed, may run the teacher (backend auto or openvino) and the CPU has
-    bf16, else fp32."""
-    openvino_usable = backend in ("auto", "openvino") and importlib.util.find_spec("openvino") is not None
-    if precision == "auto":
-        return "bf16" if openvino_usable and cpu_has_bf16() else "fp32"
-    if precision == "bf16" and not openvino_usable:
-        raise UserError(f"--teacher_precision bf16: runs on OpenVINO, not --teacher_backend {backend}"
-                        if backend not in ("auto", "openvino") else
-                        "--teacher_precision bf16: needs the openvino package (pip install -r requirements.txt)")
-    return precision
+def check_labelling_precision(precision, backend):
+    """Refuse (UserError) a --teacher_precision that --teacher_backend, the installation or the CPU cannot run: bf16
+    runs on OpenVINO only, on a CPU with bf16 instructions."""
+    if precision != "bf16":
+        return
+    if backend not in ("auto", "openvino"):
+        raise UserError(f"--teacher_precision bf16: runs on OpenVINO, not --teacher_backend {backend}")
+    if importlib.util.find_spec("openvino") is None:
+        raise UserError("--teacher_precision bf16: needs the openvino package (pip install -r requirements.txt)")
+    if not cpu_has_bf16():
+        raise UserError("--teacher_precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX); use fp32")
 
 
 def label_with_teacher(model, records, batch_size, pad_id, backend="auto", precision="fp32", chunk_done=None):

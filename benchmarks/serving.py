@@ -1,4 +1,5 @@
 """Sections size and latency: the models' parameters, and their speed on every runtime (see benchmark.py)."""
+import contextlib
 import functools
 import importlib.util
 import os
@@ -10,7 +11,6 @@ import paddle
 
 import data
 import model as models
-import openvino_runtime
 import runtimes
 from benchmarks.common import SERVING_BATCH_SIZE, STUDENT_EMBEDDINGS, cpu_name, ratio, read_sentences, sst2_student, \
     students, teacher_records, teachers, timed
@@ -72,8 +72,10 @@ def dygraph_on(model, input_names, threads):
     return on_threads
 
 
-def serving_runtimes(prefix, onnx_path, int8_path):
-    """name -> make(threads) -> run(batch), for every runtime this exported model can be served by."""
+def serving_runtimes(prefix, onnx_path, int8_path, children=None):
+    """name -> make(threads) -> run(batch), for every runtime this exported model can be served by; with children
+    (a contextlib.ExitStack) also OpenVINO, whose processes (OpenVINO and Paddle's training in one process have
+    crashed) live until it closes: for teachers, whose times a pipe's round trip hardly changes."""
     by_name = {
         PADDLE_ONEDNN_CACHE: lambda t: runtimes.predictor_runner(runtimes.make_predictor(prefix, True, t)),
         PADDLE_ONEDNN: lambda t: runtimes.predictor_runner(runtimes.make_predictor(prefix, True, t, onednn_cache=0)),
@@ -81,15 +83,17 @@ def serving_runtimes(prefix, onnx_path, int8_path):
     }
     if onnx_path:
         by_name[ONNXRUNTIME] = lambda t: runtimes.onnx_runner(onnx_path, t)
-        if importlib.util.find_spec("openvino") is not None:
-            import openvino
-
-            by_name[OPENVINO] = lambda t: openvino_runtime.session(onnx_path, t, "f32")
-            if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-                by_name[OPENVINO_BF16] = lambda t: openvino_runtime.session(onnx_path, t, "bf16")
+        if children is not None and importlib.util.find_spec("openvino") is not None:
+            for name, precision in ((OPENVINO, "f32"), (OPENVINO_BF16, "bf16")):
+                if precision == "f32" or runtimes.cpu_has_bf16():
+                    by_name[name] = _openvino_child_maker(children, onnx_path, precision)
     if int8_path:
         by_name[ONNXRUNTIME_INT8] = lambda t: runtimes.onnx_runner(int8_path, t)
     return by_name
+
+
+def _openvino_child_maker(children, onnx_path, precision):
+    return lambda threads: children.enter_context(runtimes.openvino_in_child(onnx_path, threads, precision))
 
 
 def onnx_files(prefix, is_student):
@@ -112,8 +116,8 @@ def latency(args):
     texts = read_sentences(args)
     bert_records, pad_id = teacher_records(args, texts)
     thread_counts = sorted({1, CPU_CORES})
-    with tempfile.TemporaryDirectory() as directory:
-        served, encoders = served_models(args, texts, bert_records, pad_id, directory)
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as children:
+        served, encoders = served_models(args, texts, bert_records, pad_id, directory, children)
         results = []  # (model, runtime, threads, batch-1 seconds, batch-64 sentences/s, share of dygraph's predictions)
         for threads in thread_counts:
             for name, model, input_names, records, collate, served_by in served:
@@ -150,7 +154,7 @@ def latency(args):
         print(f"| {name} | {runtime} | {seconds * 1000:.2f} |")
 
 
-def served_models(args, texts, bert_records, pad_id, directory):
+def served_models(args, texts, bert_records, pad_id, directory, children):
     """(served, encoders): (name, model, input names, records, collate, runtime name -> make(threads)) of each
     student, then each teacher, exported under directory; student name -> encode(text) -> its record, as
     predict.py makes it."""
@@ -166,7 +170,7 @@ def served_models(args, texts, bert_records, pad_id, directory):
         prefix = runtimes.export_static(bert, runtimes.teacher_input_spec(list(bert_records[0])),
                                         os.path.join(directory, f"teacher{i}"))
         served.append((name, bert, models.TEACHER_INPUTS, bert_records, data.teacher_collate(pad_id),
-                       serving_runtimes(prefix, *onnx_files(prefix, False))))
+                       serving_runtimes(prefix, *onnx_files(prefix, False), children)))
     return served, encoders
 
 

@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import paddle
 import pytest
-from conftest import ROOT
+from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 
+import bert_distill
 import data
 import distillation
 import model as models
@@ -57,16 +58,21 @@ def test_openvino_in_its_child_process_matches_dygraph_in_fp32(teacher):
     np.testing.assert_allclose(logits, runtimes.teacher_logits(model, records, 16, pad_id), atol=1e-4)
 
 
-def test_the_labelling_precision_is_resolved_before_the_run(monkeypatch):
-    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: True)
-    assert runtimes.labelling_precision("auto", "auto") == "bf16"
-    assert runtimes.labelling_precision("auto", "openvino") == "bf16"
-    assert runtimes.labelling_precision("auto", "onnxruntime") == "fp32"  # bf16 runs on OpenVINO only
-    assert runtimes.labelling_precision("fp32", "auto") == "fp32"
-    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: False)
-    assert runtimes.labelling_precision("auto", "auto") == "fp32"
-    with pytest.raises(UserError, match="--teacher_precision bf16: runs on OpenVINO, not --teacher_backend inference"):
-        runtimes.labelling_precision("bf16", "inference")
+@pytest.mark.parametrize("backend, has_bf16, refused", [
+    ("auto", True, None), ("openvino", True, None),
+    ("inference", True, "runs on OpenVINO, not --teacher_backend inference"),
+    ("onnxruntime", True, "runs on OpenVINO, not --teacher_backend onnxruntime"),
+    ("auto", False, "this CPU has no bf16 instructions")])
+def test_bf16_labelling_is_refused_before_any_work_where_it_cannot_run(capsys, task_files, tiny_bert, tmp_path,
+                                                                       monkeypatch, backend, has_bf16, refused):
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: has_bf16)
+    if refused is None:
+        runtimes.check_labelling_precision("bf16", backend)
+        return
+    argv = data_flags(task_files, "sst-2") + STUDENT_FAST + ["--teacher_dir", tiny_bert, "--teacher_backend", backend,
+                                                             "--teacher_precision", "bf16", "--output_dir",
+                                                             str(tmp_path / "run")]
+    fails_cleanly(capsys, bert_distill.main, argv, f"--teacher_precision bf16: {refused}")
 
 
 def label_as(calls):
