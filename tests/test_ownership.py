@@ -1,0 +1,111 @@
+"""Nothing the user owns is deleted, replaced or mixed with a run's output: scripts write only paths they create or
+their own earlier output (recognised by the mark they wrote), temporary names are unique, a symlinked output is
+written through, the path reported is the path written."""
+import os
+import shutil
+
+import pytest
+from conftest import STUDENT_FAST, data_flags
+
+import results_table
+import small
+import utils
+from utils import read_json
+
+
+def tree(path):
+    """Every file under path (path itself if a file) -> its bytes, and every directory -> None."""
+    if os.path.isfile(path):
+        return {"": open(path, "rb").read()}
+    entries = {}
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            entries[os.path.relpath(os.path.join(root, name), path)] = None
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                entries[os.path.relpath(os.path.join(root, name), path)] = f.read()
+    return entries
+
+
+def users_dir(path, text="mine\n"):
+    os.makedirs(path)
+    with open(os.path.join(path, "notes.txt"), "w") as f:
+        f.write(text)
+    return tree(path)
+
+
+@pytest.fixture(scope="module")
+def run_flags(task_files, tiny_bert):
+    return data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--vocab_path", os.path.join(tiny_bert, "vocab.txt"), "--lr_schedule", "constant"]
+
+
+@pytest.fixture(scope="module")
+def student_run(run_flags, tmp_path_factory):
+    """The output directory of a finished one-epoch small.py run, and its flags."""
+    output_dir = str(tmp_path_factory.mktemp("ownership") / "run")
+    flags = run_flags + ["--output_dir", output_dir]
+    small.main(flags)
+    return output_dir, flags
+
+
+# --- 1. a user's files deleted or replaced
+
+
+def test_replace_dir_and_atomic_write_touch_no_name_but_their_own(tmp_path):
+    def build(text):
+        return lambda directory: open(os.path.join(directory, "version"), "w").write(text)
+
+    out = str(tmp_path / "out")
+    mine = {name: users_dir(out + suffix) for name, suffix in (("old", ".old"), ("tmp", ".tmp"))}
+    utils.replace_dir(build("1"), out)
+    utils.replace_dir(build("2"), out)
+    assert sorted(os.listdir(tmp_path)) == ["out", "out.old", "out.tmp"]
+    assert tree(out + ".old") == mine["old"] and tree(out + ".tmp") == mine["tmp"]
+    # A symlinked directory is replaced where it points; the link stays a link.
+    os.symlink(out, tmp_path / "link")
+    utils.replace_dir(build("3"), str(tmp_path / "link"))
+    assert os.readlink(tmp_path / "link") == out and tree(out) == {"version": b"3"}
+    # A file is never replaced by a directory.
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(utils.UserError, match="notes.txt: exists and is not a directory"):
+        utils.replace_dir(build("4"), str(tmp_path / "notes.txt"))
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+    (tmp_path / "results.json.tmp").write_text("mine\n")
+    (tmp_path / "real.json").write_text("old\n")
+    (tmp_path / "real.json").chmod(0o640)
+    os.symlink("real.json", tmp_path / "results.json")
+    utils.write_json(str(tmp_path / "results.json"), {"new": 1})
+    assert (tmp_path / "results.json.tmp").read_text() == "mine\n"
+    assert os.path.islink(tmp_path / "results.json") and read_json(str(tmp_path / "real.json")) == {"new": 1}
+    assert (tmp_path / "real.json").stat().st_mode & 0o777 == 0o640  # the replaced file's permissions
+    assert sorted(os.listdir(tmp_path)) == ["link", "notes.txt", "out", "out.old", "out.tmp", "real.json",
+                                            "results.json", "results.json.tmp"]
+
+
+def test_a_resumed_run_leaves_the_users_directories_beside_best_alone(student_run, tmp_path):
+    run = shutil.copytree(student_run[0], str(tmp_path / "run"), symlinks=True)
+    flags = student_run[1][:-1] + [run]
+    mine = {name: users_dir(os.path.join(run, name)) for name in ("best.old", "best.tmp", "checkpoint.old")}
+    best = tree(os.path.join(run, "best"))
+    results = small.main(flags)  # resumes: puts best/ back from the checkpoint and writes the checkpoint again
+    assert results["steps"] == read_json(os.path.join(student_run[0], "results.json"))["steps"]
+    assert {name: tree(os.path.join(run, name)) for name in mine} == mine
+    assert tree(os.path.join(run, "best")) == best
+    assert sorted(os.listdir(run)) == sorted(["best", "checkpoint", "eval_log.jsonl", "results.json", *mine])
+
+
+def test_results_table_writes_only_the_readme(student_run, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\n", encoding="utf-8")
+    (tmp_path / "README.md.tmp").write_text("my draft\n")
+    results_table.main([student_run[0], "--readme", str(readme)])
+    assert "| sst-2 |" in readme.read_text(encoding="utf-8")
+    assert (tmp_path / "README.md.tmp").read_text() == "my draft\n"
+    assert sorted(os.listdir(tmp_path)) == ["README.md", "README.md.tmp"]
+    # A symlinked README is written through: the file it points to gets the table, the link stays.
+    os.symlink("README.md", tmp_path / "linked.md")
+    readme.write_text("<!-- results:begin -->\n<!-- results:end -->\n", encoding="utf-8")
+    results_table.main([student_run[0], "--readme", str(tmp_path / "linked.md")])
+    assert os.readlink(tmp_path / "linked.md") == "README.md" and "| sst-2 |" in readme.read_text(encoding="utf-8")
