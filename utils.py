@@ -480,6 +480,36 @@ def _settle(work, path):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def check_replaceable_dir(path, flag, mark, script):
+    """Refuse, before any work, an output directory that script writes whole (replace_dir) unless it is new, empty,
+    or script's own earlier output holding nothing else: one with its mark, a JSON file whose "files" lists every
+    name script wrote there (written by own_files). A file, a directory of anything else, and an earlier output
+    that also holds other files (the user's, which a replace would delete) are refused, naming them."""
+    check_writable_dir(path, flag)
+    names = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if not names:
+        return
+    if not os.path.isfile(os.path.join(path, mark)):
+        raise UserError(f"{flag} {path}: not empty and not an earlier output of {script} (no {mark}); choose another "
+                        "directory")
+    written = read_json(os.path.join(path, mark)).get("files")
+    if not isinstance(written, list):
+        raise UserError(f"{flag} {path}: written by an earlier version of {script}, whose {mark} does not list the "
+                        "files it wrote, so other files in it cannot be told apart; remove it or choose another "
+                        "directory")
+    others = [name for name in names if name not in written]
+    if others:
+        raise UserError(f"{flag} {path}: an earlier output of {script}, but also holding {', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}, which it did not write and a new output would "
+                        "delete; move that away or choose another directory")
+
+
+def own_files(directory, mark):
+    """Every name in a directory being built for replace_dir, and mark (written last, listing them): the "files" of
+    check_replaceable_dir."""
+    return sorted(set(os.listdir(directory)) | {mark})
+
+
 def optimizer_state_out(model, optimizer):
     """The optimizer's state with keys under the model's structured parameter names (fc.weight) instead of Paddle's
     own (linear_3.w_0), which depend on how many layers the process built before: a model built again in another

@@ -5,8 +5,9 @@ import os
 import shutil
 
 import pytest
-from conftest import STUDENT_FAST, data_flags
+from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
+import export_model
 import results_table
 import small
 import utils
@@ -82,6 +83,38 @@ def test_replace_dir_and_atomic_write_touch_no_name_but_their_own(tmp_path):
     assert (tmp_path / "real.json").stat().st_mode & 0o777 == 0o640  # the replaced file's permissions
     assert sorted(os.listdir(tmp_path)) == ["link", "notes.txt", "out", "out.old", "out.tmp", "real.json",
                                             "results.json", "results.json.tmp"]
+
+
+def test_export_writes_only_its_own_directory(student_run, tmp_path, capsys):
+    best = os.path.join(student_run[0], "best")
+    exp = str(tmp_path / "exp")
+    mine = {suffix: users_dir(exp + suffix) for suffix in (".old", ".tmp")}
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", best, "--output_dir", str(tmp_path / "notes.txt")],
+                  "--output_dir", "notes.txt", "not a directory")
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+
+    export_model.main(["--student_dir", best, "--output_dir", exp])
+    assert sorted(os.listdir(tmp_path)) == ["exp", "exp.old", "exp.tmp", "notes.txt"]
+    assert {suffix: tree(exp + suffix) for suffix in mine} == mine
+    config = read_json(os.path.join(exp, "export_config.json"))
+    assert config["files"] == sorted(os.listdir(exp))  # what a later export may replace
+
+    # A re-export would delete the user's file inside: refused before any work, naming it, nothing changed.
+    (tmp_path / "exp" / "predictions.txt").write_text("1\t0.9\n")
+    before = tree(exp)
+    fails_cleanly(capsys, export_model.main, ["--student_dir", best, "--output_dir", exp],
+                  "--output_dir", "predictions.txt", "did not write")
+    assert tree(exp) == before
+
+    # Without it, an earlier export is replaced whole, also through a symlink (which stays one).
+    os.remove(os.path.join(exp, "predictions.txt"))
+    os.symlink(exp, tmp_path / "link")
+    export_model.main(["--student_dir", best, "--output_dir", str(tmp_path / "link")])
+    assert os.readlink(tmp_path / "link") == exp
+    assert read_json(os.path.join(exp, "export_config.json"))["files"] == config["files"]
+    assert sorted(os.listdir(tmp_path)) == ["exp", "exp.old", "exp.tmp", "link", "notes.txt"]
+    assert {suffix: tree(exp + suffix) for suffix in mine} == mine
 
 
 def test_a_resumed_run_leaves_the_users_directories_beside_best_alone(student_run, tmp_path):
