@@ -257,7 +257,8 @@ class PlotFlags:
     run_dirs: list = flag(help="Output directories of training runs (with eval_log.jsonl).", positional=True,
                           nargs="+")
     metric: str = flag("acc", "Dev metric to plot (acc, or f1 for qqp), or keep_rate or reward of --selector runs.")
-    output: str = flag("curves.png", "PNG file to write.")
+    output: str = flag("curves.png", "PNG file to write (a .png name; an existing file is replaced only if it is "
+                       "an earlier plot of this script).")
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,19 @@ written through, the path reported is the path written."""
 import os
 import shutil
 
+import matplotlib
 import pytest
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
 
 import export_model
+import plot_curves
 import results_table
 import small
 import utils
 from utils import read_json
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def tree(path):
@@ -142,3 +147,35 @@ def test_results_table_writes_only_the_readme(student_run, tmp_path):
     readme.write_text("<!-- results:begin -->\n<!-- results:end -->\n", encoding="utf-8")
     results_table.main([student_run[0], "--readme", str(tmp_path / "linked.md")])
     assert os.readlink(tmp_path / "linked.md") == "README.md" and "| sst-2 |" in readme.read_text(encoding="utf-8")
+
+
+def test_plot_curves_overwrites_only_its_own_plots(student_run, tmp_path, capsys):
+    run = student_run[0]
+    # A picture of the user's, even one matplotlib made, is refused and left as it was.
+    figure = plt.figure()
+    figure.savefig(tmp_path / "mine.png")
+    plt.close(figure)
+    mine = tree(str(tmp_path / "mine.png"))
+    fails_cleanly(capsys, plot_curves.main, [run, "--output", str(tmp_path / "mine.png")], "--output", "mine.png",
+                  "not a plot of plot_curves.py")
+    assert tree(str(tmp_path / "mine.png")) == mine
+    # A name without .png (which matplotlib would have written as userdir.png) and a directory are refused.
+    (tmp_path / "userdir").mkdir()
+    for name in ("userdir", "curves", "userdir.png"):
+        if name == "userdir.png":
+            (tmp_path / name).mkdir()
+        fails_cleanly(capsys, plot_curves.main, [run, "--output", str(tmp_path / name)], "--output", name)
+    assert sorted(os.listdir(tmp_path)) == ["mine.png", "userdir", "userdir.png"]
+
+    # The path reported is the path written; its own earlier plot is replaced, also through a symlink.
+    output = str(tmp_path / "curves.png")
+    for target in (output, output, str(tmp_path / "link.png")):
+        if target.endswith("link.png"):
+            os.symlink("curves.png", target)
+        capsys.readouterr()
+        before = os.stat(output).st_mtime_ns if os.path.exists(output) else None
+        assert plot_curves.main([run, "--output", target]) == target
+        assert capsys.readouterr().out.strip() == f"wrote {target}"
+        assert os.stat(output).st_mtime_ns != before and plot_curves.png_text(output)["Software"] == "plot_curves.py"
+    assert os.readlink(tmp_path / "link.png") == "curves.png"
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "link.png", "mine.png", "userdir", "userdir.png"]
