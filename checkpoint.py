@@ -15,7 +15,7 @@ import paddle
 
 import model as models
 from args import FLAGS_THAT_SHAPE_NOTHING
-from utils import WORLD, UserError, all_gather, barrier, check_writable_dir, current_dir, file_sha256, \
+from utils import WORLD, UserError, all_gather, barrier, check_writable_dir, current_dir, file_sha256, hold_dir, \
     optimizer_state_in, optimizer_state_out, read_json, recover_dir, replace_dir, staged_name, write_json
 
 logger = logging.getLogger("distill")
@@ -108,10 +108,12 @@ def check_output_dir(run):
     """Refuse, before any work, an --output_dir this run must not write to: one it cannot create or write, one
     holding a checkpoint of a run with other flags, and a non-empty one holding no checkpoint and files that are not
     a run's. A directory holding only a run's files but no checkpoint is a run stopped in its first epoch: it starts
-    over."""
+    over. An existing directory is held from here on (hold_dir): a second run into it is refused while this one
+    runs (one into a new directory: when it creates it, prepare_output_dir)."""
     check_writable_dir(run.output_dir, "--output_dir")
     if not os.path.isdir(run.output_dir):
         return
+    hold_dir(run.output_dir, "--output_dir")
     # A checkpoint interrupted between the renames of replace_dir is still there, which the run puts back.
     checkpoint = current_dir(os.path.join(run.output_dir, "checkpoint")) or os.path.join(run.output_dir, "checkpoint")
     if os.path.exists(os.path.join(checkpoint, "state.json")):

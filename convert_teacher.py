@@ -23,8 +23,8 @@ import numpy as np
 import paddle
 
 from args import parse_args
-from utils import UserError, check_replaceable_dir, own_files, read_json, replace_dir, run_main, \
-    write_json
+from utils import UserError, check_replaceable_dir, own_files, prepare_output_dir, read_json, replace_dir, \
+    run_main, write_json
 
 logger = logging.getLogger("distill")
 
@@ -298,6 +298,7 @@ def main(argv=None):
     hf_dir = args.hf_dir
     # Replaced only if empty or an earlier conversion holding nothing else (CONVERSION_FILE lists what it wrote)
     check_replaceable_dir(args.output_dir, "--output_dir", CONVERSION_FILE, "convert_teacher.py")
+    prepare_output_dir(args.output_dir)  # held from now on: a second conversion into it is refused
     if not os.path.isdir(hf_dir):
         raise UserError(f"--hf_dir {hf_dir}: no such directory")
     config_path = os.path.join(hf_dir, "config.json")

@@ -11,7 +11,8 @@ WordPieces or whole words and lower-casing, max_seq_length, padding id, input na
 needed to turn text into the model's inputs. Every model written is first checked against the trained model's own
 logits on a padded batch (and, for ONNX, at batch 1); a disagreeing model is not written. It is written beside
 <output_dir> under a temporary name and swapped in at the end. --output_dir is new, empty or an earlier export (which
-is replaced) holding only the files that export wrote (export_config.json lists them).
+is replaced) holding only the files that export wrote (export_config.json lists them); it is held by this export
+until it ends, so a second export into it is refused.
 """
 import logging
 import os
@@ -23,7 +24,8 @@ import model as models
 import runtimes
 from args import parse_args
 from tasks import TASKS
-from utils import UserError, check_replaceable_dir, file_sha256, own_files, replace_dir, run_main, write_json
+from utils import UserError, check_replaceable_dir, file_sha256, own_files, prepare_output_dir, replace_dir, \
+    run_main, write_json
 
 logger = logging.getLogger("distill")
 
@@ -141,6 +143,7 @@ def main(argv=None):
         raise UserError("--int8: only with --student_dir (teachers are exported in fp32)")
     out = args.output_dir
     check_replaceable_dir(out, "--output_dir", models.EXPORT_CONFIG, "export_model.py")
+    prepare_output_dir(out)  # held from now on (made if new, removed again if the export fails)
     paddle.set_device("cpu")  # the export is device-independent; predict.py picks the device
     if args.student_dir:
         build, config = student_export(args.student_dir, args.int8)

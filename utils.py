@@ -1,6 +1,6 @@
-"""Small helpers every module uses: the error type and how scripts end on it, output directories, device and
-seeding, metrics, and writing files so that a crash never leaves half of one and no name a user may own is
-touched."""
+"""Small helpers every module uses: the error type and how scripts end on it, output directories (one run at a
+time in each), device and seeding, metrics, and writing files so that a crash never leaves half of one and no name
+a user may own is touched."""
 import contextlib
 import fcntl
 import hashlib
@@ -87,10 +87,11 @@ def run_main(main, argv=None):
     - an operating-system error (disk full, permission denied, ...), naming the path: exit code 1;
     - the reader of standard output went away (`predict.py ... | head -1`): quietly, exit code 141 as for SIGPIPE.
     After an interruption or an OS error, an output directory this run created is removed unless it holds a
-    checkpoint to resume from."""
+    checkpoint to resume from. At the end, the output directories it held (hold_dir) are let go."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO if WORLD.is_main else logging.WARNING)  # of several processes, rank 0 logs
     _created_dirs.clear()
+    release_dirs()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return main(argv)
@@ -109,6 +110,7 @@ def run_main(main, argv=None):
         _exit(f"error: {where}{error.strerror or error}", 1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        release_dirs()  # after a failed run's directory is removed, so that no other run finds it meanwhile
 
 
 def _remove_created_dirs(keep_checkpoints):
@@ -122,13 +124,83 @@ def _exit(message, code):
     sys.exit(code)
 
 
-def prepare_output_dir(path):
-    """Create the output directory (on rank 0, the one process of a run that writes in it). Call it only after the
-    input has been validated."""
-    if WORLD.is_main and not os.path.isdir(path):
-        os.makedirs(path)
-        _created_dirs.append(path)
+def prepare_output_dir(path, flag="--output_dir"):
+    """Create the output directory if it does not exist yet and hold it for the rest of the run (hold_dir), on rank
+    0, the one process of a run that writes in it. Call it only after the input has been validated: a directory it
+    created is removed again when the run then fails."""
+    if WORLD.is_main:
+        try:
+            os.makedirs(path)
+            created = True
+        except FileExistsError:
+            created = False  # it was there, or another run made it meanwhile: hold_dir tells whether it is in use
+        hold_dir(path, flag)  # refused when another run holds it, then never removed as ours (it took it first)
+        if created:
+            _created_dirs.append(path)
     return path
+
+
+_held_dirs = {}  # real path of a directory this process holds -> the descriptor holding its lock
+
+
+def hold_dir(path, flag):
+    """Hold an existing output directory for the rest of this run (run_main lets go at its end), so that no other
+    run or export writes in it meanwhile; refused in one line when another process holds it. The lock is flock() of
+    the directory itself (no lock file to leave behind), released by the kernel when the process ends however it
+    ends: a killed run never blocks the next. In a run of several processes only rank 0, the one that writes, holds
+    it (the others would find it taken by their own rank 0)."""
+    if not WORLD.is_main:
+        return
+    real = os.path.realpath(path)
+    held = _held_dirs.get(real)
+    if held is not None and _still_at(held, real):
+        return
+    if held is not None:  # the directory this process held was removed or replaced since (an earlier main())
+        os.close(_held_dirs.pop(real))
+    for _ in range(10):
+        descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise UserError(f"{flag} {path}: in use by another process (a run, export or conversion writing it, "
+                            f"which holds its lock); wait for it to end or use another {flag}") from None
+        except OSError as error:  # a file system without locks: work unprotected rather than not at all
+            os.close(descriptor)
+            logger.warning("%s %s: cannot be locked (%s); another run could write in it meanwhile", flag, path,
+                           error.strerror)
+            return
+        if _still_at(descriptor, real):
+            _held_dirs[real] = descriptor
+            return
+        os.close(descriptor)  # replace_dir swapped another directory in meanwhile: lock the one there now
+    raise UserError(f"{flag} {path}: replaced again and again by another process; wait for it to end")
+
+
+def _still_at(descriptor, path):
+    """Whether the open directory is still the one at path."""
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except OSError:
+        return False
+
+
+def release_dirs():
+    """Let go of every directory this process holds (hold_dir)."""
+    while _held_dirs:
+        os.close(_held_dirs.popitem()[1])
+
+
+def _forget_held_dirs_in_child():
+    """A forked process (an augmentation worker) gets copies of the lock descriptors; it closes them, so that the
+    lock ends with the run's own process even if such a child outlives it (closing a copy never unlocks)."""
+    for descriptor in _held_dirs.values():
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _held_dirs.clear()
+
+
+os.register_at_fork(after_in_child=_forget_held_dirs_in_child)
 
 
 def check_writable_dir(path, flag):
@@ -426,7 +498,8 @@ def current_dir(path):
 def _abandoned_work_dirs(path):
     """(work directory, marked) of replace_dir(path)'s work directories beside path whose replace is over (their mark
     not locked), each yielded while this process holds its mark's lock: marked when the mark names path, not when
-    the replace was cut short before it wrote its mark (the directory holds nothing, or only the empty mark)."""
+    the replace was cut short before it wrote its mark (the directory holds nothing, or only the empty mark). One
+    process at a time replaces a given path (the run or export holds its directory: hold_dir)."""
     parent, name = os.path.split(path)
     try:
         entries = sorted(os.listdir(parent))

@@ -1,13 +1,19 @@
 """Nothing the user owns is deleted, replaced or mixed with a run's output: scripts write only paths they create or
 their own earlier output (recognised by the mark they wrote), temporary names are unique, a symlinked output is
-written through, the path reported is the path written."""
+written through, the path reported is the path written; and one run (or export) at a time per output directory."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import matplotlib
 import pytest
-from conftest import STUDENT_FAST, data_flags, fails_cleanly
+from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 
+import bert_distill
+import data
 import export_model
 import plot_curves
 import results_table
@@ -52,6 +58,7 @@ def student_run(run_flags, tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("ownership") / "run")
     flags = run_flags + ["--output_dir", output_dir]
     small.main(flags)
+    utils.release_dirs()  # as at the end of the script's process
     return output_dir, flags
 
 
@@ -179,3 +186,71 @@ def test_plot_curves_overwrites_only_its_own_plots(student_run, tmp_path, capsys
         assert os.stat(output).st_mtime_ns != before and plot_curves.png_text(output)["Software"] == "plot_curves.py"
     assert os.readlink(tmp_path / "link.png") == "curves.png"
     assert sorted(os.listdir(tmp_path)) == ["curves.png", "link.png", "mine.png", "userdir", "userdir.png"]
+
+
+# --- 2. two runs at once
+
+
+def wait_for(condition, seconds, process):
+    deadline = time.time() + seconds
+    while not condition():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_a_second_run_into_a_held_output_dir_is_refused_and_a_killed_run_blocks_nothing(run_flags, tmp_path,
+                                                                                      capsys, monkeypatch):
+    output_dir = str(tmp_path / "run")
+    flags = run_flags + ["--output_dir", output_dir]
+    first = subprocess.Popen([sys.executable, os.path.join(ROOT, "small.py")] + flags + ["--max_epoch", "100000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(output_dir, "checkpoint")), 300, first)  # training
+
+        def no_work(*args, **kwargs):
+            raise AssertionError("data loaded before the output directory was found in use")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(data, "load_examples", no_work)
+            for other in ([], ["--seed", "7"]):  # the same command, and one with other flags
+                fails_cleanly(capsys, small.main, flags + other, "--output_dir", output_dir, "in use by another process")
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+    results = small.main(flags + ["--max_steps", "1"])  # the killed run's lock is gone with it; this one resumes it
+    utils.release_dirs()
+    assert results["steps"] >= 10 and os.path.isfile(os.path.join(output_dir, "results.json"))
+
+
+HOLDER = """import sys
+sys.path.insert(0, sys.argv[1])
+import utils
+utils.prepare_output_dir(sys.argv[2])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_export_into_a_directory_another_export_holds_is_refused(student_run, tmp_path, capsys):
+    """As two export_model.py into one new directory: the one that made it holds it until it ends."""
+    exp = str(tmp_path / "exp")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, ROOT, exp], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        fails_cleanly(capsys, export_model.main, ["--student_dir", os.path.join(student_run[0], "best"),
+                                                  "--output_dir", exp], "--output_dir", exp, "in use by another process")
+        assert os.listdir(exp) == []  # left to the export holding it
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_cache_cannot_be_the_output_dir(task_files, tiny_bert, tmp_path, capsys):
+    """The run holds its directory, which the cache's merge would then wait for forever."""
+    same = str(tmp_path / "run")
+    fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--teacher_dir", tiny_bert, "--cache_dir", same, "--output_dir", same], "--cache_dir", "is the --output_dir")
