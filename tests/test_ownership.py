@@ -191,10 +191,10 @@ def test_plot_curves_overwrites_only_its_own_plots(student_run, tmp_path, capsys
 # --- 2. two runs at once
 
 
-def wait_for(condition, seconds, process):
+def wait_for(condition, seconds, process, log):
     deadline = time.time() + seconds
     while not condition():
-        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert process.poll() is None, log.read_text()[-3000:]
         assert time.time() < deadline, "timed out"
         time.sleep(0.2)
 
@@ -203,10 +203,12 @@ def test_a_second_run_into_a_held_output_dir_is_refused_and_a_killed_run_blocks_
                                                                                       capsys, monkeypatch):
     output_dir = str(tmp_path / "run")
     flags = run_flags + ["--output_dir", output_dir]
-    first = subprocess.Popen([sys.executable, os.path.join(ROOT, "small.py")] + flags + ["--max_epoch", "100000"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "first.log"
+    with open(log, "w") as err:  # a file, not a pipe that a long run's progress bar could fill
+        first = subprocess.Popen([sys.executable, os.path.join(ROOT, "small.py")] + flags + ["--max_epoch", "100000"],
+                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
-        wait_for(lambda: os.path.exists(os.path.join(output_dir, "checkpoint")), 300, first)  # training
+        wait_for(lambda: os.path.exists(os.path.join(output_dir, "checkpoint")), 300, first, log)  # it trains
 
         def no_work(*args, **kwargs):
             raise AssertionError("data loaded before the output directory was found in use")
@@ -214,7 +216,8 @@ def test_a_second_run_into_a_held_output_dir_is_refused_and_a_killed_run_blocks_
         with monkeypatch.context() as patch:
             patch.setattr(data, "load_examples", no_work)
             for other in ([], ["--seed", "7"]):  # the same command, and one with other flags
-                fails_cleanly(capsys, small.main, flags + other, "--output_dir", output_dir, "in use by another process")
+                fails_cleanly(capsys, small.main, flags + other, "--output_dir", output_dir,
+                              "in use by another process")
         assert first.poll() is None
     finally:
         first.kill()
@@ -241,8 +244,8 @@ def test_an_export_into_a_directory_another_export_holds_is_refused(student_run,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
-        fails_cleanly(capsys, export_model.main, ["--student_dir", os.path.join(student_run[0], "best"),
-                                                  "--output_dir", exp], "--output_dir", exp, "in use by another process")
+        argv = ["--student_dir", os.path.join(student_run[0], "best"), "--output_dir", exp]
+        fails_cleanly(capsys, export_model.main, argv, "--output_dir", exp, "in use by another process")
         assert os.listdir(exp) == []  # left to the export holding it
     finally:
         holder.kill()
