@@ -228,8 +228,8 @@ class ExportFlags:
                           "teacher.py (which records it, as a student directory does).", choices=TASK_NAMES)
     max_seq_length: int = flag(help="With --teacher_dir: longest input in tokens (default: what teacher.py "
                                "recorded, else 128).", type=TEACHER_SEQ_LENGTH)
-    output_dir: str = flag(help="Directory of the exported model (replaced if it holds an earlier export).",
-                           required=True)
+    output_dir: str = flag(help="Directory of the exported model: new, empty, or an earlier export holding nothing "
+                           "else, which is replaced (a directory holding anything else is refused).", required=True)
     int8: bool = flag(False, "With --student_dir: also write model.int8.onnx, the ONNX model with dynamic int8 "
                       "quantisation (predict.py --int8).")
 
@@ -256,7 +256,8 @@ class PlotFlags:
     run_dirs: list = flag(help="Output directories of training runs (with eval_log.jsonl).", positional=True,
                           nargs="+")
     metric: str = flag("acc", "Dev metric to plot (acc, or f1 for qqp), or keep_rate or reward of --selector runs.")
-    output: str = flag("curves.png", "PNG file to write.")
+    output: str = flag("curves.png", "PNG file to write (a .png name; an existing file is replaced only if it is "
+                       "an earlier plot of this script).")
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ class ConvertFlags:
                        "the tokenizer's files: MPNet's vocab.txt, or a BERT's XLM-R sentencepiece.bpe.model.",
                        required=True)
     output_dir: str = flag(help="The PaddleNLP model directory to write, for teacher.py --model_name_or_path "
-                           "(replaced if it holds an earlier conversion; any other non-empty directory is refused).",
+                           "(replaced if it holds an earlier conversion and nothing else; any other non-empty "
+                           "directory is refused).",
                            required=True)
 
 

@@ -33,6 +33,10 @@ def main(argv=None):
     run = checkpoint.RunConfig.from_args(args, task.metric)
     checkpoint.check_output_dir(run)
     check_writable_dir(args.cache_dir, "--cache_dir")
+    if os.path.realpath(args.cache_dir) == os.path.realpath(args.output_dir):
+        # The run holds its directory's lock, which the cache's own lock would then wait for forever; and the cache,
+        # shared by runs, would be mixed into this run's output.
+        raise UserError(f"--cache_dir {args.cache_dir}: is the --output_dir; give the cache a directory of its own")
     tokenizer = distillation.checked_teacher(args.teacher_dir, args.task_name, args.max_seq_length)
     if args.selector == "reinforce" and WORLD.size > 1:
         raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")

@@ -15,8 +15,8 @@ import paddle
 
 import model as models
 from args import FLAGS_THAT_SHAPE_NOTHING
-from utils import WORLD, UserError, all_gather, barrier, check_writable_dir, file_sha256, optimizer_state_in, \
-    optimizer_state_out, read_json, recover_dir, replace_dir, write_json
+from utils import WORLD, UserError, all_gather, barrier, check_writable_dir, current_dir, file_sha256, hold_dir, \
+    optimizer_state_in, optimizer_state_out, read_json, recover_dir, replace_dir, staged_name, write_json
 
 logger = logging.getLogger("distill")
 
@@ -30,7 +30,7 @@ INPUTS = "input_sha256"  # the key of the input files' hashes among the flags a 
 # The key of the number of processes among them: each process's share of the batches depends on it, so a run resumes
 # only with as many processes as it started with (--batch_size is per process).
 WORLD_SIZE = "world_size"
-# What a run writes in its --output_dir (each also as <name>.tmp or <name>.old while it is being replaced).
+# What a run writes in its --output_dir (each also under a temporary name while it is being written: staged_name).
 RUN_FILES = {"best", "checkpoint", "eval_log.jsonl", "results.json", "vdl", "transfer_set.tsv",
              "selector_policy.pdparams"}
 
@@ -108,13 +108,14 @@ def check_output_dir(run):
     """Refuse, before any work, an --output_dir this run must not write to: one it cannot create or write, one
     holding a checkpoint of a run with other flags, and a non-empty one holding no checkpoint and files that are not
     a run's. A directory holding only a run's files but no checkpoint is a run stopped in its first epoch: it starts
-    over."""
+    over. An existing directory is held from here on (hold_dir): a second run into it is refused while this one
+    runs (one into a new directory: when it creates it, prepare_output_dir)."""
     check_writable_dir(run.output_dir, "--output_dir")
     if not os.path.isdir(run.output_dir):
         return
-    checkpoint = os.path.join(run.output_dir, "checkpoint")
-    if not os.path.exists(checkpoint):
-        checkpoint += ".old"  # a checkpoint interrupted between the renames of replace_dir, which the run puts back
+    hold_dir(run.output_dir, "--output_dir")
+    # A checkpoint interrupted between the renames of replace_dir is still there, which the run puts back.
+    checkpoint = current_dir(os.path.join(run.output_dir, "checkpoint")) or os.path.join(run.output_dir, "checkpoint")
     if os.path.exists(os.path.join(checkpoint, "state.json")):
         check_same_flags(run.output_dir, read_json(os.path.join(checkpoint, "state.json"))["flags"], run.resume_flags)
         return
@@ -125,8 +126,7 @@ def check_output_dir(run):
 
 
 def _is_run_file(name):
-    base, extension = os.path.splitext(name)
-    return name in RUN_FILES or extension in (".tmp", ".old") and base in RUN_FILES
+    return name in RUN_FILES or staged_name(name) in RUN_FILES
 
 
 def check_same_flags(output_dir, saved_flags, flags):

@@ -23,7 +23,8 @@ import numpy as np
 import paddle
 
 from args import parse_args
-from utils import UserError, read_json, replace_dir, run_main, write_json
+from utils import UserError, check_replaceable_dir, own_files, prepare_output_dir, read_json, replace_dir, \
+    run_main, write_json
 
 logger = logging.getLogger("distill")
 
@@ -292,20 +293,12 @@ def convert_weights(family, tensors, shapes, weights_path):
     return params
 
 
-def check_output_dir(output_dir):
-    """Refuse to replace anything but an empty directory or an earlier conversion."""
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UserError(f"--output_dir {output_dir}: is a file")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) \
-            and not os.path.isfile(os.path.join(output_dir, CONVERSION_FILE)):
-        raise UserError(f"--output_dir {output_dir}: not empty and not written by convert_teacher.py (no "
-                        f"{CONVERSION_FILE}); give a new directory")
-
-
 def main(argv=None):
     args = parse_args("convert_teacher", argv, __doc__)
     hf_dir = args.hf_dir
-    check_output_dir(args.output_dir)
+    # Replaced only if empty or an earlier conversion holding nothing else (CONVERSION_FILE lists what it wrote)
+    check_replaceable_dir(args.output_dir, "--output_dir", CONVERSION_FILE, "convert_teacher.py")
+    prepare_output_dir(args.output_dir)  # held from now on: a second conversion into it is refused
     if not os.path.isdir(hf_dir):
         raise UserError(f"--hf_dir {hf_dir}: no such directory")
     config_path = os.path.join(hf_dir, "config.json")
@@ -347,7 +340,7 @@ def main(argv=None):
             "converted_by": "convert_teacher.py", "hf_dir": os.path.abspath(hf_dir),
             "weights": os.path.basename(weights_path), "model_type": model_type,
             "tokenizer": type(tokenizer).__name__, "parameters": len(params),
-            "pooler": "pooler.dense.weight" in params})
+            "pooler": "pooler.dense.weight" in params, "files": own_files(directory, CONVERSION_FILE)})
 
     replace_dir(build, args.output_dir)
     logger.info("%s -> %s: %d tensors of %s into PaddleNLP's %s (%d layers, hidden %d%s), tokenizer %s",

@@ -9,8 +9,10 @@ student with --int8 also model.int8.onnx, dynamically quantised), the vocabulary
 teacher's tokenizer files) and export_config.json: the kind of model, task, label names, language, (students)
 WordPieces or whole words and lower-casing, max_seq_length, padding id, input names and model files, everything
 needed to turn text into the model's inputs. Every model written is first checked against the trained model's own
-logits on a padded batch (and, for ONNX, at batch 1); a disagreeing model is not written. It is written to
-<output_dir>.tmp and renamed at the end.
+logits on a padded batch (and, for ONNX, at batch 1); a disagreeing model is not written. It is written beside
+<output_dir> under a temporary name and swapped in at the end. --output_dir is new, empty or an earlier export (which
+is replaced) holding only the files that export wrote (export_config.json lists them); it is held by this export
+until it ends, so a second export into it is refused.
 """
 import logging
 import os
@@ -22,7 +24,8 @@ import model as models
 import runtimes
 from args import parse_args
 from tasks import TASKS
-from utils import UserError, file_sha256, replace_dir, run_main, write_json
+from utils import UserError, check_replaceable_dir, file_sha256, own_files, prepare_output_dir, replace_dir, \
+    run_main, write_json
 
 logger = logging.getLogger("distill")
 
@@ -139,8 +142,8 @@ def main(argv=None):
     if args.teacher_dir and args.int8:
         raise UserError("--int8: only with --student_dir (teachers are exported in fp32)")
     out = args.output_dir
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, models.EXPORT_CONFIG)):
-        raise UserError(f"--output_dir {out}: exists and is not an earlier export; choose another directory")
+    check_replaceable_dir(out, "--output_dir", models.EXPORT_CONFIG, "export_model.py")
+    prepare_output_dir(out)  # held from now on (made if new, removed again if the export fails)
     paddle.set_device("cpu")  # the export is device-independent; predict.py picks the device
     if args.student_dir:
         build, config = student_export(args.student_dir, args.int8)
@@ -149,6 +152,7 @@ def main(argv=None):
 
     def write_all(directory):
         config["model"] = os.path.basename(build(directory))  # path prefix of the model files in the directory
+        config["files"] = own_files(directory, models.EXPORT_CONFIG)  # what a later export may replace
         write_json(os.path.join(directory, models.EXPORT_CONFIG), config)
 
     replace_dir(write_all, out)

@@ -1,13 +1,19 @@
-"""Small helpers every module uses: the error type and how scripts end on it, output directories, device and
-seeding, metrics, and writing files so that a crash never leaves half of one."""
+"""Small helpers every module uses: the error type and how scripts end on it, output directories (one run at a
+time in each), device and seeding, metrics, and writing files so that a crash never leaves half of one and no name
+a user may own is touched."""
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import random
+import re
 import shutil
 import signal
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +87,11 @@ def run_main(main, argv=None):
     - an operating-system error (disk full, permission denied, ...), naming the path: exit code 1;
     - the reader of standard output went away (`predict.py ... | head -1`): quietly, exit code 141 as for SIGPIPE.
     After an interruption or an OS error, an output directory this run created is removed unless it holds a
-    checkpoint to resume from."""
+    checkpoint to resume from. At the end, the output directories it held (hold_dir) are let go."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO if WORLD.is_main else logging.WARNING)  # of several processes, rank 0 logs
     _created_dirs.clear()
+    release_dirs()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return main(argv)
@@ -103,6 +110,7 @@ def run_main(main, argv=None):
         _exit(f"error: {where}{error.strerror or error}", 1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        release_dirs()  # after a failed run's directory is removed, so that no other run finds it meanwhile
 
 
 def _remove_created_dirs(keep_checkpoints):
@@ -116,13 +124,83 @@ def _exit(message, code):
     sys.exit(code)
 
 
-def prepare_output_dir(path):
-    """Create the output directory (on rank 0, the one process of a run that writes in it). Call it only after the
-    input has been validated."""
-    if WORLD.is_main and not os.path.isdir(path):
-        os.makedirs(path)
-        _created_dirs.append(path)
+def prepare_output_dir(path, flag="--output_dir"):
+    """Create the output directory if it does not exist yet and hold it for the rest of the run (hold_dir), on rank
+    0, the one process of a run that writes in it. Call it only after the input has been validated: a directory it
+    created is removed again when the run then fails."""
+    if WORLD.is_main:
+        try:
+            os.makedirs(path)
+            created = True
+        except FileExistsError:
+            created = False  # it was there, or another run made it meanwhile: hold_dir tells whether it is in use
+        hold_dir(path, flag)  # refused when another run holds it, then never removed as ours (it took it first)
+        if created:
+            _created_dirs.append(path)
     return path
+
+
+_held_dirs = {}  # real path of a directory this process holds -> the descriptor holding its lock
+
+
+def hold_dir(path, flag):
+    """Hold an existing output directory for the rest of this run (run_main lets go at its end), so that no other
+    run or export writes in it meanwhile; refused in one line when another process holds it. The lock is flock() of
+    the directory itself (no lock file to leave behind), released by the kernel when the process ends however it
+    ends: a killed run never blocks the next. In a run of several processes only rank 0, the one that writes, holds
+    it (the others would find it taken by their own rank 0)."""
+    if not WORLD.is_main:
+        return
+    real = os.path.realpath(path)
+    held = _held_dirs.get(real)
+    if held is not None and _still_at(held, real):
+        return
+    if held is not None:  # the directory this process held was removed or replaced since (an earlier main())
+        os.close(_held_dirs.pop(real))
+    for _ in range(10):
+        descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise UserError(f"{flag} {path}: in use by another process (a run, export or conversion writing it, "
+                            f"which holds its lock); wait for it to end or use another {flag}") from None
+        except OSError as error:  # a file system without locks: work unprotected rather than not at all
+            os.close(descriptor)
+            logger.warning("%s %s: cannot be locked (%s); another run could write in it meanwhile", flag, path,
+                           error.strerror)
+            return
+        if _still_at(descriptor, real):
+            _held_dirs[real] = descriptor
+            return
+        os.close(descriptor)  # replace_dir swapped another directory in meanwhile: lock the one there now
+    raise UserError(f"{flag} {path}: replaced again and again by another process; wait for it to end")
+
+
+def _still_at(descriptor, path):
+    """Whether the open directory is still the one at path."""
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except OSError:
+        return False
+
+
+def release_dirs():
+    """Let go of every directory this process holds (hold_dir)."""
+    while _held_dirs:
+        os.close(_held_dirs.popitem()[1])
+
+
+def _forget_held_dirs_in_child():
+    """A forked process (an augmentation worker) gets copies of the lock descriptors; it closes them, so that the
+    lock ends with the run's own process even if such a child outlives it (closing a copy never unlocks)."""
+    for descriptor in _held_dirs.values():
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _held_dirs.clear()
+
+
+os.register_at_fork(after_in_child=_forget_held_dirs_in_child)
 
 
 def check_writable_dir(path, flag):
@@ -230,16 +308,43 @@ def softmax(logits):
 
 
 def atomic_write(path, write, mode="w"):
-    """write(file) into `<path>.tmp`, then rename it to path: a reader sees the old file or the whole new one."""
-    tmp = path + ".tmp"
+    """write(file) into a new file of a unique name beside path (.<name>.writing-XXXXXXXX), then rename it to path:
+    a reader sees the old file or the whole new one, and no other name is touched. A symlink at path is written
+    through (the file it points to is replaced, the link stays). The file keeps the permissions of the one it
+    replaces (a new one gets the usual ones, by the umask)."""
+    path = os.path.realpath(path)
+    directory, name = os.path.split(path)
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        descriptor, tmp = tempfile.mkstemp(prefix=f".{name}.writing-", dir=directory)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, path) from None
+    try:
+        with os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            try:
+                permissions = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                permissions = 0o666 & ~_UMASK
+            os.fchmod(f.fileno(), permissions)  # mkstemp's file is private to its owner
             write(f)
         os.replace(tmp, path)
     except BaseException as error:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise _naming(error, path)
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+_UMASK = _umask()
 
 
 def read_cache(path, load, problem):
@@ -309,24 +414,50 @@ def read_json(path, fields=()):
     return obj
 
 
+# The temporary names replace_dir and atomic_write give what they write beside <name>: made unique in the parent
+# directory by tempfile, never a fixed name a user may own.
+_STAGED = re.compile(r"\.(?P<name>.+)\.(?P<kind>replacing|writing)-[a-z0-9_]{8}")
+REPLACING = "replacing.json"  # the mark of replace_dir's work directory, naming the directory it replaces
+
+
+def staged_name(entry):
+    """The name that a directory entry stands in for when it is a temporary name of replace_dir or atomic_write
+    (.best.replacing-k3j2x9a1 -> best, .results.json.writing-0abc_9de -> results.json), else None."""
+    match = _STAGED.fullmatch(entry)
+    return match["name"] if match else None
+
+
 def replace_dir(build, path):
-    """Write a directory as `<path>.tmp` with build(tmp_path), then swap it in for `path`, so `path` is always
-    complete: the old version until the new one is whole (or, after a crash between the two renames,
-    `<path>.old`, which recover_dir puts back)."""
-    tmp, old = path + ".tmp", path + ".old"
+    """Write a directory with build(directory), then swap it in for path, so that path is always whole: the old
+    version until the new one is complete. A symlink at path is written through (the directory it points to is
+    replaced, the link stays); a file at path is refused. All the work happens in a work directory of a unique name
+    beside path (.<name>.replacing-XXXXXXXX, marked with REPLACING and locked while in use): the new version is
+    built there, and the old one moved there for the swap and deleted with it, so no other name is touched. A crash
+    between the two renames leaves the old version in the work directory, which recover_dir (run first by every
+    replace_dir) puts back."""
+    path = os.path.realpath(path)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UserError(f"{path}: exists and is not a directory; not replaced")
     recover_dir(path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    os.makedirs(tmp)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.replacing-", dir=os.path.dirname(path))
+    mark = None
     try:
-        build(tmp)
+        mark = os.open(os.path.join(work, REPLACING), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(mark, fcntl.LOCK_EX)  # tells recover_dir of another process that this replace is still going
+        os.write(mark, json.dumps({REPLACING: os.path.basename(path)}).encode())
+        new = os.path.join(work, "new")
+        os.mkdir(new)  # with the usual permissions (mkdtemp makes the work directory private)
+        build(new)
+        if os.path.lexists(path):
+            os.replace(path, os.path.join(work, "old"))
+        os.replace(new, path)
+        shutil.rmtree(work, ignore_errors=True)
     except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _settle(work, path)
         raise _naming(error, path)
-    if os.path.exists(path):
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if mark is not None:
+            os.close(mark)
 
 
 def _naming(error, path):
@@ -337,9 +468,119 @@ def _naming(error, path):
 
 
 def recover_dir(path):
-    """Put back the previous version of a directory when replace_dir was interrupted between its renames."""
-    if not os.path.exists(path) and os.path.exists(path + ".old"):
-        os.replace(path + ".old", path)
+    """Settle what replace_dir(path) left beside path when it was cut short (a crash, SIGKILL): the previous version
+    put back if path is missing (the crash came between the two renames), and the work directory removed. Only
+    work directories that carry replace_dir's mark for this very path are touched (or its name and nothing yet: cut
+    short before the mark was written), and none still in use."""
+    path = os.path.realpath(path)
+    for work, marked in _abandoned_work_dirs(path):
+        if marked:
+            _settle(work, path)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(work, REPLACING))  # empty: the mark was never written
+            with contextlib.suppress(OSError):
+                os.rmdir(work)  # only ever removes an empty directory
+
+
+def current_dir(path):
+    """The directory holding path's contents as replace_dir left them: path itself, or, after a crash between
+    replace_dir's two renames, its previous version in the work directory (recover_dir puts it back); None when
+    there is neither. Reads only."""
+    if os.path.isdir(path):
+        return path
+    for work, marked in _abandoned_work_dirs(os.path.realpath(path)):
+        if marked and os.path.isdir(os.path.join(work, "old")):
+            return os.path.join(work, "old")
+    return None
+
+
+def _abandoned_work_dirs(path):
+    """(work directory, marked) of replace_dir(path)'s work directories beside path whose replace is over (their mark
+    not locked), each yielded while this process holds its mark's lock: marked when the mark names path, not when
+    the replace was cut short before it wrote its mark (the directory holds nothing, or only the empty mark). One
+    process at a time replaces a given path (the run or export holds its directory: hold_dir)."""
+    parent, name = os.path.split(path)
+    try:
+        entries = sorted(os.listdir(parent))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        match = _STAGED.fullmatch(entry)
+        if not match or match["kind"] != "replacing" or match["name"] != name:
+            continue
+        work = os.path.join(parent, entry)
+        try:
+            mark = os.open(os.path.join(work, REPLACING), os.O_RDONLY)
+        except FileNotFoundError:
+            if _listing(work) == []:  # cut short right after mkdtemp
+                yield work, False
+            continue
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                text = os.read(mark, 4096)
+            except OSError:
+                continue  # still in use by the process replacing it
+            if not text:
+                if _listing(work) == [REPLACING]:  # cut short before the mark was written
+                    yield work, False
+                continue
+            try:
+                marked = json.loads(text.decode("utf-8")).get(REPLACING)
+            except (ValueError, AttributeError):
+                continue  # not replace_dir's mark
+            if marked == name:
+                yield work, True
+        finally:
+            os.close(mark)
+
+
+def _listing(directory):
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return None
+
+
+def _settle(work, path):
+    """Finish with a work directory of replace_dir(path): put its old version back if path is missing, remove it."""
+    old = os.path.join(work, "old")
+    if not os.path.lexists(path) and os.path.isdir(old):
+        os.replace(old, path)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def check_replaceable_dir(path, flag, mark, script):
+    """Refuse, before any work, an output directory that script writes whole (replace_dir) unless it is new, empty,
+    or script's own earlier output holding nothing else: one with its mark, a JSON file whose "files" lists every
+    name script wrote there (written by own_files). A file, a directory of anything else, and an earlier output
+    that also holds other files (the user's, which a replace would delete) are refused, naming them."""
+    check_writable_dir(path, flag)
+    names = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if not names:
+        return
+    if not os.path.isfile(os.path.join(path, mark)):
+        raise UserError(f"{flag} {path}: not empty and not an earlier output of {script} (no {mark}); choose another "
+                        "directory")
+    written = read_json(os.path.join(path, mark)).get("files")
+    if not isinstance(written, list):
+        raise UserError(f"{flag} {path}: written by an earlier version of {script}, whose {mark} does not list the "
+                        "files it wrote, so other files in it cannot be told apart; remove it or choose another "
+                        "directory")
+    others = [name for name in names if name not in written]
+    if others:
+        raise UserError(f"{flag} {path}: an earlier output of {script}, but also holding {', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}, which it did not write and a new output would "
+                        "delete; move that away or choose another directory")
+
+
+def own_files(directory, mark):
+    """Every name in a directory being built for replace_dir, and mark (written last, listing them): the "files" of
+    check_replaceable_dir."""
+    return sorted(set(os.listdir(directory)) | {mark})
 
 
 def optimizer_state_out(model, optimizer):

@@ -430,8 +430,9 @@ def test_a_bert_with_a_wordpiece_vocabulary_is_sent_to_paddlenlp_s_own_conversio
 
 
 def test_output_dir_only_an_earlier_conversion_is_replaced(mpnet, tmp_path, capsys):
-    """A non-empty directory the converter did not write is refused and left as it was; an earlier conversion is
-    replaced whole."""
+    """A non-empty directory the converter did not write is refused and left as it was, and so is an earlier
+    conversion holding a file it did not write (the user's, which replacing it would delete); an earlier conversion
+    holding only its own files is replaced whole."""
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -440,8 +441,12 @@ def test_output_dir_only_an_earlier_conversion_is_replaced(mpnet, tmp_path, caps
     assert os.listdir(other) == ["notes.txt"] and (other / "notes.txt").read_text() == "mine"
 
     out = shutil.copytree(mpnet["out"], str(tmp_path / "out"))
-    stale = os.path.join(out, "stale.txt")
-    open(stale, "w").close()
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("mine")
+    fails_cleanly(capsys, convert_teacher.main, ["--hf_dir", mpnet["hf_dir"], "--output_dir", out],
+                  out, "notes.txt", "did not write")
+    assert sorted(os.listdir(out)) == sorted(os.listdir(mpnet["out"]) + ["notes.txt"])
+    os.remove(os.path.join(out, "notes.txt"))
     convert_teacher.main(["--hf_dir", mpnet["hf_dir"], "--output_dir", out])
     assert sorted(os.listdir(out)) == sorted(os.listdir(mpnet["out"]))
     assert sorted(os.listdir(tmp_path)) == ["other", "out"]

@@ -67,7 +67,7 @@ def run_interrupted(main, argv, expected_step):
     ckpt = os.path.join(argv[argv.index("--output_dir") + 1], "checkpoint")
     assert {"model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"} <= set(os.listdir(ckpt))
     assert read_json(os.path.join(ckpt, "state.json"))["step"] == expected_step
-    assert not os.path.exists(ckpt + ".tmp") and not os.path.exists(ckpt + ".old")
+    assert not [name for name in os.listdir(os.path.dirname(ckpt)) if utils.staged_name(name)]  # no work left over
     assert not os.path.exists(os.path.join(os.path.dirname(ckpt), "results.json"))
 
 
@@ -175,7 +175,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(task_files, t
     assert read_json(str(ckpt / "state.json"))["step"] == 3  # the epoch-1 checkpoint, whole
     assert sorted(os.listdir(ckpt)) == ["best", "lr.pdparams", "model.pdparams", "optimizer.pdopt", "rng.pkl",
                                        "state.json"]
-    assert not os.path.exists(str(ckpt) + ".tmp")
+    assert not [name for name in os.listdir(tmp_path / "resumed") if utils.staged_name(name)]  # nor its work dir
     small.main(resumed)
     assert_same_run(tmp_path / "resumed", tmp_path / "straight")
 
@@ -257,7 +257,29 @@ def read_version(directory):
         return f.read()
 
 
-def test_replace_dir_never_leaves_a_half_written_or_missing_directory(tmp_path, monkeypatch):
+def killed_at(target, args, function=None, wrapper=None):
+    """Run target(*args) in a forked child that must die of SIGKILL, as in a crash: nothing of the child's runs
+    after. utils' `function` (e.g. "os.replace") may be wrapped by wrapper(original, *its args), to kill there."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            if function is not None:
+                module, name = function.split(".")
+                owner = getattr(utils, module)
+                original = getattr(owner, name)
+                setattr(owner, name, lambda *a, **k: wrapper(original, *a, **k))
+            target(*args)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_replace_dir_never_leaves_a_half_written_or_missing_directory(tmp_path):
     path = str(tmp_path / "checkpoint")
     replace_dir(write_version("1"), path)
 
@@ -269,23 +291,32 @@ def test_replace_dir_never_leaves_a_half_written_or_missing_directory(tmp_path, 
         replace_dir(half_then_crash, path)
     assert read_version(path) == "1" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
 
-    # A crash between moving the old version aside and moving the new one in: the old one comes back.
-    rename = os.replace
-
-    def crash_on_swap_in(src, dst):
-        if src.endswith(".tmp"):
-            raise KeyboardInterrupt
-        rename(src, dst)
-
-    monkeypatch.setattr(utils.os, "replace", crash_on_swap_in)
-    with pytest.raises(KeyboardInterrupt):
-        replace_dir(write_version("3"), path)
-    monkeypatch.undo()
+    # Killed between moving the old version aside and moving the new one in: the old one comes back.
+    killed_at(replace_dir, (write_version("3"), path), "os.replace",
+              lambda replace, src, dst: kill_self() if dst == path else replace(src, dst))
     assert not os.path.exists(path)
+    assert read_version(utils.current_dir(path)) == "1"  # where a resume's checks find it meanwhile
     utils.recover_dir(path)
-    assert read_version(path) == "1"
+    assert read_version(path) == "1" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
 
-    # A crash after the swap but before the old version was deleted must not block the next write.
-    os.makedirs(path + ".old")
-    replace_dir(write_version("4"), path)
-    assert read_version(path) == "4" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    # Killed after the swap but before the old version was deleted: that must not block the next write.
+    killed_at(replace_dir, (write_version("4"), path), "shutil.rmtree", lambda rmtree, *args, **kwargs: kill_self())
+    assert read_version(path) == "4" and len(os.listdir(tmp_path)) == 2
+    replace_dir(write_version("5"), path)
+    assert read_version(path) == "5" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+    # Killed while building, or before the work directory was marked: the next write clears it away.
+    def half_then_killed(directory):
+        write_version("6")(directory)
+        kill_self()
+
+    killed_at(replace_dir, (half_then_killed, path))
+    assert read_version(path) == "5" and len(os.listdir(tmp_path)) == 2
+    replace_dir(write_version("7"), path)
+    assert read_version(path) == "7" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    for killed_after in ("mkdir", "open"):  # mkdtemp's mkdir of the work directory; the mark made, still empty
+        killed_at(replace_dir, (write_version("8"), path), f"os.{killed_after}",
+                  lambda original, *args, **kwargs: (original(*args, **kwargs), kill_self()))
+        assert read_version(path) == "7" and len(os.listdir(tmp_path)) == 2
+        replace_dir(write_version("7"), path)
+        assert read_version(path) == "7" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
