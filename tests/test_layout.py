@@ -45,4 +45,4 @@ def test_predict_imports_no_training_code():
     code = "import sys, predict; print(' '.join(sorted(set(sys.modules) & {names})))".format(
         names=repr(set(top_level_modules())))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert set(result.stdout.split()) == {"predict", "model", "data", "utils", "args"}
+    assert set(result.stdout.split()) == {"predict", "model", "data", "utils", "args", "tasks"}
