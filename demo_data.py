@@ -1,9 +1,14 @@
-"""Small synthetic tasks in the three real file layouts, and a tiny BERT, so the pipeline runs with no download.
+"""Writes the demo's sentiment task, whose dev set turns on words only pre-training teaches (no download needed).
 
-    python demo_data.py --output_dir demo   # writes demo/{sst-2,qqp,chnsenticorp}/{train,dev}.tsv and demo/tiny-bert
+    python demo_data.py --output_dir demo   # writes demo/sst-2/train.tsv, dev.tsv (SST-2's layout) and unlabeled.txt
 
-Sentiment follows a word's polarity, flipped by a negation before it, so word order matters; QQP pairs are
-duplicates when both questions ask about the same topic.
+Every sentence is a short film review whose label is its sentiment word's polarity, flipped by a negation before it.
+The labelled training set uses four positive and four negative words; the dev set uses other ones, real English
+sentiment words that a pretrained teacher knows and the baseline never sees with a label. The unlabelled file is
+in-domain text with both kinds of word (and none of the dev or training sentences): it is what lets a distilled
+student learn the unseen words from the teacher.
+
+write_task writes the tests' small synthetic tasks, one in each of the three real file layouts.
 """
 import argparse
 import os
@@ -12,6 +17,67 @@ import random
 from args import COUNT
 from tasks import TASKS
 
+SEEN_POSITIVE = ("good", "great", "nice", "fun")
+SEEN_NEGATIVE = ("bad", "poor", "awful", "dull")
+# The unseen words are ones WordPiece cuts into pieces that carry no sentiment (captivating: capt ##ivating). A word
+# kept whole has its own pretrained embedding, and that of excellent or dreadful lies close to good's or bad's, so a
+# baseline starting from those embeddings would tell them apart from the labelled words alone. Of such words, these
+# are ones the demo's MiniLM teacher labels right after its fine-tuning (riveting, insipid and shoddy it did not).
+UNSEEN_POSITIVE = ("admirable", "mesmerizing", "exhilarating", "enthralling", "captivating", "engrossing",
+                   "spellbinding", "impeccable", "enchanting", "phenomenal", "rousing")
+UNSEEN_NEGATIVE = ("lousy", "dismal", "atrocious", "abysmal", "mediocre", "tedious", "appalling", "horrendous",
+                   "abominable", "dreary", "deplorable")
+NOUNS = ("movie", "film", "story", "plot", "acting", "script", "ending", "cast", "soundtrack", "dialogue")
+TEMPLATES = ("the {noun} was {adjective}", "the {noun} is {adjective}", "i thought the {noun} was {adjective}",
+             "honestly , the {noun} was {adjective} .", "overall the {noun} is {adjective}",
+             "we found the {noun} {adjective}")
+ADVERBS = ("", "very", "really", "quite", "truly")
+NEGATIONS = ("not", "never")
+
+
+def review(rng, positive, negative):
+    """A review sentence built from one sentiment word, and its label."""
+    is_positive = rng.random() < 0.5
+    negation = rng.choice(NEGATIONS) if rng.random() < 0.3 else ""
+    words = [negation, rng.choice(ADVERBS), rng.choice(positive if is_positive else negative)]
+    text = rng.choice(TEMPLATES).format(noun=rng.choice(NOUNS), adjective=" ".join(word for word in words if word))
+    return text, int(is_positive != bool(negation))
+
+
+def distinct_reviews(rng, n, positive, negative, exclude=()):
+    """n different reviews (text -> label), none of them in `exclude`."""
+    possible = len(TEMPLATES) * len(NOUNS) * len(ADVERBS) * (len(NEGATIONS) + 1) * (len(positive) + len(negative))
+    if n > possible - len(exclude):
+        raise ValueError(f"{n} distinct reviews asked for, but these words make at most {possible - len(exclude)}")
+    reviews = {}
+    while len(reviews) < n:
+        text, label = review(rng, positive, negative)
+        if text not in exclude:
+            reviews[text] = label
+    return reviews
+
+
+def write_demo_task(directory, n_train=2000, n_dev=500, n_unlabeled=4000, seed=0):
+    """Write <directory>/train.tsv and dev.tsv in SST-2's layout and unlabeled.txt (one sentence a line): training
+    reviews with the seen words, dev reviews with the unseen ones, unlabelled reviews with both, each set drawn on
+    its own and the unlabelled one kept apart from the other two. Returns the three paths."""
+    rng = random.Random(f"demo-{seed}")
+    train = distinct_reviews(rng, n_train, SEEN_POSITIVE, SEEN_NEGATIVE)
+    dev = distinct_reviews(rng, n_dev, UNSEEN_POSITIVE, UNSEEN_NEGATIVE)
+    unlabeled = distinct_reviews(rng, n_unlabeled, SEEN_POSITIVE + UNSEEN_POSITIVE, SEEN_NEGATIVE + UNSEEN_NEGATIVE,
+                                 exclude=train.keys() | dev.keys())
+    os.makedirs(directory, exist_ok=True)
+    paths = [os.path.join(directory, name) for name in ("train.tsv", "dev.tsv", "unlabeled.txt")]
+    for path, reviews in zip(paths, (train, dev)):
+        lines = [TASKS["sst-2"].columns["train"]] + [(text, str(label)) for text, label in reviews.items()]
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join("\t".join(line) for line in lines) + "\n")
+    with open(paths[2], "w", encoding="utf-8") as f:
+        f.write("\n".join(unlabeled) + "\n")
+    return paths
+
+
+# The small synthetic tasks of the tests, one per real file layout (write_task).
 POSITIVE = ["good", "great", "lovely", "superb", "charming", "unforgettable"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "unwatchable"]
 FILLER = ["the", "movie", "film", "story", "was", "is", "a", "very", "plot", "acting", "really", "quite", ",", "."]
@@ -69,80 +135,19 @@ def write_task(task, directory, n_train=400, n_dev=100, seed=0):
     return os.path.join(directory, "train.tsv"), os.path.join(directory, "dev.tsv")
 
 
-def tiny_vocab():
-    """Special tokens, every demo word, a few WordPieces (so words split) and the Chinese characters."""
-    words = set(POSITIVE + NEGATIVE + FILLER + NEGATION + TOPICS + QUESTION + ["un", "##watch", "##able", "##s"])
-    words -= {"unwatchable", "unforgettable"}
-    words |= {"##forget", "##table"}
-    chars = sorted({c for w in ZH_POSITIVE + ZH_NEGATIVE + ZH_FILLER + ZH_NEGATION for c in w})
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words) + chars
-
-
-def write_tiny_bert(directory, hidden_size=64, num_layers=2, seed=0):
-    """A randomly initialised 2-layer BERT with the tiny vocabulary, saved like a PaddleNLP model directory."""
-    return write_tiny_teacher(directory, "bert", hidden_size, num_layers, seed)
-
-
-TEACHER_FAMILIES = ("bert", "ernie", "mpnet", "bert-sentencepiece")
-
-
-def write_tiny_teacher(directory, family, hidden_size=64, num_layers=2, seed=0):
-    """A randomly initialised tiny sequence classifier of one family, built from a config and saved with its
-    tokenizer as a PaddleNLP model directory: BERT, ERNIE or MPNet with the tiny WordPiece vocabulary, or BERT with a
-    SentencePiece tokenizer (XLM-R's, as multilingual-e5 has) trained here on the demo sentences."""
-    import paddle
-    from paddlenlp import transformers as t
-
-    os.makedirs(directory, exist_ok=True)
-    if family == "bert-sentencepiece":
-        tokenizer = t.LayoutXLMTokenizer(_train_sentencepiece(directory))
-    else:
-        vocab = tiny_vocab()
-        if family == "mpnet":  # MPNet's own special tokens, with its pad id 1
-            vocab = ["<s>", "<pad>", "</s>", "<mask>"] + vocab
-        vocab_file = os.path.join(directory, "vocab.txt")
-        with open(vocab_file, "w", encoding="utf-8") as f:
-            f.write("\n".join(vocab) + "\n")
-        tokenizer = {"bert": t.BertTokenizer, "ernie": t.ErnieTokenizer, "mpnet": t.MPNetTokenizer}[family](vocab_file)
-    sizes = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                 num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=256, num_labels=2,
-                 pad_token_id=tokenizer.pad_token_id)
-    config_class, model_class = {"bert": (t.BertConfig, t.BertForSequenceClassification),
-                                 "bert-sentencepiece": (t.BertConfig, t.BertForSequenceClassification),
-                                 "ernie": (t.ErnieConfig, t.ErnieForSequenceClassification),
-                                 "mpnet": (t.MPNetConfig, t.MPNetForSequenceClassification)}[family]
-    paddle.seed(seed)
-    model_class(config_class(**sizes)).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def _train_sentencepiece(directory):
-    """A unigram SentencePiece model of a few hundred pieces over the demo sentences of every task."""
-    import sentencepiece
-
-    rng = random.Random(0)
-    corpus = [sentiment(rng, POSITIVE, NEGATIVE, FILLER, NEGATION, " ".join)[0] for _ in range(300)]
-    corpus += [sentiment(rng, ZH_POSITIVE, ZH_NEGATIVE, ZH_FILLER, ZH_NEGATION, "".join)[0] for _ in range(300)]
-    corpus += [question(rng, rng.choice(TOPICS)) for _ in range(300)]
-    prefix = os.path.join(directory, "sentencepiece.bpe")
-    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_prefix=prefix, vocab_size=200,
-                                             model_type="unigram", character_coverage=1.0, minloglevel=2,
-                                             normalization_rule_name="nmt_nfkc")
-    os.remove(prefix + ".vocab")
-    return prefix + ".model"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", default="demo", help="Where the task folders and tiny-bert go.")
-    parser.add_argument("--n_train", type=COUNT, default=2000, help="Training examples per task.")
-    parser.add_argument("--n_dev", type=COUNT, default=500, help="Dev examples per task.")
+    parser.add_argument("--output_dir", default="demo", help="The task goes to <output_dir>/sst-2.")
+    parser.add_argument("--n_train", type=COUNT, default=2000, help="Labelled training reviews.")
+    parser.add_argument("--n_dev", type=COUNT, default=500, help="Dev reviews.")
+    parser.add_argument("--n_unlabeled", type=COUNT, default=4000, help="Unlabelled reviews.")
     args = parser.parse_args(argv)
-    for task in TASKS:
-        write_task(task, os.path.join(args.output_dir, task), args.n_train, args.n_dev)
-    write_tiny_bert(os.path.join(args.output_dir, "tiny-bert"))
-    print(f"demo data and tiny-bert written to {args.output_dir}")
+    directory = os.path.join(args.output_dir, "sst-2")
+    try:
+        write_demo_task(directory, args.n_train, args.n_dev, args.n_unlabeled)
+    except ValueError as error:  # more sentences asked for than the words make
+        parser.error(str(error))
+    print(f"demo task written to {directory}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import demo_data  # noqa: E402
+import tiny_models  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 
@@ -20,7 +21,7 @@ def task_files(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     """A 2-layer, 64-hidden BERT built from a config with a tiny vocabulary (random weights)."""
-    return demo_data.write_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert")))
+    return tiny_models.write_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert")))
 
 
 def student_eval(best_dir, task_name, dev_file):

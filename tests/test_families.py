@@ -11,21 +11,21 @@ from conftest import FAST, data_flags
 
 import bert_distill
 import data
-import demo_data
 import model
 import runtimes
 import small
 import teacher
+import tiny_models
 from tasks import TASKS
 from utils import read_json
 
-FAMILIES = demo_data.TEACHER_FAMILIES
+FAMILIES = tiny_models.TEACHER_FAMILIES
 WORDPIECE = ("bert", "ernie", "mpnet")
 
 
 @pytest.fixture(scope="module")
 def teacher_dirs(tmp_path_factory):
-    return {family: demo_data.write_tiny_teacher(str(tmp_path_factory.mktemp(family)), family)
+    return {family: tiny_models.write_tiny_teacher(str(tmp_path_factory.mktemp(family)), family)
             for family in FAMILIES}
 
 
