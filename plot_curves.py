@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from args import parse_args  # noqa: E402
-from utils import UserError, read_json, run_main  # noqa: E402
+from utils import UserError, read_json, read_text, run_main  # noqa: E402
 
 # What the reinforced selector logs with each evaluation (since the previous one), as the axis calls it.
 SELECTOR_METRICS = {"keep_rate": "selector keep rate", "reward": "selector mean reward per step"}
@@ -28,15 +28,17 @@ def read_curve(run_dir, metric):
     if not os.path.isfile(path):
         raise UserError(f"run_dirs {run_dir}: no eval_log.jsonl (not a training output directory)")
     by_step = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                by_step[record["step"]] = record[metric]
-            except (ValueError, KeyError):
-                raise UserError(f"run_dirs {path}:{number}: not an evaluation record with '{metric}'") from None
+    for number, line in enumerate(read_text(path, "run_dirs").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step, value = record["step"], record[metric]
+        except (ValueError, KeyError, TypeError):
+            step = value = None
+        if not isinstance(step, int) or not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise UserError(f"run_dirs {path}:{number}: not an evaluation record with '{metric}'")
+        by_step[step] = value
     steps = sorted(by_step)
     return steps, [by_step[s] for s in steps]
 
@@ -45,12 +47,24 @@ def run_label(run_dir):
     name = os.path.basename(os.path.normpath(run_dir))
     results_path = os.path.join(run_dir, "results.json")
     if os.path.isfile(results_path):
-        return f"{read_json(results_path)['script']} ({name})"
+        return f"{read_json(results_path, ('script',))['script']} ({name})"
     return f"{name} (running)"
+
+
+def check_output(path):
+    """Refuse an --output whose extension names no image format matplotlib writes (it would fail after the work,
+    or, without an extension, write <output>.png instead)."""
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in formats:
+        raise UserError(f"--output {path}: {'unsupported extension .' + extension if extension else 'no extension'}; "
+                        f"use one of {', '.join('.' + name for name in sorted(formats))}")
 
 
 def main(argv=None):
     args = parse_args("plot", argv, __doc__)
+    check_output(args.output)
     curves = [(run_label(d), *read_curve(d, args.metric)) for d in args.run_dirs]
     figure, axes = plt.subplots(figsize=(8, 5))
     for label, steps, values in curves:

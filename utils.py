@@ -281,7 +281,9 @@ def write_json(path, obj):
 
 def read_text(path, flag):
     """The text of a UTF-8 file (with universal newlines, as PaddleNLP's readers see it), refused in one line
-    naming the flag when the file is missing, unreadable or not UTF-8."""
+    naming the flag when the file is missing, a directory, unreadable or not UTF-8."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path}: is a directory, not a file")
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path}: no such file")
     try:
@@ -293,19 +295,23 @@ def read_text(path, flag):
         raise UserError(f"{flag} {path}: cannot be read ({error.strerror})") from None
 
 
-def read_json(path, fields=()):
-    """The JSON object in a file, refused (naming the file) when the file is not JSON, not an object, or lacks one
-    of `fields`."""
+def read_json(path, fields=(), flag=None):
+    """The JSON object in a file, refused (naming the file, and the flag that named it if given) when the file is
+    not JSON, not an object, or lacks one of `fields`; with a flag, also when it is missing or not UTF-8 text."""
+    where = f"{flag} {path}" if flag else path
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+        if flag:
+            obj = json.loads(read_text(path, flag))
+        else:
+            with open(path, encoding="utf-8") as f:
+                obj = json.load(f)
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise UserError(f"{path}: not a valid JSON file ({error})") from None
+        raise UserError(f"{where}: not a valid JSON file ({error})") from None
     if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+        raise UserError(f"{where}: expected a JSON object, found {type(obj).__name__}")
     missing = [name for name in fields if name not in obj]
     if missing:
-        raise UserError(f"{path}: missing field(s) {', '.join(missing)}")
+        raise UserError(f"{where}: missing field(s) {', '.join(missing)}")
     return obj
 
 

@@ -4,20 +4,36 @@ SIGKILL; a full disk named by its path), and bad input is one line naming the fi
 written."""
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
-from conftest import STUDENT_FAST, data_flags, fails_cleanly
+from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 
+import benchmark
 import bert_distill
 import convert_teacher
 import export_model
+import plot_curves
+import results_table
 import small
 import teacher
+import utils
 
 
 def copy_teacher(tiny_bert, path):
     shutil.copytree(tiny_bert, path)
     return str(path)
+
+
+def listing(path):
+    """Every file under path with its bytes, or None when path does not exist."""
+    if not os.path.exists(path):
+        return None
+    if os.path.isfile(path):
+        return open(path, "rb").read()
+    return {os.path.relpath(os.path.join(root, name), path): open(os.path.join(root, name), "rb").read()
+            for root, _, files in os.walk(path) for name in files}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -125,3 +141,108 @@ def test_a_checkpoint_with_the_same_size_vocabulary_in_another_order_is_refused(
     # the same vocabulary, by another path, is accepted
     assert small.main(flags + ["--vocab_path", str(first / "vocab.txt"), "--init_from_ckpt", checkpoint,
                                "--output_dir", str(tmp_path / "same")])["steps"] == 1
+
+
+def results_run(tmp_path, name, **changes):
+    """A run directory with the results.json and eval_log.jsonl of a small.py run, with changes (None: removed)."""
+    directory = tmp_path / name
+    directory.mkdir()
+    results = {"task": "sst-2", "script": "small", "metric": "acc", "metrics": {"acc": 0.8}, "best_step": 2,
+               "steps": 2, "train_seconds": 60, "flags": {"task_name": "sst-2", "output_dir": str(directory),
+                                                          "seed": 42}}
+    results.update(changes)
+    utils.write_json(str(directory / "results.json"), {k: v for k, v in results.items() if v is not None})
+    (directory / "eval_log.jsonl").write_text('{"step": 1, "acc": 0.7}\n{"step": 2, "acc": 0.8}\n')
+    return str(directory)
+
+
+README = "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\n"
+
+
+def readme_at(tmp_path, content=README):
+    path = tmp_path / "README.md"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+# id -> (main, lambda tmp_path: argv, parts of the message)
+REPORT_CASES = {
+    "table-results-without-flags": (results_table.main, lambda t: [results_run(t, "run", flags=None)],
+                                    ["results.json: missing field(s) flags"]),
+    "table-results-without-script": (results_table.main, lambda t: [results_run(t, "run", script=None)],
+                                     ["results.json: missing field(s) script"]),
+    "table-results-of-another-script": (results_table.main, lambda t: [results_run(t, "run", script="x")],
+                                        ["results.json: script 'x' is not one of"]),
+    "plot-results-without-script": (plot_curves.main, lambda t: [results_run(t, "run", script=None), "--output",
+                                                                 str(t / "c.png")],
+                                    ["results.json: missing field(s) script"]),
+    "table-readme-not-utf8": (results_table.main, lambda t: [results_run(t, "run"), "--readme",
+                                                             readme_at(t, README.encode() + b"caf\xe9\n")],
+                              ["--readme", "README.md: not UTF-8 text"]),
+    "table-readme-missing": (results_table.main, lambda t: [results_run(t, "run"), "--readme", str(t / "nope.md")],
+                             ["--readme", "nope.md: no such file"]),
+    "table-readme-is-a-directory": (results_table.main, lambda t: [results_run(t, "run"), "--readme", str(t)],
+                                    ["--readme", "is a directory"]),
+    "table-readme-markers-reversed": (results_table.main, lambda t: [results_run(t, "run"), "--readme", readme_at(
+        t, "<!-- results:end -->\nold\n<!-- results:begin -->\n")], ["--readme", "<!-- results:end --> marker comes "
+                                                                     "before <!-- results:begin -->"]),
+    "table-readme-two-blocks": (results_table.main, lambda t: [results_run(t, "run"), "--readme",
+                                                               readme_at(t, README + README)],
+                                ["--readme", "2 <!-- results:begin --> and 2 <!-- results:end --> markers"]),
+    "plot-output-unsupported-extension": (plot_curves.main, lambda t: [results_run(t, "run"), "--output",
+                                                                       str(t / "curves.pgn")],
+                                          ["--output", "curves.pgn: unsupported extension .pgn; use one of", ".png"]),
+    "plot-output-without-extension": (plot_curves.main, lambda t: [results_run(t, "run"), "--output",
+                                                                   str(t / "curves")],
+                                      ["--output", "curves: no extension"]),
+    "plot-eval-log-not-utf8": (plot_curves.main, lambda t: [results_run(t, "run"), "--output", str(t / "c.png")],
+                               ["run_dirs", "eval_log.jsonl: not UTF-8 text"]),
+    "plot-eval-record-not-an-object": (plot_curves.main, lambda t: [results_run(t, "run"), "--output",
+                                                                    str(t / "c.png")],
+                                       ["run_dirs", "eval_log.jsonl:2: not an evaluation record with 'acc'"]),
+}
+
+
+@pytest.mark.parametrize("case", REPORT_CASES.values(), ids=REPORT_CASES.keys())
+def test_the_report_scripts_refuse_bad_input_in_one_line(capsys, tmp_path, case, request):
+    main, argv_of, expected = case
+    argv = argv_of(tmp_path)
+    log = tmp_path / "run" / "eval_log.jsonl"
+    if request.node.callspec.id == "plot-eval-log-not-utf8":
+        log.write_bytes(b'{"step": 1, "acc": 0.7}\ncaf\xe9\n')
+    elif request.node.callspec.id == "plot-eval-record-not-an-object":
+        log.write_text('{"step": 1, "acc": 0.7}\n[2, 0.8]\n')
+    before = listing(tmp_path)
+    fails_cleanly(capsys, main, argv, *expected)
+    assert listing(tmp_path) == before  # nothing written: no image, the README as it was
+
+
+def test_the_tables_still_fill_a_readme_block(tmp_path, capsys):
+    readme = readme_at(tmp_path, "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nend\n")
+    results_table.main([results_run(tmp_path, "run"), "--readme", readme])
+    lines = open(readme, encoding="utf-8").read().splitlines()
+    assert lines[:2] == ["intro", "<!-- results:begin -->"] and lines[-2:] == ["<!-- results:end -->", "end"]
+    assert "old" not in lines and "| sst-2 | all | - | - | 0.8000 (1 min) | - |" in lines
+
+
+def test_a_bad_benchmark_reference_config_is_refused_before_any_measurement(capsys, task_files, tiny_bert, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text("{")
+    fails_cleanly(capsys, benchmark.main, ["--teacher_dir", tiny_bert, "--data_file", task_files["sst-2"][1],
+                                           "--sections", "size", "--reference_config", str(config)],
+                  f"--reference_config {config}: not a valid JSON file")
+    fails_cleanly(capsys, benchmark.main, ["--teacher_dir", tiny_bert, "--data_file", task_files["sst-2"][1],
+                                           "--sections", "size", "--reference_config", str(tmp_path / "nope.json")],
+                  "--reference_config", "nope.json: no such file")
+
+
+def test_demo_data_ends_as_every_script_does(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "demo_data.py"), "--output_dir",
+                             str(blocker / "demo")], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {blocker / 'demo'}: Not a directory"
