@@ -2,6 +2,8 @@
 (loading, checks of its length and vocabulary), and a masked language model's replacement candidates for L2A.
 Running them (batched logits, export, runtimes) is in runtimes.py."""
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -360,6 +362,27 @@ def checked_teacher_tokenizer(name_or_dir, config, max_seq_length, flag):
     tokenizer = data.load_tokenizer(name_or_dir, flag)
     check_teacher_vocabulary(config, tokenizer, source)
     return tokenizer
+
+
+CONFIG_FILES = ("config.json", "model_config.json")
+TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "added_tokens.json")  # besides SentencePiece models, *.model
+
+
+def teacher_files(teacher_dir, flag="--teacher_dir"):
+    """The files of a local model directory that make the model what it is: its weights (teacher_weights_path), its
+    config and its tokenizer's files (a SentencePiece model included). Their contents decide its outputs and what
+    ids its inputs become, so a resume and the teacher-logits cache check all of them (checkpoint.input_hashes,
+    teacher_sha256)."""
+    names = sorted(name for name in os.listdir(teacher_dir)
+                   if (name in CONFIG_FILES + TOKENIZER_FILES or name.endswith(".model"))
+                   and os.path.isfile(os.path.join(teacher_dir, name)))
+    return [teacher_weights_path(teacher_dir, flag)] + [os.path.join(teacher_dir, name) for name in names]
+
+
+def teacher_sha256(file_hashes):
+    """One sha256 of a model from those of its files (teacher_files' names -> sha256): the teacher's identity."""
+    return hashlib.sha256(json.dumps(file_hashes, sort_keys=True).encode()).hexdigest()
 
 
 def teacher_weights_path(teacher_dir, flag="--teacher_dir"):

@@ -2,20 +2,25 @@
 config and tokenizer files), faults leave no litter (temporary exports removed however a run ends, and swept after a
 SIGKILL; a full disk named by its path), and bad input is one line naming the file or flag, exit code 2, nothing
 written."""
+import json
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 
 import benchmark
 import bert_distill
 import convert_teacher
+import distillation
 import export_model
+import model as models
 import plot_curves
 import results_table
+import runtimes
 import small
 import teacher
 import utils
@@ -26,6 +31,34 @@ def copy_teacher(tiny_bert, path):
     return str(path)
 
 
+def distill_flags(task_files, teacher_dir, cache, output_dir, *extra):
+    """A quick bert_distill.py run: no augmented copies, the dygraph teacher, two steps."""
+    return data_flags(task_files, "sst-2") + STUDENT_FAST + [
+        "--teacher_dir", teacher_dir, "--n_iter", "0", "--teacher_backend", "dygraph", "--max_dev_samples", "20",
+        "--max_steps", "2", "--lr_schedule", "constant", "--cache_dir", str(cache), "--output_dir", str(output_dir),
+        *extra]
+
+
+def edit_vocab(teacher_dir):
+    """Swap two words of the teacher's vocab.txt: the same size, other ids."""
+    path = os.path.join(teacher_dir, "vocab.txt")
+    lines = open(path, encoding="utf-8").read().splitlines()
+    a, b = lines.index("good"), lines.index("bad")
+    lines[a], lines[b] = lines[b], lines[a]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def edit_config(teacher_dir):
+    """The same weights computing with another activation."""
+    path = os.path.join(teacher_dir, "config.json")
+    config = json.load(open(path, encoding="utf-8"))
+    assert config.get("hidden_act", "gelu") != "relu"
+    config["hidden_act"] = "relu"
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+
+
 def listing(path):
     """Every file under path with its bytes, or None when path does not exist."""
     if not os.path.exists(path):
@@ -34,6 +67,66 @@ def listing(path):
         return open(path, "rb").read()
     return {os.path.relpath(os.path.join(root, name), path): open(os.path.join(root, name), "rb").read()
             for root, _, files in os.walk(path) for name in files}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. What a resume and the logits cache notice
+
+
+@pytest.mark.parametrize("changed, edit", [("vocab.txt", edit_vocab), ("config.json", edit_config)])
+def test_a_resume_after_a_teacher_file_changed_is_refused_naming_it(capsys, task_files, tiny_bert, tmp_path, changed,
+                                                                     edit):
+    teacher_dir = copy_teacher(tiny_bert, tmp_path / "teacher")
+    output_dir = tmp_path / "run"
+    argv = distill_flags(task_files, teacher_dir, tmp_path / "cache", output_dir)  # student vocabulary: the teacher's
+    bert_distill.main(argv)
+    before = listing(output_dir)
+    edit(teacher_dir)
+    fails_cleanly(capsys, bert_distill.main, argv + ["--max_steps", "4"], f"--output_dir {output_dir}",
+                  f"--teacher_dir {teacher_dir} (its {changed} changed since)")
+    assert listing(output_dir) == before
+
+
+def test_the_teacher_is_asked_again_once_its_config_changed(task_files, tiny_bert, tmp_path, monkeypatch):
+    teacher_dir, cache = copy_teacher(tiny_bert, tmp_path / "teacher"), tmp_path / "cache"
+    asked, label = [], runtimes.label_with_teacher
+    monkeypatch.setattr(runtimes, "label_with_teacher",
+                        lambda model, records, *args, **kwargs: asked.append(len(records)) or
+                        label(model, records, *args, **kwargs))
+    bert_distill.main(distill_flags(task_files, teacher_dir, cache, tmp_path / "first"))
+    bert_distill.main(distill_flags(task_files, teacher_dir, cache, tmp_path / "again"))
+    assert len(asked) == 1  # the unchanged teacher: from the cache
+    first_table = np.load(str(cache / os.listdir(cache)[0]))
+    edit_config(teacher_dir)
+    bert_distill.main(distill_flags(task_files, teacher_dir, cache, tmp_path / "relu"))
+    assert asked == [asked[0], asked[0]]  # asked again about every input
+    tables = [np.load(str(cache / name)) for name in sorted(os.listdir(cache))]
+    assert len(tables) == 2 and any(table.tobytes() == first_table.tobytes() for table in tables)  # kept apart
+    by_key = [dict(zip(distillation._keys(table), table["logits"])) for table in tables]
+    assert by_key[0].keys() == by_key[1].keys()
+    assert not np.allclose([by_key[0][key] for key in by_key[0]], [by_key[1][key] for key in by_key[0]])
+
+
+@pytest.mark.parametrize("name", ["model_state.pdparams", "config.json", "vocab.txt", "tokenizer_config.json",
+                                  "special_tokens_map.json", "added_tokens.json", "sentencepiece.bpe.model"])
+def test_every_file_that_makes_the_teacher_is_part_of_its_identity(tmp_path, name):
+    teacher_dir = tmp_path / "teacher"
+    teacher_dir.mkdir()
+    for present in ("model_state.pdparams", "config.json", "vocab.txt", "tokenizer_config.json",
+                    "special_tokens_map.json"):
+        (teacher_dir / present).write_text(present)
+
+    def identity():
+        return models.teacher_sha256({os.path.basename(path): utils.file_sha256(path)
+                                      for path in models.teacher_files(str(teacher_dir))})
+
+    before = identity()
+    (teacher_dir / "notes.md").write_text("a file that shapes nothing")
+    (teacher_dir / "task.json").write_text("{}")
+    assert identity() == before
+    with open(teacher_dir / name, "a") as f:
+        f.write(" changed")  # or added
+    assert identity() != before
 
 
 # ---------------------------------------------------------------------------------------------------------------
