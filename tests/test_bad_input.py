@@ -330,7 +330,11 @@ def test_the_teacher_labels_only_inputs_the_cache_has_not_seen(distill_run, tmp_
 
 def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
     label = runtimes.label_with_teacher
-    monkeypatch.setattr(runtimes, "label_with_teacher", lambda *args, **kwargs: label(*args, **kwargs) * np.nan)
+
+    def nan_logits(*args, chunk_done, **kwargs):  # each chunk reaches the cache as it is labelled: NaN there too
+        return label(*args, chunk_done=lambda start, logits: chunk_done(start, logits * np.nan), **kwargs) * np.nan
+
+    monkeypatch.setattr(runtimes, "label_with_teacher", nan_logits)
     cache = str(tmp_path / "cache")
     argv = distill_run.argv + ["--p_pos", "0", "--cache_dir", cache, "--output_dir", str(tmp_path / "out")]
     fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", "the teacher's logits are bad",
