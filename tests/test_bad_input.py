@@ -596,10 +596,11 @@ def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    scratch = temp / f"distill-scratch-{os.getuid()}"  # where the teacher is exported (utils.scratch_dir)
     verified_predictor = runtimes.verified_predictor
 
     def interrupting(*args, **kwargs):
-        assert os.listdir(temp)  # the exported teacher
+        assert os.listdir(scratch)  # the exported teacher
         result = verified_predictor(*args, **kwargs)
         signal.raise_signal(signum)
         return result
@@ -609,7 +610,7 @@ def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_
     argv = distill_run.argv + ["--teacher_backend", "inference", "--p_pos", "0", "--cache_dir", str(cache),
                                "--output_dir", str(output_dir)]
     interrupted(capfd, bert_distill.main, argv, signal.Signals(signum).name)
-    assert os.listdir(temp) == [] and not output_dir.exists()
+    assert os.listdir(temp) == [scratch.name] and os.listdir(scratch) == [] and not output_dir.exists()
     assert not [name for name in os.listdir(cache) if name.startswith("logits")] if cache.exists() else True
 
 

@@ -2,11 +2,15 @@
 config and tokenizer files), faults leave no litter (temporary exports removed however a run ends, and swept after a
 SIGKILL; a full disk named by its path), and bad input is one line naming the file or flag, exit code 2, nothing
 written."""
+import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +28,7 @@ import runtimes
 import small
 import teacher
 import utils
+from utils import run_main
 
 
 def copy_teacher(tiny_bert, path):
@@ -127,6 +132,163 @@ def test_every_file_that_makes_the_teacher_is_part_of_its_identity(tmp_path, nam
     with open(teacher_dir / name, "a") as f:
         f.write(" changed")  # or added
     assert identity() != before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Faults leave no litter
+
+
+def scratch_root_in(directory):
+    return directory / f"distill-scratch-{os.getuid()}"
+
+
+@pytest.mark.parametrize("interruption", ["SIGTERM", "KeyboardInterrupt"])
+def test_an_interrupted_labelling_leaves_no_export_behind(capfd, task_files, tiny_bert, tmp_path, monkeypatch,
+                                                          interruption):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(runtimes, "LABEL_CHUNK", 64)  # 160 records: three chunks
+    batched_logits, chunks = runtimes.batched_logits, []
+
+    def interrupted_mid_labelling(run, records, batch_size, collate, progress=None, sharded=False):
+        if progress and progress.startswith("teacher labelling"):
+            chunks.append(progress)
+            if len(chunks) == 2:
+                exports = os.listdir(scratch_root_in(temp))
+                assert len(exports) == 1 and "model.pdiparams" in os.listdir(scratch_root_in(temp) / exports[0])
+                if interruption == "SIGTERM":
+                    signal.raise_signal(signal.SIGTERM)
+                raise KeyboardInterrupt
+        return batched_logits(run, records, batch_size, collate, progress, sharded)
+
+    monkeypatch.setattr(runtimes, "batched_logits", interrupted_mid_labelling)
+    output_dir = tmp_path / "out"
+    argv = distill_flags(task_files, tiny_bert, tmp_path / "cache", output_dir, "--teacher_backend", "inference")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(bert_distill.main, argv)
+    assert exit_info.value.code == 130 and len(chunks) == 2
+    assert "Traceback" not in capfd.readouterr().err
+    assert os.listdir(scratch_root_in(temp)) == [] and not output_dir.exists()
+
+
+KILLED_MID_LABELLING = """
+import os, signal, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+tempfile.tempdir = sys.argv[2]
+import paddle, data, model, runtimes
+paddle.set_device("cpu")
+teacher, tokenizer = model.load_teacher(sys.argv[3]), data.load_tokenizer(sys.argv[3], "--teacher_dir")
+records = [data.TeacherEncoder(tokenizer, 32, "en").texts((text,)) for text in ("a good film", "not bad at all")]
+runtimes.verified_predictor = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # once the teacher is exported
+runtimes.label_with_teacher(teacher, records, 2, tokenizer.pad_token_id, "inference", "fp32")
+"""
+
+
+def test_the_export_of_a_sigkilled_labelling_is_removed_by_the_next_run(task_files, tiny_bert, tmp_path,
+                                                                         monkeypatch):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_LABELLING, ROOT, str(temp), tiny_bert])
+    assert killed.returncode == -signal.SIGKILL
+    (leftover,) = os.listdir(scratch_root_in(temp))
+    assert "model.pdiparams" in os.listdir(scratch_root_in(temp) / leftover)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    output_dir = tmp_path / "next"
+    bert_distill.main(distill_flags(task_files, tiny_bert, tmp_path / "cache", output_dir,
+                                    "--teacher_backend", "inference"))
+    assert os.listdir(scratch_root_in(temp)) == []
+
+
+HOLDING_A_SCRATCH_DIR = """
+import sys, tempfile, time
+sys.path.insert(0, sys.argv[1])
+tempfile.tempdir = sys.argv[2]
+import utils
+with utils.scratch_dir("busy") as path:
+    print(path, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_scratch_directory_in_use_is_never_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDING_A_SCRATCH_DIR, ROOT, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        path = holder.stdout.readline().strip()
+        assert os.path.isdir(path)
+        utils.sweep_scratch()
+        with utils.scratch_dir("mine") as mine:
+            assert os.path.isdir(path) and os.path.isdir(mine)  # another live run's directory stays
+    finally:
+        holder.kill()
+        holder.wait()
+    utils.sweep_scratch()
+    assert os.listdir(scratch_root_in(tmp_path)) == []
+
+
+PARENT_OF_A_CHILD = """
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+import runtimes
+child = subprocess.Popen([sys.executable, "-c", runtimes.child_code("import time; time.sleep(600)")])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def gone(pid):
+    """Whether process pid has ended (a zombie nobody reaps in a container counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_child_process_of_the_labelling_dies_with_its_parent():
+    """OpenVINO's and paddle2onnx's processes are started by runtimes.child_code: killed with their parent, even
+    when the parent gets SIGKILL (no cleanup of its own runs then)."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_OF_A_CHILD, ROOT], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert not gone(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(child)
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                     OSError("43093 requested and 7504 written")], ids=["ENOSPC", "numpy-short-write"])
+def test_a_full_disk_while_caching_logits_names_the_cache_file(capsys, task_files, tiny_bert, tmp_path, monkeypatch,
+                                                               failure):
+    def disk_full(file, array):
+        file.write(b"\x93NUMPY" + b"\0" * 100)  # half a table, then the disk is full
+        raise failure
+
+    monkeypatch.setattr(np, "save", disk_full)
+    cache, output_dir = tmp_path / "cache", tmp_path / "out"
+    message = fails_cleanly(capsys, bert_distill.main, distill_flags(task_files, tiny_bert, cache, output_dir),
+                            f"error: {cache / 'logits-'}", ".npy: cannot be written", str(failure.strerror or failure),
+                            "the cache keeps what it held before")
+    assert "Traceback" not in message
+    assert os.listdir(cache) == [] and not output_dir.exists()  # no half-written table, no temporary file
+
+
+def test_any_os_error_while_writing_a_file_names_it(tmp_path):
+    path = str(tmp_path / "results.json")
+
+    def short_write(f):
+        f.write("{")
+        raise OSError("43093 requested and 7504 written")
+
+    with pytest.raises(OSError) as error:
+        utils.atomic_write(path, short_write)
+    assert error.value.filename == path and "43093 requested" in error.value.strerror
+    assert os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
