@@ -173,6 +173,49 @@ def test_an_interrupted_labelling_leaves_no_export_behind(capfd, task_files, tin
     assert os.listdir(scratch_root_in(temp)) == [] and not output_dir.exists()
 
 
+def ends_by(how):
+    """Something that ends a run the way `how` says, from inside it."""
+    def end():
+        if how in ("SIGTERM", "SIGHUP", "SIGINT"):
+            signal.raise_signal(getattr(signal, how))
+        elif how == "bad input":
+            raise utils.UserError("--flag x: bad")
+        elif how == "disk full":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "x")
+    return end
+
+
+@pytest.mark.parametrize("how, code", [("SIGTERM", 130), ("SIGHUP", 130), ("SIGINT", 130), ("bad input", 2),
+                                       ("disk full", 1), ("success", None)])
+def test_a_scratch_directory_goes_however_the_run_ends(capsys, tmp_path, monkeypatch, how, code):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = []
+
+    def main(argv):
+        with utils.scratch_dir("export") as path:
+            made.append(path)
+            open(os.path.join(path, "model.pdiparams"), "wb").close()
+            ends_by(how)()
+
+    if code is None:
+        run_main(main, [])
+    else:
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(main, [])
+        assert exit_info.value.code == code
+        assert "Traceback" not in capsys.readouterr().err
+    assert len(made) == 1 and os.listdir(scratch_root_in(tmp_path)) == []
+
+
+def test_under_nohup_a_closed_terminal_still_ends_nothing():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert run_main(lambda argv: signal.raise_signal(signal.SIGHUP) or "went on", []) == "went on"
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 KILLED_MID_LABELLING = """
 import os, signal, sys, tempfile
 sys.path.insert(0, sys.argv[1])
