@@ -57,6 +57,14 @@ SEED = ranged(int, 0, 2 ** 32 - 2)  # numpy takes seeds in [0, 2**32), and train
 TEACHER_SEQ_LENGTH = ranged(int, 3)
 
 
+def non_empty(text):
+    """An argparse type for a flag naming a file, directory or model: an empty value (--output_dir "", an unset
+    shell variable) names nothing, and would otherwise mean the current directory, or the flag not given."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def flag(default=None, help="", **argparse_kwargs):
     """A dataclass field that is also the flag --<field name>: its default, help and argparse settings (type,
     choices, required, nargs; positional=True for a positional argument; exclusive=NAME for one of a set of flags
@@ -368,6 +376,8 @@ def add_flags(parser, group_class, overrides=None):
             settings["action"] = "store_true"
         elif "action" not in settings:
             settings["default"] = spec.default
+        if spec.type in (str, list) and "type" not in settings and "choices" not in settings:
+            settings["type"] = non_empty  # every free-form value names a path, a model, a metric or an alias
         target = group
         if "exclusive" in spec.metadata:  # at most one flag of the set; exactly one where they are required
             required = settings.pop("required", False)

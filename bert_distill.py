@@ -4,8 +4,9 @@
         --train_file ../shared/data/SST-2/train.tsv --dev_file ../shared/data/SST-2/dev.tsv \
         --output_dir distilled_models/sst-2
 
-The teacher labels the transfer set once; its logits are cached under --cache_dir, per teacher (its weights) and
-per exact teacher input, so later epochs, reruns and other runs never ask the teacher twice about one input.
+The teacher labels the transfer set once; its logits are cached under --cache_dir, per teacher (its weights, config
+and tokenizer files) and per exact teacher input, so later epochs, reruns and other runs never ask the teacher twice
+about one input.
 """
 import logging
 import os
@@ -58,9 +59,9 @@ def main(argv=None):
     # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
     teacher_records = [encoder.texts(examples[example.source].texts) if i < len(examples) else
                        encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
-    logits = distillation.cached_teacher_logits(args.teacher_dir, run.inputs["teacher_dir"], teacher_records,
-                                                tokenizer.pad_token_id, len(task.labels), args.cache_dir,
-                                                args.teacher_batch_size, args.teacher_backend,
+    logits = distillation.cached_teacher_logits(args.teacher_dir, models.teacher_sha256(run.inputs["teacher_dir"]),
+                                                teacher_records, tokenizer.pad_token_id, len(task.labels),
+                                                args.cache_dir, args.teacher_batch_size, args.teacher_backend,
                                                 args.teacher_precision)
     records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
                 "logits": logits[i]} for i, example in enumerate(transfer)]

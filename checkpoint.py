@@ -49,7 +49,7 @@ class RunConfig:
     logging_steps: int
     visualdl: bool
     flags: dict  # every flag of the run and its world_size, for results.json and for refusing to resume otherwise
-    inputs: dict = field(default_factory=dict)  # flag -> sha256 of the file it names (input_hashes)
+    inputs: dict = field(default_factory=dict)  # flag -> sha256 of what it names (input_hashes)
 
     @classmethod
     def from_args(cls, args, metric):
@@ -71,20 +71,31 @@ class RunConfig:
 
 
 def input_hashes(args):
-    """flag -> sha256 of the input file it names: data files, vocabulary, embedding vectors, and the weights of a
-    local teacher (or of the local model a teacher is fine-tuned from)."""
+    """What the run reads, by flag: for a file (data files, vocabulary, embedding vectors) the sha256 of its
+    contents; for a local model directory, file name -> sha256 of each of its files that shape the run: a teacher's
+    (--teacher_dir, or the local model --model_name_or_path fine-tunes) weights, config and tokenizer files
+    (models.teacher_files), an --embedding directory's weights."""
     files = {flag: getattr(args, flag, None)
              for flag in ("train_file", "dev_file", "unlabeled_file", "vocab_path", "embedding")}
-    for flag in ("teacher_dir", "model_name_or_path"):
+    files = {flag: path for flag, path in files.items() if path and os.path.isfile(path)}
+    directories = {}
+    for flag in ("teacher_dir", "model_name_or_path", "embedding"):
         directory = getattr(args, flag, None)
-        try:
-            files[flag] = models.teacher_weights_path(directory) if directory and os.path.isdir(directory) else None
-        except UserError:
-            pass  # a directory without weights is reported where the teacher is loaded
+        if directory and os.path.isdir(directory):
+            try:
+                directories[flag] = models.teacher_files(directory, f"--{flag}") if flag != "embedding" else \
+                    [models.teacher_weights_path(directory, "--embedding")]
+            except UserError:
+                pass  # a directory without weights is reported where the model is read
+    flag = None
     try:
-        return {flag: file_sha256(path) for flag, path in files.items() if path and os.path.isfile(path)}
+        hashes = {}
+        for flag, path in files.items():
+            hashes[flag] = file_sha256(path)
+        for flag, paths in directories.items():
+            hashes[flag] = {os.path.basename(path): file_sha256(path) for path in paths}
+        return hashes
     except OSError as error:
-        flag = next(flag for flag, path in files.items() if path == error.filename)
         raise UserError(f"--{flag} {error.filename}: cannot be read ({error.strerror})") from None
 
 
@@ -136,12 +147,14 @@ def check_same_flags(output_dir, saved_flags, flags):
     differing = sorted(k for k in set(saved_flags) | set(flags)
                        if k != INPUTS and not _same_value(saved_flags.get(k), flags.get(k)))
     saved_inputs = saved_flags.get(INPUTS, {})  # checkpoints written before the inputs were hashed have none
-    changed = [flag for flag, digest in flags.get(INPUTS, {}).items()
-               if flag not in differing and saved_inputs.get(flag, digest) != digest]
+    changed = {flag: _what_changed(saved_inputs[flag], digest) for flag, digest in flags.get(INPUTS, {}).items()
+               if flag not in differing and flag in saved_inputs}
+    changed = {flag: what for flag, what in changed.items() if what}
     if changed and not differing:
+        inputs = ", ".join(f"--{flag} {flags[flag]} ({what} changed since)" for flag, what in changed.items())
         raise UserError(f"--output_dir {output_dir} holds a checkpoint of a run that read other contents from "
-                        f"{', '.join(f'--{flag} {flags[flag]}' for flag in changed)} (the file changed since); "
-                        "restore the file to resume, or use another --output_dir")
+                        f"{inputs}; restore {'them' if len(changed) > 1 else 'it'} to resume, or use another "
+                        "--output_dir")
     if differing:
         changes = ", ".join(f"{_flag_name(k)} {_shown(saved_flags.get(k))} -> {_shown(flags.get(k))}"
                             for k in differing)
@@ -230,6 +243,20 @@ def _snapshot(source, target):
         except OSError:
             shutil.copy2(src, dst)
     shutil.copytree(source, target, copy_function=link, dirs_exist_ok=True)
+
+
+def _what_changed(saved, now):
+    """What differs between an input's hashes in a checkpoint and now (input_hashes), or None: "the file" for a
+    file; for a directory, "its " and the names of its files that changed, appeared or went. A checkpoint written
+    before a teacher's files were hashed one by one holds the sha256 of its weights alone."""
+    if not isinstance(now, dict):
+        return None if saved == now else "the file"
+    if not isinstance(saved, dict):
+        weights = next(name for name in now if name in ("model_state.pdparams",) + models.TORCH_WEIGHTS)
+        saved = {weights: saved}
+        now = {weights: now[weights]}
+    names = sorted(name for name in set(saved) | set(now) if saved.get(name) != now.get(name))
+    return f"its {', '.join(names)}" if names else None
 
 
 def _same_value(saved, given):

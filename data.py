@@ -173,7 +173,19 @@ class StudentVocab:
 
 
 def load_vocab_file(path, flag="--vocab_path"):
-    tokens = set(read_text(path, flag).split("\n"))
+    """The Vocab of a vocabulary file, one token per line, a token's id its line number (from 0), once it holds the
+    special tokens and no token twice (a repeated token keeps its last id: the ids would then run past the
+    vocabulary's size)."""
+    lines = read_text(path, flag).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line
+    first_line = {}
+    for number, token in enumerate(lines, start=1):
+        if token in first_line:
+            raise UserError(f"{flag} {path}:{number}: token {token!r} repeats line {first_line[token]}; a vocabulary "
+                            "holds each token once")
+        first_line[token] = number
+    tokens = set(first_line)
     missing = [t for t in (PAD, UNK, MASK) if t not in tokens]
     if missing:
         raise UserError(f"{flag} {path}: vocabulary lacks the special tokens {missing}")

@@ -151,4 +151,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from utils import run_main
+
+    run_main(main)

@@ -52,20 +52,21 @@ def record_key(record):
         .digest()[:LOGITS_KEY.itemsize]
 
 
-def logits_cache_path(cache_dir, weights_sha256, precision):
-    """The cache table of a teacher (named by the hash of its weights) labelling at a precision (fp32 runtimes agree
-    to 1e-4 and share a table; bf16 logits differ, so they have their own)."""
-    return os.path.join(cache_dir, f"logits-{weights_sha256[:20]}{'' if precision == 'fp32' else '-' + precision}.npy")
+def logits_cache_path(cache_dir, teacher_sha256, precision):
+    """The cache table of a teacher, named by its identity (models.teacher_sha256: its weights, config and tokenizer
+    files, so that a teacher whose config changed, hidden_act say, is asked again), labelling at a precision (fp32
+    runtimes agree to 1e-4 and share a table; bf16 logits differ, so they have their own)."""
+    return os.path.join(cache_dir, f"logits-{teacher_sha256[:20]}{'' if precision == 'fp32' else '-' + precision}.npy")
 
 
-def cached_teacher_logits(teacher_dir, weights_sha256, records, pad_id, num_labels, cache_dir, batch_size, backend,
+def cached_teacher_logits(teacher_dir, teacher_sha256, records, pad_id, num_labels, cache_dir, batch_size, backend,
                           precision="fp32"):
     """Teacher logits (float32, one row per teacher record of the transfer set, one column per label). The cache
     holds one table per teacher and precision (logits_cache_path) of every record it labelled, keyed by the record's
     bytes: only records it has not seen yet go to the teacher (another seed or n_iter reuses the rest). New rows
     join the table every runtimes.LABEL_CHUNK records, so a run cut short keeps what it labelled; they are merged
     under a lock with the rows other runs sharing the cache added meanwhile."""
-    path = logits_cache_path(cache_dir, weights_sha256, precision)
+    path = logits_cache_path(cache_dir, teacher_sha256, precision)
     what = f"--teacher_dir {teacher_dir}: the teacher's logits"
     table = _read_table(path, num_labels)
     keys = [record_key(record) for record in records]

@@ -2,6 +2,8 @@
 (loading, checks of its length and vocabulary), and a masked language model's replacement candidates for L2A.
 Running them (batched logits, export, runtimes) is in runtimes.py."""
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -166,7 +168,7 @@ def _vocabulary_model_embeddings(vocab):
     if not any(os.path.isfile(os.path.join(vocab.model_dir, name)) for name in ("model_state.pdparams",
                                                                                   "model.safetensors")):
         return None
-    weights = word_piece_embeddings(vocab.model_dir)
+    weights = word_piece_embeddings(vocab.model_dir, "--embedding auto:")  # the flag left at its default
     return weights if weights.shape[0] == len(vocab) else None
 
 
@@ -176,17 +178,29 @@ def word_piece_embeddings(model_dir, flag="--embedding"):
     paddle_weights = os.path.join(model_dir, "model_state.pdparams")
     torch_weights = os.path.join(model_dir, "model.safetensors")
     if os.path.isfile(paddle_weights):
-        state = paddle.load(paddle_weights)
+        state = load_weights(paddle_weights, flag)
     elif os.path.isfile(torch_weights):
         from safetensors.numpy import load_file
 
-        state = load_file(torch_weights)
+        state = load_weights(torch_weights, flag, load_file)
     else:
         raise UserError(f"{flag} {model_dir}: no model_state.pdparams or model.safetensors")
     key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
     if key is None:
         raise UserError(f"{flag} {model_dir}: its weights have no word_embeddings")
     return np.asarray(state[key], dtype="float32")
+
+
+def load_weights(path, flag, load=None):
+    """The tensors of a weights file a flag names (itself or in its directory), read by load (default paddle.load),
+    refused in one line naming the flag and file when they cannot be read: a truncated copy, another kind of file.
+    """
+    try:
+        return (load or paddle.load)(path)
+    except Exception as error:  # Paddle and safetensors fail on a damaged file with many exception types
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(f"{flag} {path}: cannot be read as model weights ({type(error).__name__}: {reason}); the "
+                        "file is damaged or truncated") from None
 
 
 def _read_vector_file(path):
@@ -218,22 +232,37 @@ def saved_student_config(directory, flag):
     for name in ("config.json", "model.pdparams"):
         if not os.path.isfile(os.path.join(directory, name)):
             raise UserError(f"{flag} {directory}: missing {name} (not a student directory)")
-    return StudentConfig.from_dict(read_json(os.path.join(directory, "config.json")))
+    needed = [spec.name for spec in dataclasses.fields(StudentConfig) if spec.name != "pooling"]  # see from_dict
+    return StudentConfig.from_dict(read_json(os.path.join(directory, "config.json"), needed))
 
 
-def load_student_weights(model, directory, flag="--init_from_ckpt"):
-    """Load a student directory's weights after checking that its config (and vocabulary size) match the model's."""
+def load_student_weights(model, directory, flag="--init_from_ckpt", vocab=None):
+    """Load a student directory's weights after checking that its config and vocabulary size match the model's, and
+    with vocab (this run's StudentVocab) that its vocab.txt holds the same tokens in the same order: an embedding
+    row belongs to a token, not to a position."""
     saved, config = saved_student_config(directory, flag), model.config
     weights_path = os.path.join(directory, "model.pdparams")
     if saved.vocab_size != config.vocab_size:
         raise UserError(f"{flag} {directory}: checkpoint vocabulary has {saved.vocab_size} entries, "
                         f"this run's has {config.vocab_size} (use the same --vocab_path)")
+    if vocab is not None:
+        vocab_file = os.path.join(directory, "vocab.txt")
+        if not os.path.isfile(vocab_file):
+            raise UserError(f"{flag} {directory}: missing vocab.txt (not a student directory)")
+        tokens = data.load_vocab_file(vocab_file, flag).idx_to_token
+        differing = next((i for i in range(len(vocab)) if tokens.get(i) != vocab.vocab.idx_to_token.get(i)), None)
+        if differing is not None:
+            raise UserError(f"{flag} {directory}: its vocab.txt is not this run's vocabulary (same size, other tokens: "
+                            f"id {differing} is {tokens.get(differing)!r} there, "
+                            f"{vocab.vocab.idx_to_token.get(differing)!r} here); use the same --vocab_path")
     architecture = ("emb_dim", "hidden_size", "num_labels", "activation", "is_pair", "padding_idx", "pooling")
     differing = {k: (getattr(saved, k), getattr(config, k)) for k in architecture
                  if getattr(saved, k) != getattr(config, k)}
     if differing:
         raise UserError(f"{flag} {directory}: model settings differ: {differing}")
-    state = paddle.load(weights_path)
+    state = load_weights(weights_path, flag)
+    if "embedder.weight" not in state:
+        raise UserError(f"{flag} {weights_path}: not the weights of a student (no embedder.weight)")
     if tuple(state["embedder.weight"].shape) != (config.vocab_size, config.emb_dim):
         raise UserError(f"{flag} {weights_path}: embedding of shape {list(state['embedder.weight'].shape)} does "
                         f"not match its config.json")
@@ -333,6 +362,27 @@ def checked_teacher_tokenizer(name_or_dir, config, max_seq_length, flag):
     tokenizer = data.load_tokenizer(name_or_dir, flag)
     check_teacher_vocabulary(config, tokenizer, source)
     return tokenizer
+
+
+CONFIG_FILES = ("config.json", "model_config.json")
+TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "added_tokens.json")  # besides SentencePiece models, *.model
+
+
+def teacher_files(teacher_dir, flag="--teacher_dir"):
+    """The files of a local model directory that make the model what it is: its weights (teacher_weights_path), its
+    config and its tokenizer's files (a SentencePiece model included). Their contents decide its outputs and what
+    ids its inputs become, so a resume and the teacher-logits cache check all of them (checkpoint.input_hashes,
+    teacher_sha256)."""
+    names = sorted(name for name in os.listdir(teacher_dir)
+                   if (name in CONFIG_FILES + TOKENIZER_FILES or name.endswith(".model"))
+                   and os.path.isfile(os.path.join(teacher_dir, name)))
+    return [teacher_weights_path(teacher_dir, flag)] + [os.path.join(teacher_dir, name) for name in names]
+
+
+def teacher_sha256(file_hashes):
+    """One sha256 of a model from those of its files (teacher_files' names -> sha256): the teacher's identity."""
+    return hashlib.sha256(json.dumps(file_hashes, sort_keys=True).encode()).hexdigest()
 
 
 def teacher_weights_path(teacher_dir, flag="--teacher_dir"):

@@ -2,6 +2,8 @@
 (session), or served to another process over a pipe (serve, which runtimes.openvino_in_child starts in a child so
 that OpenVINO never shares a process with Paddle's training). Imports neither Paddle nor the project's modules, so
 the child starts in a second."""
+import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -10,18 +12,47 @@ import sys
 import numpy as np
 
 
+class _SignalStack(ctypes.Structure):
+    """Linux's stack_t: a thread's alternate signal stack."""
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+@contextlib.contextmanager
+def _signal_stack_kept():
+    """Within the block, OpenVINO's CPU plugin (2026.4) gives the calling thread an alternate signal stack that it
+    later frees without putting the previous one back; every signal handled afterwards on the alternate stack
+    (Python's own handlers are: Ctrl-C, SIGTERM) then kills the process with SIGSEGV instead of ending it cleanly.
+    The thread's alternate stack as it was before is put back when the block ends."""
+    if _LIBC is None:
+        yield
+        return
+    saved = _SignalStack()
+    _LIBC.sigaltstack(None, ctypes.byref(saved))
+    try:
+        yield
+    finally:
+        _LIBC.sigaltstack(ctypes.byref(saved), None)
+
+
 def session(onnx_path, threads, precision):
     """run(batch) -> logits of an ONNX model compiled by OpenVINO for the CPU on `threads` threads, computing in
-    precision ("f32", or "bf16" on a CPU with bf16 instructions), fed the batch's fields named as its inputs."""
+    precision ("f32", or "bf16" on a CPU with bf16 instructions), fed the batch's fields named as its inputs. Safe in
+    a process that handles signals (see _signal_stack_kept)."""
     import openvino
 
-    compiled = openvino.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": int(threads),
-                                                               "INFERENCE_PRECISION_HINT": precision})
-    names = [port.get_any_name() for port in compiled.inputs]
-    request = compiled.create_infer_request()
+    with _signal_stack_kept():
+        compiled = openvino.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": int(threads),
+                                                                   "INFERENCE_PRECISION_HINT": precision})
+        names = [port.get_any_name() for port in compiled.inputs]
+        request = compiled.create_infer_request()
 
     def run(batch):
-        return np.asarray(request.infer({name: batch[name] for name in names})[compiled.output(0)], dtype="float32")
+        with _signal_stack_kept():
+            return np.asarray(request.infer({name: batch[name] for name in names})[compiled.output(0)],
+                              dtype="float32")
     return run
 
 

@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from args import parse_args  # noqa: E402
-from utils import UserError, atomic_write, read_json, run_main  # noqa: E402
+from utils import UserError, atomic_write, read_json, read_text, run_main  # noqa: E402
 
 # What the reinforced selector logs with each evaluation (since the previous one), as the axis calls it.
 SELECTOR_METRICS = {"keep_rate": "selector keep rate", "reward": "selector mean reward per step"}
@@ -73,15 +73,17 @@ def read_curve(run_dir, metric):
     if not os.path.isfile(path):
         raise UserError(f"run_dirs {run_dir}: no eval_log.jsonl (not a training output directory)")
     by_step = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                by_step[record["step"]] = record[metric]
-            except (ValueError, KeyError):
-                raise UserError(f"run_dirs {path}:{number}: not an evaluation record with '{metric}'") from None
+    for number, line in enumerate(read_text(path, "run_dirs").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step, value = record["step"], record[metric]
+        except (ValueError, KeyError, TypeError):
+            step = value = None
+        if not isinstance(step, int) or not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise UserError(f"run_dirs {path}:{number}: not an evaluation record with '{metric}'")
+        by_step[step] = value
     steps = sorted(by_step)
     return steps, [by_step[s] for s in steps]
 
@@ -90,7 +92,7 @@ def run_label(run_dir):
     name = os.path.basename(os.path.normpath(run_dir))
     results_path = os.path.join(run_dir, "results.json")
     if os.path.isfile(results_path):
-        return f"{read_json(results_path)['script']} ({name})"
+        return f"{read_json(results_path, ('script',))['script']} ({name})"
     return f"{name} (running)"
 
 

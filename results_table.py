@@ -8,13 +8,12 @@ each run's figures and the command that produced it (its script and the flags th
     python results_table.py runs/* --summary --readme README.md   # a row per task: its best distilled student
 """
 import os
-import re
 import shlex
 import statistics
 
 from args import FLAGS_THAT_SHAPE_NOTHING, parse_args
 from tasks import TASKS
-from utils import UserError, atomic_write, read_json, run_main
+from utils import UserError, atomic_write, read_json, read_text, run_main
 
 SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "Distilled Bi-LSTM"}
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}
@@ -22,6 +21,8 @@ SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_d
 DETAILS = "results/README.md"
 REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), "small": ("task_name", "output_dir"),
                   "distill": ("task_name", "teacher_dir", "output_dir")}
+# What every results.json of a training script holds (training.write_results), and what the tables read of it.
+RESULT_FIELDS = ("task", "script", "metric", "metrics", "best_step", "steps", "train_seconds", "flags")
 
 
 # Flags that change neither what a run learns nor how it is scored, and those the seeds table names elsewhere.
@@ -228,15 +229,40 @@ def run_line(results, aliases=()):
             f"training: `{command(results, aliases)}`")
 
 
-def replace_block(path, text, block):
-    """Put text between the <!-- block:begin --> and <!-- block:end --> markers of the file at path."""
+def read_results(path):
+    """The results.json of a training run, refused in one line naming it when it lacks what the tables read."""
+    results = read_json(path, RESULT_FIELDS)
+    script, flags, metrics = results["script"], results["flags"], results["metrics"]
+    if script not in SCRIPT_NAMES:
+        raise UserError(f"{path}: script {script!r} is not one of {', '.join(SCRIPT_NAMES)}")
+    if not isinstance(flags, dict) or any(name not in flags for name in REQUIRED_FLAGS[script] + ("seed",)):
+        raise UserError(f"{path}: flags must hold the run's flags, {', '.join(REQUIRED_FLAGS[script])} and seed "
+                        "among them")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get(results["metric"]), (int, float)):
+        raise UserError(f"{path}: metrics must hold the run's metric {results['metric']!r}")
+    return results
+
+
+def block_bounds(path, content, block):
+    """(start, end) of what lies between the <!-- block:begin --> and <!-- block:end --> markers of a file's
+    content, refused unless each marker is there once, the begin marker first."""
     begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
-    with open(path, encoding="utf-8") as f:
-        content = f.read()
     if begin not in content or end not in content:
         raise UserError(f"--readme {path}: no {begin} ... {end} block to replace")
-    content = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{text}\n{end}", content,
-                     flags=re.S)
+    if content.count(begin) != 1 or content.count(end) != 1:
+        raise UserError(f"--readme {path}: {content.count(begin)} {begin} and {content.count(end)} {end} markers; "
+                        "expected one block to replace")
+    start, stop = content.index(begin) + len(begin), content.index(end)
+    if stop < start:
+        raise UserError(f"--readme {path}: its {end} marker comes before {begin}")
+    return start, stop
+
+
+def replace_block(path, text, block):
+    """Put text between the <!-- block:begin --> and <!-- block:end --> markers of the file at path."""
+    content = read_text(path, "--readme")
+    start, stop = block_bounds(path, content, block)
+    content = f"{content[:start]}\n{text}\n{content[stop:]}"
     atomic_write(path, lambda f: f.write(content))
 
 
@@ -245,11 +271,14 @@ def main(argv=None):
     aliases = [alias.split("=", 1) for alias in args.alias or []]
     if not all(len(alias) == 2 and alias[0] and alias[1] for alias in aliases):
         raise UserError("--alias takes NAME=PATH")
+    block = "summary" if args.summary else "seeds" if args.over_seeds else "results"
+    if args.readme:  # refused before anything is printed
+        block_bounds(args.readme, read_text(args.readme, "--readme"), block)
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]
     if not found:
         raise UserError("run_dirs: no results.json in " + ", ".join(args.run_dirs))
     script_order = list(SCRIPT_NAMES)
-    results = sorted((read_json(path) for path in found), key=lambda r: (
+    results = sorted((read_results(path) for path in found), key=lambda r: (
         task_rank(r["task"]), protocol(r)[1], script_order.index(r["script"])))
     if args.summary:
         text = summary(results)
@@ -258,7 +287,7 @@ def main(argv=None):
             "\n".join(run_line(r, aliases) for r in results)
     print(text)
     if args.readme:
-        replace_block(args.readme, text, "summary" if args.summary else "seeds" if args.over_seeds else "results")
+        replace_block(args.readme, text, block)
     return text
 
 

@@ -9,7 +9,6 @@ import pickle
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import paddle
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 import data
 from model import STUDENT_INPUTS, TEACHER_INPUTS
-from utils import CPU_CORES, WORLD, UserError, gather_shards, use_all_cores
+from utils import CPU_CORES, WORLD, UserError, gather_shards, scratch_dir, use_all_cores
 
 logger = logging.getLogger("distill")
 
@@ -189,12 +188,12 @@ def label_with_teacher(model, records, batch_size, pad_id, backend="auto", preci
     model's (fp32: to ONNX_TOLERANCE on a batch; bf16: the same class on MIN_AGREEMENT of CHECK_RECORDS records);
     the dygraph model when no fp32 runtime can be built or none agrees. Records are labelled LABEL_CHUNK at a time,
     chunk_done(start, logits) called after each. A run of several processes shares the batches out among them
-    (every rank gets all the logits)."""
+    (every rank gets all the logits). The export lives in a scratch directory (utils.scratch_dir) for the call."""
     collate = data.teacher_collate(pad_id)
     with contextlib.ExitStack() as stack:
         run = None
         if backend != "dygraph" and records:
-            directory = stack.enter_context(tempfile.TemporaryDirectory())
+            directory = stack.enter_context(scratch_dir("teacher-export"))  # removed after, or by the next run
             stack.callback(use_all_cores)  # the runtimes changed the math library's threads
             run = _checked_teacher_runner(model, records, collate, backend, precision, directory, stack)
         if run is None:
@@ -280,11 +279,25 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); import openvino_runtime;
           "sys.exit(openvino_runtime.serve(*sys.argv[2:]))")
 
 
+def child_code(code):
+    """Python code for `python -c` that first asks the kernel to kill its process when this one dies, however it
+    dies (SIGKILL included; Linux's PR_SET_DEATHSIG), and exits if this process is already gone; then runs code. A
+    child so started never outlives its run (holding open the files of a removed export)."""
+    return ("import ctypes as _c, os as _o, signal as _s\n"
+            "try:\n"
+            "    _c.CDLL(None).prctl(1, int(_s.SIGKILL))  # PR_SET_DEATHSIG\n"
+            "except AttributeError:  # not Linux\n"
+            "    pass\n"
+            f"if _o.getppid() != {os.getpid()}:\n"
+            "    raise SystemExit(1)\n" + code)
+
+
 @contextlib.contextmanager
 def openvino_in_child(onnx_path, threads, precision):
     """run(batch) -> logits of the ONNX model on OpenVINO (precision "f32" or "bf16"), computed in a child process
-    for as long as the block lasts: OpenVINO sharing a process with Paddle's training has crashed it."""
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, ROOT, onnx_path, str(threads), precision],
+    for as long as the block lasts (and not longer, however this process ends: child_code): OpenVINO sharing a
+    process with Paddle's training has crashed it."""
+    child = subprocess.Popen([sys.executable, "-c", child_code(_CHILD), ROOT, onnx_path, str(threads), precision],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         error = _reply(child)
@@ -343,7 +356,7 @@ def export_onnx(model_prefix, path):
     program = static_program(model_prefix)
     converted_path = path + ".converted"
     try:
-        result = subprocess.run([sys.executable, "-c", _PADDLE2ONNX, program, model_prefix + ".pdiparams",
+        result = subprocess.run([sys.executable, "-c", child_code(_PADDLE2ONNX), program, model_prefix + ".pdiparams",
                                  converted_path, str(ONNX_OPSET)], capture_output=True, text=True)
         if result.returncode != 0 or not os.path.isfile(converted_path):
             errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "Error" in line]

@@ -276,6 +276,6 @@ def student_setup(args, task, teacher_dir=None, unlabeled=()):
         max_seq_length=args.max_seq_length, labels=task.labels)
     model = models.BiLSTM(config, weights)
     if args.init_from_ckpt:
-        models.load_student_weights(model, args.init_from_ckpt)
+        models.load_student_weights(model, args.init_from_ckpt, vocab=vocab)
     dev_records = data.student_records(dev, analyzer, vocab, args.max_seq_length)
     return StudentSetup(train, unlabeled, analyzer, vocab, model, dev_records, args.batch_size)

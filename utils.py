@@ -1,6 +1,6 @@
 """Small helpers every module uses: the error type and how scripts end on it, output directories (one run at a
-time in each), device and seeding, metrics, and writing files so that a crash never leaves half of one and no name
-a user may own is touched."""
+time in each), scratch directories, device and seeding, metrics, and writing files so that a crash never leaves half
+of one and no name a user may own is touched."""
 import contextlib
 import fcntl
 import hashlib
@@ -83,17 +83,23 @@ def run_main(main, argv=None):
     """Run a script's main(argv); how every script ends when it does not end well, in one line on stderr and no
     traceback:
     - bad input (UserError): exit code 2; an output directory this run created (prepare_output_dir) is removed;
-    - Ctrl-C or SIGTERM outside the training loop (which checkpoints and exits 130 itself): exit code 130;
+    - Ctrl-C, SIGTERM or SIGHUP (the terminal closed, unless nohup ignores it) outside the training loop (which
+      checkpoints and exits 130 itself on Ctrl-C and SIGTERM): exit code 130, after every cleanup on the way out
+      (temporary exports);
     - an operating-system error (disk full, permission denied, ...), naming the path: exit code 1;
     - the reader of standard output went away (`predict.py ... | head -1`): quietly, exit code 141 as for SIGPIPE.
     After an interruption or an OS error, an output directory this run created is removed unless it holds a
-    checkpoint to resume from. At the end, the output directories it held (hold_dir) are let go."""
+    checkpoint to resume from. Scratch directories that killed runs left behind are removed first (sweep_scratch). At
+    the end, the output directories it held (hold_dir) are let go."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO if WORLD.is_main else logging.WARNING)  # of several processes, rank 0 logs
     _created_dirs.clear()
     release_dirs()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    # SIGHUP only where it would kill the process outright: under nohup it is ignored, and stays so.
+    caught = [signal.SIGTERM] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL else [])
+    previous = {number: signal.signal(number, _raise_interrupted) for number in caught}
     try:
+        sweep_scratch()
         return main(argv)
     except UserError as error:
         _remove_created_dirs(keep_checkpoints=False)
@@ -109,7 +115,8 @@ def run_main(main, argv=None):
         where = f"{error.filename}: " if error.filename else ""
         _exit(f"error: {where}{error.strerror or error}", 1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         release_dirs()  # after a failed run's directory is removed, so that no other run finds it meanwhile
 
 
@@ -214,6 +221,79 @@ def check_writable_dir(path, flag):
         raise UserError(f"{flag} {path}: {where or 'exists and '}is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path}: {where or 'the directory '}is not writable")
+
+
+def _scratch_path():
+    return os.path.join(tempfile.gettempdir(), f"distill-scratch-{os.getuid()}")
+
+
+def scratch_root():
+    """The directory of this user's scratch directories (scratch_dir), in the system's temporary directory
+    ($TMPDIR, else /tmp): <tmp>/distill-scratch-<uid>, created on first use, readable by this user only."""
+    root = _scratch_path()
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        status = os.lstat(root)
+    except OSError as error:
+        raise UserError(f"{root}: cannot create the directory for temporary exports ({error.strerror}); set TMPDIR "
+                        "to a writable directory") from None
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid():
+        raise UserError(f"{root}: not a directory of this user (another user's, or a link); remove it or set TMPDIR "
+                        "to another directory")
+    return root
+
+
+@contextlib.contextmanager
+def _locked(path, blocking=True):
+    """An exclusive flock on the directory at path for the block (True), or False without waiting when another
+    process holds it (blocking=False). The kernel releases it when the process dies, even by SIGKILL."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def scratch_dir(what):
+    """A new empty directory for this process's temporary files (a teacher exported for labelling: about 900 MB for
+    a bert-base teacher), under scratch_root, named <what>-<pid>-<random>. Removed when the block ends, whatever
+    ends it (an error, Ctrl-C, SIGTERM or SIGHUP under run_main); after SIGKILL, which nothing survives, the next
+    run of any script removes it (sweep_scratch): each directory is locked while its process uses it, so an unlocked
+    one is a dead run's. Several runs may share the root."""
+    root = scratch_root()
+    sweep_scratch()
+    with contextlib.ExitStack() as stack:
+        with _locked(root):  # a sweep in another run waits until the new directory is locked
+            path = tempfile.mkdtemp(prefix=f"{what}-{os.getpid()}-", dir=root)
+            stack.callback(shutil.rmtree, path, ignore_errors=True)
+            stack.enter_context(_locked(path))
+        yield path
+
+
+def sweep_scratch():
+    """Remove the scratch directories of runs that are gone (killed by SIGKILL, or a lost machine): those no living
+    process holds locked. Best effort: a directory that cannot be removed is left for the next sweep."""
+    root = _scratch_path()
+    try:
+        if not os.path.isdir(root) or os.lstat(root).st_uid != os.getuid() or not os.listdir(root):
+            return
+        with _locked(root):
+            for name in os.listdir(root):
+                path = os.path.join(root, name)
+                if not os.path.isdir(path) or os.path.islink(path):
+                    continue
+                with _locked(path, blocking=False) as unused:
+                    if unused:
+                        logger.info("removing %s, left behind by a run that was killed", path)
+                        shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
 
 
 _joined = False  # whether this process has joined its run's other processes
@@ -376,8 +456,12 @@ def write_cache(path, entry, save, problem, what):
         raise UserError(f"{what} are bad: {wrong}; not cached in {path}")
     if not WORLD.is_main:
         return  # the other processes of a run computed the same entry
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    atomic_write(path, lambda f: save(f, entry), "wb")
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        atomic_write(path, lambda f: save(f, entry), "wb")
+    except OSError as error:  # a full disk, a quota, a read-only cache directory
+        raise UserError(f"{error.filename or path}: cannot be written ({error.strerror or error}); the cache keeps "
+                        "what it held before") from None
 
 
 def write_json(path, obj):
@@ -386,7 +470,9 @@ def write_json(path, obj):
 
 def read_text(path, flag):
     """The text of a UTF-8 file (with universal newlines, as PaddleNLP's readers see it), refused in one line
-    naming the flag when the file is missing, unreadable or not UTF-8."""
+    naming the flag when the file is missing, a directory, unreadable or not UTF-8."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path}: is a directory, not a file")
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path}: no such file")
     try:
@@ -398,19 +484,23 @@ def read_text(path, flag):
         raise UserError(f"{flag} {path}: cannot be read ({error.strerror})") from None
 
 
-def read_json(path, fields=()):
-    """The JSON object in a file, refused (naming the file) when the file is not JSON, not an object, or lacks one
-    of `fields`."""
+def read_json(path, fields=(), flag=None):
+    """The JSON object in a file, refused (naming the file, and the flag that named it if given) when the file is
+    not JSON, not an object, or lacks one of `fields`; with a flag, also when it is missing or not UTF-8 text."""
+    where = f"{flag} {path}" if flag else path
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+        if flag:
+            obj = json.loads(read_text(path, flag))
+        else:
+            with open(path, encoding="utf-8") as f:
+                obj = json.load(f)
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise UserError(f"{path}: not a valid JSON file ({error})") from None
+        raise UserError(f"{where}: not a valid JSON file ({error})") from None
     if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+        raise UserError(f"{where}: expected a JSON object, found {type(obj).__name__}")
     missing = [name for name in fields if name not in obj]
     if missing:
-        raise UserError(f"{path}: missing field(s) {', '.join(missing)}")
+        raise UserError(f"{where}: missing field(s) {', '.join(missing)}")
     return obj
 
 
@@ -461,9 +551,10 @@ def replace_dir(build, path):
 
 
 def _naming(error, path):
-    """An OS error that names no file (a write that found the disk full) named after the path being written."""
-    if isinstance(error, OSError) and not error.filename and error.errno:
-        return OSError(error.errno, error.strerror, path)
+    """An OS error that names no file (a write that found the disk full) named after the path being written; also
+    one without an error number (numpy's "43093 requested and 7504 written" when the disk fills mid-array)."""
+    if isinstance(error, OSError) and not error.filename:
+        return OSError(error.errno, error.strerror or str(error), path)
     return error
 
 

@@ -9,7 +9,7 @@ import data
 import model as models
 from args import build_parser
 from tasks import TASKS
-from utils import CPU_CORES
+from utils import CPU_CORES, read_json
 
 SST2 = TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size
@@ -86,7 +86,8 @@ def describe(model):
 def teachers(args):
     """(name, model) of the teacher and the reference BERT, both with two classes."""
     if args.reference_config:
-        config, source = BertConfig.from_json_file(args.reference_config), args.reference_config
+        config, source = BertConfig(**read_json(args.reference_config, flag="--reference_config")), \
+            args.reference_config
     else:
         config = BertConfig(**BERT_PRETRAINED_INIT_CONFIGURATION["bert-base-uncased"])
         source = "bert-base-uncased sizes"

@@ -4,7 +4,6 @@ import functools
 import importlib.util
 import os
 import statistics
-import tempfile
 
 import numpy as np
 import paddle
@@ -14,7 +13,7 @@ import model as models
 import runtimes
 from benchmarks.common import SERVING_BATCH_SIZE, STUDENT_EMBEDDINGS, cpu_name, ratio, read_sentences, sst2_student, \
     students, teacher_records, teachers, timed
-from utils import CPU_CORES, UserError, softmax, use_all_cores
+from utils import CPU_CORES, UserError, scratch_dir, softmax, use_all_cores
 
 DYGRAPH = "dygraph"
 PADDLE_ONEDNN_CACHE = f"paddle.inference + oneDNN, cache {runtimes.ONEDNN_CACHE}"  # predict.py's teacher runtime
@@ -116,7 +115,7 @@ def latency(args):
     texts = read_sentences(args)
     bert_records, pad_id = teacher_records(args, texts)
     thread_counts = sorted({1, CPU_CORES})
-    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as children:
+    with scratch_dir("benchmark") as directory, contextlib.ExitStack() as children:
         served, encoders = served_models(args, texts, bert_records, pad_id, directory, children)
         results = []  # (model, runtime, threads, batch-1 seconds, batch-64 sentences/s, share of dygraph's predictions)
         for threads in thread_counts:

@@ -6,7 +6,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import paddle
@@ -20,7 +19,8 @@ import training
 from args import AugmentConfig
 from benchmarks.common import DISTILL_DEFAULTS, SST2, cpu_name, read_sentences, sst2_student, teacher_records, timed
 from benchmarks.serving import onnx_files
-from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, read_json, set_seed, write_json
+from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, read_json, scratch_dir, set_seed, \
+    write_json
 
 BENCHMARK_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmark.py")
 
@@ -104,7 +104,7 @@ def labelling(args):
     model.eval()
     records, pad_id = teacher_records(args, read_sentences(args))
     size, collate = args.batch_size, data.teacher_collate(pad_id)
-    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as children:
+    with scratch_dir("benchmark") as directory, contextlib.ExitStack() as children:
         prefix, export_seconds = timed(lambda: runtimes.export_static(
             model, runtimes.teacher_input_spec(list(records[0])), directory))
         (plain, onednn), build_seconds = timed(lambda: (runtimes.make_predictor(prefix, onednn=False),
@@ -155,7 +155,7 @@ def augmentation(args):
     examples = data.read_split(SST2, "dev", args.data_file, "--data_file", args.num_sentences)
     config = AugmentConfig(n_iter=args.n_iter, use_pieces=True)  # bert_distill.py's defaults, WordPiece student
     pos_model = default("pos_model")
-    with tempfile.TemporaryDirectory() as cache:
+    with scratch_dir("benchmark") as cache:
         tags, tag_seconds = timed(lambda: augment.pos_tags(examples, analyzer, "en", pos_model, cache))
     rows, sets = [], []
     for workers in sorted({1, CPU_CORES}):
@@ -180,7 +180,7 @@ def scaling(args):
         print("\n### scaling: one core: nothing to compare (one process per core is one process)")
         return
     rows = {}
-    with tempfile.TemporaryDirectory() as directory:
+    with scratch_dir("benchmark") as directory:
         # (processes, threads each): one process on one core (taskset), on every core, one process per core
         for processes, threads in ((1, 1), (1, cores), (cores, 1)):
             out = os.path.join(directory, f"{processes}x{threads}.json")

@@ -330,8 +330,11 @@ def test_the_teacher_labels_only_inputs_the_cache_has_not_seen(distill_run, tmp_
 
 def test_bad_fresh_logits_are_never_cached(capsys, distill_run, tmp_path, monkeypatch):
     label = runtimes.label_with_teacher
-    # the logits of every chunk bad (the real labelling, stripped of its chunk reports, then spoiled)
-    monkeypatch.setattr(runtimes, "label_with_teacher", lambda *args, chunk_done=None: label(*args) * np.nan)
+
+    def nan_logits(*args, chunk_done, **kwargs):  # each chunk reaches the cache as it is labelled: NaN there too
+        return label(*args, chunk_done=lambda start, logits: chunk_done(start, logits * np.nan), **kwargs) * np.nan
+
+    monkeypatch.setattr(runtimes, "label_with_teacher", nan_logits)
     cache = str(tmp_path / "cache")
     argv = distill_run.argv + ["--p_pos", "0", "--cache_dir", cache, "--output_dir", str(tmp_path / "out")]
     fails_cleanly(capsys, bert_distill.main, argv, "--teacher_dir", "the teacher's logits are bad",
@@ -593,10 +596,11 @@ def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    scratch = temp / f"distill-scratch-{os.getuid()}"  # where the teacher is exported (utils.scratch_dir)
     verified_predictor = runtimes.verified_predictor
 
     def interrupting(*args, **kwargs):
-        assert os.listdir(temp)  # the exported teacher
+        assert os.listdir(scratch)  # the exported teacher
         result = verified_predictor(*args, **kwargs)
         signal.raise_signal(signum)
         return result
@@ -606,7 +610,7 @@ def test_interrupted_labelling_leaves_no_exported_teacher_behind(capfd, distill_
     argv = distill_run.argv + ["--teacher_backend", "inference", "--p_pos", "0", "--cache_dir", str(cache),
                                "--output_dir", str(output_dir)]
     interrupted(capfd, bert_distill.main, argv, signal.Signals(signum).name)
-    assert os.listdir(temp) == [] and not output_dir.exists()
+    assert os.listdir(temp) == [scratch.name] and os.listdir(scratch) == [] and not output_dir.exists()
     assert not [name for name in os.listdir(cache) if name.startswith("logits")] if cache.exists() else True
 
 
