@@ -16,7 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data import MASK, NO_LABEL, UNK
-from utils import CPU_CORES, WORLD, gather_shards, read_cache, write_cache
+from files import read_cache, write_cache
+from utils import CPU_CORES, WORLD, gather_shards
 
 logger = logging.getLogger("distill")
 

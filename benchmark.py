@@ -33,7 +33,8 @@ from args import parse_args
 from benchmarks.common import minilm_dir
 from benchmarks.serving import latency, size
 from benchmarks.training import augmentation, distill_cost, labelling, scaling, scaling_worker
-from utils import UserError, read_json, run_main, set_device
+from files import read_json
+from utils import UserError, run_main, set_device
 
 SECTIONS = {"size": size, "latency": latency, "distill_cost": distill_cost, "labelling": labelling,
             "augmentation": augmentation, "scaling": scaling}

@@ -15,8 +15,9 @@ import paddle
 
 import model as models
 from args import FLAGS_THAT_SHAPE_NOTHING
-from utils import WORLD, UserError, all_gather, barrier, check_writable_dir, current_dir, file_sha256, hold_dir, \
-    optimizer_state_in, optimizer_state_out, read_json, recover_dir, replace_dir, staged_name, write_json
+from files import current_dir, file_sha256, read_json, recover_dir, replace_dir, staged_name, write_json
+from utils import WORLD, UserError, all_gather, barrier, check_writable_dir, hold_dir, optimizer_state_in, \
+    optimizer_state_out
 
 logger = logging.getLogger("distill")
 

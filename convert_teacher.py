@@ -23,8 +23,8 @@ import numpy as np
 import paddle
 
 from args import parse_args
-from utils import UserError, check_replaceable_dir, own_files, prepare_output_dir, read_json, replace_dir, \
-    run_main, write_json
+from files import check_replaceable_dir, own_files, read_json, replace_dir, write_json
+from utils import UserError, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
 

@@ -11,7 +11,8 @@ import paddle
 from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 
-from utils import WORLD, UserError, read_text
+from files import read_text
+from utils import WORLD, UserError
 
 jieba.setLogLevel(logging.WARNING)
 logger = logging.getLogger("distill")

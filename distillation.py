@@ -12,7 +12,8 @@ import paddle.nn.functional as F
 import data
 import model as models
 import runtimes
-from utils import WORLD, UserError, atomic_write, read_cache, write_cache
+from files import atomic_write, read_cache, write_cache
+from utils import WORLD, UserError
 
 logger = logging.getLogger("distill")
 

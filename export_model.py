@@ -23,9 +23,9 @@ import data
 import model as models
 import runtimes
 from args import parse_args
+from files import check_replaceable_dir, file_sha256, own_files, replace_dir, write_json
 from tasks import TASKS
-from utils import UserError, check_replaceable_dir, file_sha256, own_files, prepare_output_dir, replace_dir, \
-    run_main, write_json
+from utils import UserError, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
 

@@ -16,7 +16,8 @@ from paddle.static import InputSpec
 from paddlenlp.transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 import data
-from utils import UserError, read_json, write_json
+from files import read_json, write_json
+from utils import UserError
 
 logger = logging.getLogger("distill")
 

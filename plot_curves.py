@@ -20,7 +20,8 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from args import parse_args  # noqa: E402
-from utils import UserError, atomic_write, read_json, read_text, run_main  # noqa: E402
+from files import atomic_write, read_json, read_text  # noqa: E402
+from utils import UserError, run_main  # noqa: E402
 
 # What the reinforced selector logs with each evaluation (since the previous one), as the axis calls it.
 SELECTOR_METRICS = {"keep_rate": "selector keep rate", "reward": "selector mean reward per step"}

@@ -29,7 +29,8 @@ import data
 import model as models
 import runtimes
 from args import parse_args
-from utils import CPU_CORES, UserError, file_sha256, read_json, run_main, softmax
+from files import file_sha256, read_json
+from utils import CPU_CORES, UserError, run_main, softmax
 
 # What predict.py reads from export_config.json (a student's also has use_pieces).
 EXPORT_FIELDS = ("kind", "model", "labels", "is_pair", "language", "max_seq_length", "pad_id")

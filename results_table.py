@@ -12,8 +12,9 @@ import shlex
 import statistics
 
 from args import FLAGS_THAT_SHAPE_NOTHING, parse_args
+from files import atomic_write, read_json, read_text
 from tasks import TASKS
-from utils import UserError, atomic_write, read_json, read_text, run_main
+from utils import UserError, run_main
 
 SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "Distilled Bi-LSTM"}
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}

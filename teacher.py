@@ -20,8 +20,9 @@ import model as models
 import runtimes
 import training
 from args import parse_args
+from files import write_json
 from tasks import TASKS
-from utils import classification_metrics, prepare_output_dir, run_main, set_device, set_seed, write_json
+from utils import classification_metrics, prepare_output_dir, run_main, set_device, set_seed
 
 
 def main(argv=None):

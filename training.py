@@ -17,9 +17,9 @@ import data
 import model as models
 import runtimes
 from checkpoint import Checkpoint, LoopState
+from files import recover_dir, replace_dir, write_json
 from tasks import TASKS
-from utils import WORLD, UserError, any_rank, barrier, classification_metrics, recover_dir, replace_dir, set_device, \
-    set_seed, write_json
+from utils import WORLD, UserError, any_rank, barrier, classification_metrics, set_device, set_seed
 
 logger = logging.getLogger("distill")
 

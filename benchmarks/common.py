@@ -8,8 +8,9 @@ from paddlenlp.transformers.bert.configuration import BERT_PRETRAINED_INIT_CONFI
 import data
 import model as models
 from args import build_parser
+from files import read_json
 from tasks import TASKS
-from utils import CPU_CORES, read_json
+from utils import CPU_CORES
 
 SST2 = TASKS["sst-2"]
 SERVING_BATCH_SIZE = 64  # predict.py's default --batch_size

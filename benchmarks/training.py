@@ -19,8 +19,8 @@ import training
 from args import AugmentConfig
 from benchmarks.common import DISTILL_DEFAULTS, SST2, cpu_name, read_sentences, sst2_student, teacher_records, timed
 from benchmarks.serving import onnx_files
-from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, read_json, scratch_dir, set_seed, \
-    write_json
+from files import read_json, write_json
+from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, scratch_dir, set_seed
 
 BENCHMARK_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmark.py")
 

@@ -11,7 +11,8 @@ import benchmark
 import runtimes
 from args import BENCHMARK_SECTIONS
 from benchmarks import serving
-from utils import CPU_CORES, read_json, write_json
+from files import read_json, write_json
+from utils import CPU_CORES
 
 
 @pytest.fixture(scope="module")

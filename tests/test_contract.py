@@ -22,6 +22,7 @@ import bert_distill
 import convert_teacher
 import distillation
 import export_model
+import files
 import model as models
 import plot_curves
 import results_table
@@ -123,7 +124,7 @@ def test_every_file_that_makes_the_teacher_is_part_of_its_identity(tmp_path, nam
         (teacher_dir / present).write_text(present)
 
     def identity():
-        return models.teacher_sha256({os.path.basename(path): utils.file_sha256(path)
+        return models.teacher_sha256({os.path.basename(path): files.file_sha256(path)
                                       for path in models.teacher_files(str(teacher_dir))})
 
     before = identity()
@@ -358,7 +359,7 @@ def test_any_os_error_while_writing_a_file_names_it(tmp_path):
         raise OSError("43093 requested and 7504 written")
 
     with pytest.raises(OSError) as error:
-        utils.atomic_write(path, short_write)
+        files.atomic_write(path, short_write)
     assert error.value.filename == path and "43093 requested" in error.value.strerror
     assert os.listdir(tmp_path) == []
 
@@ -478,7 +479,7 @@ def results_run(tmp_path, name, **changes):
                "steps": 2, "train_seconds": 60, "flags": {"task_name": "sst-2", "output_dir": str(directory),
                                                           "seed": 42}}
     results.update(changes)
-    utils.write_json(str(directory / "results.json"), {k: v for k, v in results.items() if v is not None})
+    files.write_json(str(directory / "results.json"), {k: v for k, v in results.items() if v is not None})
     (directory / "eval_log.jsonl").write_text('{"step": 1, "acc": 0.7}\n{"step": 2, "acc": 0.8}\n')
     return str(directory)
 

@@ -21,7 +21,7 @@ import convert_teacher
 import data
 import demo_data
 import teacher
-from utils import read_json
+from files import read_json
 
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 4, 48, 66
 MPNET_VOCAB = ["<s>", "<pad>", "</s>", "<unk>"] + demo_data.tiny_vocab() + ["<mask>"]  # all-mpnet-base-v2's order

@@ -12,7 +12,7 @@ import pytest
 from conftest import FAST, ROOT, STUDENT_FAST, data_flags, fails_cleanly, student_eval, teacher_eval
 
 import bert_distill
-from utils import read_json
+from files import read_json
 
 LAUNCH = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
 

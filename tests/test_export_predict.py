@@ -16,8 +16,8 @@ import predict
 import runtimes
 import small
 import teacher
+from files import read_json
 from tasks import TASKS
-from utils import read_json
 
 
 @pytest.fixture(scope="module")

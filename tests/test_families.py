@@ -16,8 +16,8 @@ import runtimes
 import small
 import teacher
 import tiny_models
+from files import read_json
 from tasks import TASKS
-from utils import read_json
 
 FAMILIES = tiny_models.TEACHER_FAMILIES
 WORDPIECE = ("bert", "ernie", "mpnet")

@@ -14,8 +14,9 @@ import data
 import distillation
 import model as models
 import runtimes
+from files import file_sha256
 from tasks import TASKS
-from utils import UserError, file_sha256
+from utils import UserError
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,12 @@ from conftest import ROOT, STUDENT_FAST, data_flags, fails_cleanly
 import bert_distill
 import data
 import export_model
+import files
 import plot_curves
 import results_table
 import small
 import utils
-from utils import read_json
+from files import read_json
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -30,10 +31,10 @@ def tree(path):
     if os.path.isfile(path):
         return {"": open(path, "rb").read()}
     entries = {}
-    for root, dirs, files in os.walk(path):
+    for root, dirs, names in os.walk(path):
         for name in dirs:
             entries[os.path.relpath(os.path.join(root, name), path)] = None
-        for name in files:
+        for name in names:
             with open(os.path.join(root, name), "rb") as f:
                 entries[os.path.relpath(os.path.join(root, name), path)] = f.read()
     return entries
@@ -71,25 +72,25 @@ def test_replace_dir_and_atomic_write_touch_no_name_but_their_own(tmp_path):
 
     out = str(tmp_path / "out")
     mine = {name: users_dir(out + suffix) for name, suffix in (("old", ".old"), ("tmp", ".tmp"))}
-    utils.replace_dir(build("1"), out)
-    utils.replace_dir(build("2"), out)
+    files.replace_dir(build("1"), out)
+    files.replace_dir(build("2"), out)
     assert sorted(os.listdir(tmp_path)) == ["out", "out.old", "out.tmp"]
     assert tree(out + ".old") == mine["old"] and tree(out + ".tmp") == mine["tmp"]
     # A symlinked directory is replaced where it points; the link stays a link.
     os.symlink(out, tmp_path / "link")
-    utils.replace_dir(build("3"), str(tmp_path / "link"))
+    files.replace_dir(build("3"), str(tmp_path / "link"))
     assert os.readlink(tmp_path / "link") == out and tree(out) == {"version": b"3"}
     # A file is never replaced by a directory.
     (tmp_path / "notes.txt").write_text("mine\n")
     with pytest.raises(utils.UserError, match="notes.txt: exists and is not a directory"):
-        utils.replace_dir(build("4"), str(tmp_path / "notes.txt"))
+        files.replace_dir(build("4"), str(tmp_path / "notes.txt"))
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
     (tmp_path / "results.json.tmp").write_text("mine\n")
     (tmp_path / "real.json").write_text("old\n")
     (tmp_path / "real.json").chmod(0o640)
     os.symlink("real.json", tmp_path / "results.json")
-    utils.write_json(str(tmp_path / "results.json"), {"new": 1})
+    files.write_json(str(tmp_path / "results.json"), {"new": 1})
     assert (tmp_path / "results.json.tmp").read_text() == "mine\n"
     assert os.path.islink(tmp_path / "results.json") and read_json(str(tmp_path / "real.json")) == {"new": 1}
     assert (tmp_path / "real.json").stat().st_mode & 0o777 == 0o640  # the replaced file's permissions

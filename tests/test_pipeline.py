@@ -13,8 +13,8 @@ import data
 import model
 import small
 import teacher
+from files import read_json
 from tasks import TASKS
-from utils import read_json
 
 
 @pytest.fixture(scope="module")

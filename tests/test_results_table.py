@@ -6,7 +6,7 @@ from conftest import fails_cleanly
 
 import results_table
 from args import parse_args
-from utils import write_json
+from files import write_json
 
 
 def run_dir(tmp_path, name, script, task, metrics, minutes, flags=()):

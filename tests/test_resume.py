@@ -15,11 +15,12 @@ from conftest import FAST, ROOT, STUDENT_FAST, data_flags, fails_cleanly
 import bert_distill
 import checkpoint
 import distillation
+import files
 import small
 import teacher
 import training
 import utils
-from utils import read_json, replace_dir
+from files import read_json, replace_dir
 
 
 def interrupt_at(call, signum):
@@ -67,7 +68,7 @@ def run_interrupted(main, argv, expected_step):
     ckpt = os.path.join(argv[argv.index("--output_dir") + 1], "checkpoint")
     assert {"model.pdparams", "optimizer.pdopt", "rng.pkl", "state.json"} <= set(os.listdir(ckpt))
     assert read_json(os.path.join(ckpt, "state.json"))["step"] == expected_step
-    assert not [name for name in os.listdir(os.path.dirname(ckpt)) if utils.staged_name(name)]  # no work left over
+    assert not [name for name in os.listdir(os.path.dirname(ckpt)) if files.staged_name(name)]  # no work left over
     assert not os.path.exists(os.path.join(os.path.dirname(ckpt), "results.json"))
 
 
@@ -175,7 +176,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(task_files, t
     assert read_json(str(ckpt / "state.json"))["step"] == 3  # the epoch-1 checkpoint, whole
     assert sorted(os.listdir(ckpt)) == ["best", "lr.pdparams", "model.pdparams", "optimizer.pdopt", "rng.pkl",
                                        "state.json"]
-    assert not [name for name in os.listdir(tmp_path / "resumed") if utils.staged_name(name)]  # nor its work dir
+    assert not [name for name in os.listdir(tmp_path / "resumed") if files.staged_name(name)]  # nor its work dir
     small.main(resumed)
     assert_same_run(tmp_path / "resumed", tmp_path / "straight")
 
@@ -295,8 +296,8 @@ def test_replace_dir_never_leaves_a_half_written_or_missing_directory(tmp_path):
     killed_at(replace_dir, (write_version("3"), path), "os.replace",
               lambda replace, src, dst: kill_self() if dst == path else replace(src, dst))
     assert not os.path.exists(path)
-    assert read_version(utils.current_dir(path)) == "1"  # where a resume's checks find it meanwhile
-    utils.recover_dir(path)
+    assert read_version(files.current_dir(path)) == "1"  # where a resume's checks find it meanwhile
+    files.recover_dir(path)
     assert read_version(path) == "1" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
 
     # Killed after the swap but before the old version was deleted: that must not block the next write.

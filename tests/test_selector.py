@@ -16,8 +16,8 @@ import distillation
 import plot_curves
 import selector
 from args import SelectorConfig
+from files import read_json
 from tasks import TASKS
-from utils import read_json
 
 
 def keep_probability(policy, features):
