@@ -299,6 +299,15 @@ class ConvertFlags:
                            required=True)
 
 
+@dataclass(frozen=True)
+class DemoFlags:
+    """the demo's data"""
+    output_dir: str = flag("demo", "The task goes to <output_dir>/sst-2.")
+    n_train: int = flag(2000, "Labelled training reviews.", type=COUNT)
+    n_dev: int = flag(500, "Dev reviews.", type=COUNT)
+    n_unlabeled: int = flag(4000, "Unlabelled reviews.", type=COUNT)
+
+
 BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling")
 
 
@@ -336,6 +345,7 @@ SCRIPTS = {
     "plot": ((PlotFlags,), {}),
     "results_table": ((ResultsTableFlags,), {}),
     "benchmark": ((BenchmarkFlags,), {}),
+    "demo_data": ((DemoFlags,), {}),
     "convert_teacher": ((ConvertFlags,), {}),
 }
 TRAINING_SCRIPTS = ("teacher", "small", "distill")

@@ -10,12 +10,12 @@ student learn the unseen words from the teacher.
 
 write_task writes the tests' small synthetic tasks, one in each of the three real file layouts.
 """
-import argparse
 import os
 import random
 
-from args import COUNT
+from args import parse_args
 from tasks import TASKS
+from utils import UserError, run_main
 
 SEEN_POSITIVE = ("good", "great", "nice", "fun")
 SEEN_NEGATIVE = ("bad", "poor", "awful", "dull")
@@ -136,21 +136,14 @@ def write_task(task, directory, n_train=400, n_dev=100, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", default="demo", help="The task goes to <output_dir>/sst-2.")
-    parser.add_argument("--n_train", type=COUNT, default=2000, help="Labelled training reviews.")
-    parser.add_argument("--n_dev", type=COUNT, default=500, help="Dev reviews.")
-    parser.add_argument("--n_unlabeled", type=COUNT, default=4000, help="Unlabelled reviews.")
-    args = parser.parse_args(argv)
+    args = parse_args("demo_data", argv, __doc__)
     directory = os.path.join(args.output_dir, "sst-2")
     try:
         write_demo_task(directory, args.n_train, args.n_dev, args.n_unlabeled)
     except ValueError as error:  # more sentences asked for than the words make
-        parser.error(str(error))
+        raise UserError(f"--n_train/--n_dev/--n_unlabeled: {error}") from None
     print(f"demo task written to {directory}")
 
 
 if __name__ == "__main__":
-    from utils import run_main
-
     run_main(main)

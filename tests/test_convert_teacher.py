@@ -19,12 +19,12 @@ from safetensors.numpy import load_file, save_file
 
 import convert_teacher
 import data
-import demo_data
+import tiny_models
 import teacher
 from files import read_json
 
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 4, 48, 66
-MPNET_VOCAB = ["<s>", "<pad>", "</s>", "<unk>"] + demo_data.tiny_vocab() + ["<mask>"]  # all-mpnet-base-v2's order
+MPNET_VOCAB = ["<s>", "<pad>", "</s>", "<unk>"] + tiny_models.tiny_vocab() + ["<mask>"]  # all-mpnet-base-v2's order
 EXTRA_ROWS = 5  # word embeddings beyond the tokenizer's tokens, as multilingual-e5's 250037 rows for 250002 tokens
 
 
@@ -424,7 +424,7 @@ def test_a_bert_with_a_wordpiece_vocabulary_is_sent_to_paddlenlp_s_own_conversio
     hf_dir = shutil.copytree(e5["hf_dir"], str(tmp_path / "hf"))
     remove(hf_dir, "sentencepiece.bpe.model")
     with open(os.path.join(hf_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(demo_data.tiny_vocab()) + "\n")
+        f.write("\n".join(tiny_models.tiny_vocab()) + "\n")
     fails_cleanly(capsys, convert_teacher.main, ["--hf_dir", hf_dir, "--output_dir", str(tmp_path / "out")],
                   "--model_name_or_path", "as it is")
 
