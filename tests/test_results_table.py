@@ -36,13 +36,19 @@ def test_table_and_readme_block(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == "\n".join(lines[2:-2])
 
 
-def test_runs_with_different_teachers_or_data_never_share_a_row(tmp_path, capsys):
+def two_teachers_and_their_students(tmp_path):
+    """({name: run dir} of an MPNet and a MiniLM teacher on SST-2 8k, [a distilled run from each])."""
     teachers = {name: run_dir(tmp_path, f"teacher-{name}", "teacher", "sst-2", {"acc": acc}, 60,
                               ["--model_name_or_path", f"/models/{name}", "--max_train_samples", "8000"])
                 for name, acc in (("mpnet", 0.92), ("minilm", 0.84))}
     runs = [run_dir(tmp_path, f"distill-{name}", "distill", "sst-2", {"acc": acc}, 30,
                     ["--teacher_dir", os.path.join(teachers[name], "best"), "--max_train_samples", "8000"])
             for name, acc in (("mpnet", 0.89), ("minilm", 0.81))]
+    return teachers, runs
+
+
+def test_runs_with_different_teachers_or_data_never_share_a_row(tmp_path, capsys):
+    teachers, runs = two_teachers_and_their_students(tmp_path)
     runs += [run_dir(tmp_path, "small-8k", "small", "sst-2", {"acc": 0.80}, 5, ["--max_train_samples", "8000"]),
              run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.86}, 9),
              run_dir(tmp_path, "distill-pool", "distill", "sst-2", {"acc": 0.87}, 12,
@@ -68,12 +74,7 @@ def test_a_cut_training_file_is_not_the_whole_task(tmp_path, capsys):
 
 
 def test_summary_a_row_per_task_from_its_best_distilled_student(tmp_path):
-    teachers = {name: run_dir(tmp_path, f"teacher-{name}", "teacher", "sst-2", {"acc": acc}, 60,
-                              ["--model_name_or_path", f"/models/{name}", "--max_train_samples", "8000"])
-                for name, acc in (("mpnet", 0.92), ("minilm", 0.84))}
-    runs = [run_dir(tmp_path, f"distill-{name}", "distill", "sst-2", {"acc": acc}, 30,
-                    ["--teacher_dir", os.path.join(teachers[name], "best"), "--max_train_samples", "8000"])
-            for name, acc in (("mpnet", 0.89), ("minilm", 0.81))]
+    teachers, runs = two_teachers_and_their_students(tmp_path)
     runs += [run_dir(tmp_path, "small-8k", "small", "sst-2", {"acc": 0.8}, 5, ["--max_train_samples", "8000"]),
              run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.91}, 9),  # no student: no summary row
              run_dir(tmp_path, "distill-qqp", "distill", "qqp", {"acc": 0.8, "f1": 0.75}, 90)]
