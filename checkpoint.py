@@ -145,6 +145,8 @@ def check_same_flags(output_dir, saved_flags, flags):
     """Refuse to resume a checkpoint in output_dir saved with other flags (those a rerun may not change) or from
     input files that have changed since at the same paths, naming them."""
     saved_flags = {WORLD_SIZE: 1, **saved_flags}  # checkpoints written before runs had several processes
+    # Checkpoints written before the run's length was part of the check do not record it: it cannot be compared.
+    saved_flags.update((key, flags[key]) for key in LENGTH_FLAGS & set(flags) if key not in saved_flags)
     differing = sorted(k for k in set(saved_flags) | set(flags)
                        if k != INPUTS and not _same_value(saved_flags.get(k), flags.get(k)))
     saved_inputs = saved_flags.get(INPUTS, {})  # checkpoints written before the inputs were hashed have none

@@ -321,3 +321,11 @@ def test_replace_dir_never_leaves_a_half_written_or_missing_directory(tmp_path):
         assert read_version(path) == "7" and len(os.listdir(tmp_path)) == 2
         replace_dir(write_version("7"), path)
         assert read_version(path) == "7" and sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+def test_a_checkpoint_that_predates_the_length_check_still_resumes():
+    """Checkpoints written before --max_epoch and --max_steps were part of the resume check do not record them;
+    they resume (as they did), while one that records another length is refused."""
+    given = {"lr": 0.1, "max_epoch": 1, "max_steps": None, checkpoint.WORLD_SIZE: 1, checkpoint.INPUTS: {}}
+    checkpoint.check_same_flags("run", {"lr": 0.1, checkpoint.INPUTS: {}}, given)
+    with pytest.raises(utils.UserError, match=r"--max_epoch 3 -> 1"):
+        checkpoint.check_same_flags("run", {**given, "max_epoch": 3}, given)
