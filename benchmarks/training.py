@@ -209,8 +209,8 @@ def scaling(args):
     print("| --- | ---: | ---: | ---: | ---: |")
     for (processes, threads), row in rows.items():
         print(f"| {processes} process{'es' if processes > 1 else ''} × {threads} thread{'s' if threads > 1 else ''} "
-              f"| {row['labelling_seconds']:.1f} | {one['labelling_seconds'] / row['labelling_seconds']:.2f}x | "
-              f"{row['epoch_seconds']:.1f} | {one['epoch_seconds'] / row['epoch_seconds']:.2f}x |")
+              f"| {row['labelling_seconds']:.3f} | {one['labelling_seconds'] / row['labelling_seconds']:.2f}x | "
+              f"{row['epoch_seconds']:.3f} | {one['epoch_seconds'] / row['epoch_seconds']:.2f}x |")
     differences = [np.abs(row["logits"] - one["logits"]).max() for row in rows.values()]
     print(f"\nLargest logit difference from the 1-process labelling: {max(differences):.1e} (0: bit for bit).")
 
