@@ -7,8 +7,8 @@ import sys
 
 from conftest import ROOT
 
-LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "files", "model", "openvino_runtime", "runtimes",
-             "selector", "tasks", "training", "utils"}
+LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "exported", "files", "model", "openvino_runtime",
+             "runtimes", "selector", "tasks", "training", "utils"}
 
 
 def top_level_modules():
@@ -46,4 +46,5 @@ def test_predict_imports_no_training_code():
     code = "import sys, predict; print(' '.join(sorted(set(sys.modules) & {names})))".format(
         names=repr(set(top_level_modules())))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert set(result.stdout.split()) == {"predict", "model", "runtimes", "data", "tasks", "utils", "files", "args"}
+    assert set(result.stdout.split()) == {"predict", "exported", "model", "runtimes", "data", "tasks", "utils", "files",
+                                          "args"}
