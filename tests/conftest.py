@@ -24,6 +24,49 @@ def tiny_bert(tmp_path_factory):
     return tiny_models.write_tiny_bert(str(tmp_path_factory.mktemp("tiny-bert")))
 
 
+class _MadeOnFirstUse(dict):
+    """A dict whose missing value for a key is made by make(key) when first asked for, then kept."""
+
+    def __init__(self, make):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key):
+        self[key] = value = self._make(key)
+        return value
+
+
+@pytest.fixture(scope="session")
+def students(task_files, tiny_bert, tmp_path_factory):
+    """task -> (run directory, export directory) of a baseline student trained for two epochs and exported with
+    --int8, trained when a test first asks for the task (predict.py's and serve.py's tests share them)."""
+    import export_model
+    import small
+
+    def train_and_export(task):
+        run_dir = str(tmp_path_factory.mktemp(f"small-{task}"))
+        vocab = ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")] if task != "chnsenticorp" else []
+        pooling = ["--pooling", "max" if task == "qqp" else "last"]  # the export covers both sentence encoders
+        small.main(data_flags(task_files, task) + STUDENT_FAST + vocab + pooling + [
+            "--output_dir", run_dir, "--max_epoch", "2", "--eval_steps", "5", "--optimizer", "adam", "--lr", "0.01"])
+        export_dir = os.path.join(run_dir, "export")
+        export_model.main(["--student_dir", os.path.join(run_dir, "best"), "--output_dir", export_dir, "--int8"])
+        return run_dir, export_dir
+
+    return _MadeOnFirstUse(train_and_export)
+
+
+@pytest.fixture(scope="session")
+def teacher_export(tiny_bert, tmp_path_factory):
+    """The tiny BERT exported as a QQP teacher (sentence pairs), max_seq_length 24."""
+    import export_model
+
+    export_dir = str(tmp_path_factory.mktemp("teacher-export"))
+    export_model.main(["--teacher_dir", tiny_bert, "--task_name", "qqp", "--max_seq_length", "24",
+                       "--output_dir", export_dir])
+    return export_dir
+
+
 def student_eval(best_dir, task_name, dev_file):
     """Reload a saved student directory on its own and score the dev file."""
     import data

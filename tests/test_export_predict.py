@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import STUDENT_FAST, data_flags, fails_cleanly
+from conftest import data_flags, fails_cleanly
 
 import data
 import export_model
@@ -14,26 +14,9 @@ import model
 import plot_curves
 import predict
 import runtimes
-import small
 import teacher
 from files import read_json
 from tasks import TASKS
-
-
-@pytest.fixture(scope="module")
-def students(task_files, tiny_bert, tmp_path_factory):
-    """task -> (run directory, export directory) of a baseline student trained for two epochs."""
-    out = {}
-    for task in task_files:
-        run_dir = str(tmp_path_factory.mktemp(f"small-{task}"))
-        vocab = ["--vocab_path", os.path.join(tiny_bert, "vocab.txt")] if task != "chnsenticorp" else []
-        pooling = ["--pooling", "max" if task == "qqp" else "last"]  # the export covers both sentence encoders
-        small.main(data_flags(task_files, task) + STUDENT_FAST + vocab + pooling + [
-            "--output_dir", run_dir, "--max_epoch", "2", "--eval_steps", "5", "--optimizer", "adam", "--lr", "0.01"])
-        export_dir = os.path.join(run_dir, "export")
-        export_model.main(["--student_dir", os.path.join(run_dir, "best"), "--output_dir", export_dir, "--int8"])
-        out[task] = run_dir, export_dir
-    return out
 
 
 def dev_lines(task, dev_file):
@@ -95,14 +78,6 @@ def test_the_int8_student_stays_close_to_the_fp32_one(students, task_files, tmp_
     assert os.path.getsize(os.path.join(export_dir, "model.int8.onnx")) < os.path.getsize(
         os.path.join(export_dir, "model.onnx")) / 2
     assert 0 < np.abs(int8 - fp32).max() < 0.05, np.abs(int8 - fp32).max()  # quantised, and still the same model
-
-
-@pytest.fixture(scope="module")
-def teacher_export(tiny_bert, tmp_path_factory):
-    export_dir = str(tmp_path_factory.mktemp("teacher-export"))
-    export_model.main(["--teacher_dir", tiny_bert, "--task_name", "qqp", "--max_seq_length", "24",
-                       "--output_dir", export_dir])
-    return export_dir
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "paddle"])
