@@ -243,19 +243,42 @@ class ExportFlags:
 
 
 @dataclass(frozen=True)
-class PredictFlags:
-    """prediction"""
+class ExportedModelFlags:
+    """the exported model"""
     model_dir: str = flag(help="Directory written by export_model.py.", required=True)
-    input_file: str = flag(help="UTF-8 text, one example per line (pairs: the two texts separated by a TAB). "
-                           "Default: standard input.")
     batch_size: int = flag(64, "Examples per predictor run.", type=COUNT)
-    json: bool = flag(False, "Print JSON lines instead of tab-separated text.")
     runtime: str = flag("auto", "What runs the model: ONNX Runtime (exports with an ONNX model; the fastest on CPU) "
                         "or paddle.inference (every export). auto: ONNX Runtime where the export and the installed "
                         "packages allow, else Paddle.", choices=("auto", "onnxruntime", "paddle"))
     int8: bool = flag(False, "Run the int8 ONNX model (exported with --int8).")
     threads: int = flag(help="CPU threads of the runtime (default: a student on ONNX Runtime 1, otherwise every "
-                        "core).", type=COUNT)
+                        "core; serve.py: every core divided among --workers).", type=COUNT)
+
+
+@dataclass(frozen=True)
+class PredictFlags:
+    """prediction"""
+    input_file: str = flag(help="UTF-8 text, one example per line (pairs: the two texts separated by a TAB). "
+                           "Default: standard input.")
+    json: bool = flag(False, "Print JSON lines instead of tab-separated text.")
+
+
+PORT = ranged(int, 0, 65535)
+
+
+@dataclass(frozen=True)
+class ServeFlags:
+    """HTTP service"""
+    host: str = flag("127.0.0.1", "Address to listen on. The service has no authentication or TLS: 0.0.0.0 (every "
+                     "interface) only behind a proxy or firewall that provides them.")
+    port: int = flag(8000, "TCP port to listen on (0: any free port; the address is printed at startup).", type=PORT)
+    workers: int = flag(1, "Processes answering requests, each with its own copy of the model, loaded once; each "
+                        "labels one request at a time, so a student on ONNX Runtime (one thread) uses one core per "
+                        "worker.", type=COUNT)
+    max_batch_texts: int = flag(256, "Most texts (or pairs) in one request; a request with more is refused (413).",
+                                type=COUNT)
+    max_request_bytes: int = flag(1 << 20, "Largest request body in bytes; a larger one is refused (413) before it "
+                                  "is read.", type=COUNT)
 
 
 @dataclass(frozen=True)
@@ -341,7 +364,8 @@ SCRIPTS = {
     "small": ((RunFlags, StudentFlags), {}),
     "distill": ((RunFlags, StudentFlags, DistillFlags, AugmentConfig, SelectorConfig), TEACHER_LENGTH),
     "export": ((ExportFlags,), {}),
-    "predict": ((PredictFlags,), {}),
+    "predict": ((ExportedModelFlags, PredictFlags), {}),
+    "serve": ((ExportedModelFlags, ServeFlags), {}),
     "plot": ((PlotFlags,), {}),
     "results_table": ((ResultsTableFlags,), {}),
     "benchmark": ((BenchmarkFlags,), {}),

@@ -1,10 +1,12 @@
-"""The layout: scripts import library modules only, never another script, and serving imports no training code."""
+"""The layout: scripts import library modules only, never another script, and serving (predict.py, serve.py) imports no
+training code."""
 import ast
 import glob
 import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "exported", "files", "model", "openvino_runtime",
@@ -35,16 +37,17 @@ def imported_modules(path):
 def test_no_script_imports_another_script():
     modules = top_level_modules()
     scripts = {name for name, path in modules.items() if is_script(path)}
-    assert {"small", "teacher", "bert_distill", "export_model", "predict", "benchmark"} <= scripts
+    assert {"small", "teacher", "bert_distill", "export_model", "predict", "serve", "benchmark"} <= scripts
     assert not scripts & LIBRARIES and LIBRARIES <= set(modules)
     for name, path in modules.items():
         local = imported_modules(path) & set(modules)
         assert not local & scripts, f"{name}.py imports the script(s) {sorted(local & scripts)}"
 
 
-def test_predict_imports_no_training_code():
-    code = "import sys, predict; print(' '.join(sorted(set(sys.modules) & {names})))".format(
-        names=repr(set(top_level_modules())))
+@pytest.mark.parametrize("script", ["predict", "serve"])
+def test_serving_imports_no_training_code(script):
+    code = "import sys, {script}; print(' '.join(sorted(set(sys.modules) & {names})))".format(
+        script=script, names=repr(set(top_level_modules())))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert set(result.stdout.split()) == {"predict", "exported", "model", "runtimes", "data", "tasks", "utils", "files",
+    assert set(result.stdout.split()) == {script, "exported", "model", "runtimes", "data", "tasks", "utils", "files",
                                           "args"}
