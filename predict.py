@@ -130,6 +130,9 @@ def main(argv=None):
         raise UserError(f"--input_file {args.input_file}: no such file")
     model = ExportedModel(args.model_dir, args.runtime, args.int8, args.threads)
     labels, is_pair = model.config["labels"], model.config["is_pair"]
+    if args.label_file and list(data.read_labels(args.label_file, "--label_file")) != labels:
+        raise UserError(f"--label_file {args.label_file}: the model's labels are {labels}, in this order; the file "
+                        "lists others or another order (retrain on the folder's current label.txt)")
     source = args.input_file or "<stdin>"
     # A line ends at "\n" only: "\r", "\x0b", "\x85", "\u2028" and the like are text, so there is one output line
     # per input line whatever bytes the lines hold.
