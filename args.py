@@ -12,7 +12,7 @@ import argparse
 import math
 from dataclasses import dataclass, field, fields
 
-from tasks import TASKS
+from tasks import METRICS, TASKS
 
 TASK_NAMES = tuple(TASKS)
 # The teacher is fine-tuned like BERT usually is, whatever the task.
@@ -75,7 +75,15 @@ def flag(default=None, help="", **argparse_kwargs):
 @dataclass(frozen=True)
 class RunFlags:
     """task and run"""
-    task_name: str = flag(help="Task to train on.", required=True, choices=TASK_NAMES)
+    task_name: str = flag(help="A built-in task to train on.", choices=TASK_NAMES, exclusive="task", required=True)
+    dataset_dir: str = flag(help="Or your own task: a folder in PaddleNLP's text-classification layout, label.txt (one "
+                            "label name per line), train.txt and dev.txt (text<TAB>label, or text_a<TAB>text_b<TAB>"
+                            "label for pairs; no header), optional test.txt (scored with the best model at the end).",
+                            exclusive="task", required=True)
+    language: str = flag(help="With --dataset_dir: the language of its text (default: detected, CJK ideographs "
+                         "making zh).", choices=("en", "zh"))
+    metric: str = flag(help="Dev metric that picks the best checkpoint (default: acc for the built-in tasks, "
+                       "macro_f1 for a --dataset_dir task).", choices=METRICS)
     train_file: str = flag(help="Local training file in the layout of PaddleNLP's reader for the task (see README). "
                            "Without it the dataset is downloaded by paddlenlp.datasets.")
     dev_file: str = flag(help="Local dev file, same layout rules as --train_file.")
@@ -253,6 +261,8 @@ class ExportedModelFlags:
     int8: bool = flag(False, "Run the int8 ONNX model (exported with --int8).")
     threads: int = flag(help="CPU threads of the runtime (default: a student on ONNX Runtime 1, otherwise every "
                         "core; serve.py: every core divided among --workers).", type=COUNT)
+    label_file: str = flag(help="A label.txt (one label name per line) the model's labels must equal, names and "
+                           "order: refuses a model trained on a folder whose label.txt has changed since.")
 
 
 @dataclass(frozen=True)
@@ -396,6 +406,7 @@ ACTS_ONLY_WITH = {
     ("loss", "kl"): ("temperature",),
     ("optimizer", "adadelta"): ("rho",),
     ("sections", "http"): HTTP_FLAGS,  # a list-valued gate: set when it holds the value
+    ("dataset_dir", None): ("language",),
 }
 
 
@@ -462,6 +473,8 @@ def parse_args(script, argv=None, description=None):
             # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
             parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)
+    if getattr(args, "dataset_dir", None) and (args.train_file or args.dev_file):
+        parser.error("--train_file/--dev_file: not with --dataset_dir, whose train.txt and dev.txt are the data")
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
     for (gate, value), gated in ACTS_ONLY_WITH.items():

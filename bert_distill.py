@@ -20,7 +20,6 @@ import runtimes
 import selector
 import training
 from args import AugmentConfig, SelectorConfig, config_of, parse_args
-from tasks import TASKS
 from utils import WORLD, UserError, check_writable_dir, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
@@ -28,17 +27,17 @@ logger = logging.getLogger("distill")
 
 def main(argv=None):
     args = parse_args("distill", argv, __doc__)
-    task = TASKS[args.task_name]
+    task = data.load_task(args.task_name, args.dataset_dir, args.language)
     # Everything the run reads or writes is checked before any work.
     runtimes.check_labelling_precision(args.teacher_precision, args.teacher_backend)
-    run = checkpoint.RunConfig.from_args(args, task.metric)
+    run = checkpoint.RunConfig.from_args(args, task)
     checkpoint.check_output_dir(run)
     check_writable_dir(args.cache_dir, "--cache_dir")
     if os.path.realpath(args.cache_dir) == os.path.realpath(args.output_dir):
         # The run holds its directory's lock, which the cache's own lock would then wait for forever; and the cache,
         # shared by runs, would be mixed into this run's output.
         raise UserError(f"--cache_dir {args.cache_dir}: is the --output_dir; give the cache a directory of its own")
-    tokenizer = distillation.checked_teacher(args.teacher_dir, args.task_name, args.max_seq_length)
+    tokenizer = distillation.checked_teacher(args.teacher_dir, task, args.max_seq_length)
     if args.selector == "reinforce" and WORLD.size > 1:
         raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")
 
@@ -79,7 +78,7 @@ def main(argv=None):
     results = training.fit(run, setup.model, optimizer, loader, loss_fn, evaluate, setup.save, lr_scheduler, chooser)
     if chooser is not None:
         chooser.save(os.path.join(args.output_dir, "selector_policy.pdparams"))
-    return results
+    return training.scored_on_test(run, results, task, setup.evaluate_saved)
 
 
 def transfer_set(args, task, setup, examples, labelled, tokenizer):

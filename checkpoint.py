@@ -53,11 +53,14 @@ class RunConfig:
     inputs: dict = field(default_factory=dict)  # flag -> sha256 of what it names (input_hashes)
 
     @classmethod
-    def from_args(cls, args, metric):
-        """The run of a training script's parsed flags (its fields of the same names, straight from them)."""
+    def from_args(cls, args, task):
+        """The run of a training script's parsed flags (its fields of the same names, straight from them) on the
+        task (data.load_task)."""
         flags = dict(sorted({**vars(args), WORLD_SIZE: WORLD.size}.items()))
-        named = {spec.name: flags[spec.name] for spec in dataclasses.fields(cls) if spec.name in flags}
-        return cls(**named, metric=metric, flags=flags, inputs=input_hashes(args))
+        named = {spec.name: flags[spec.name] for spec in dataclasses.fields(cls)
+                 if spec.name in flags and spec.name not in ("task_name", "metric")}
+        return cls(**named, task_name=task.name, metric=args.metric or task.metric, flags=flags,
+                   inputs=input_hashes(args, task))
 
     def total_steps(self, steps_per_epoch):
         return self.max_steps or steps_per_epoch * self.max_epoch
@@ -71,11 +74,12 @@ class RunConfig:
         return {**{k: v for k, v in self.flags.items() if k not in may_change}, INPUTS: self.inputs}
 
 
-def input_hashes(args):
+def input_hashes(args, task):
     """What the run reads, by flag: for a file (data files, vocabulary, embedding vectors) the sha256 of its
-    contents; for a local model directory, file name -> sha256 of each of its files that shape the run: a teacher's
-    (--teacher_dir, or the local model --model_name_or_path fine-tunes) weights, config and tokenizer files
-    (models.teacher_files), an --embedding directory's weights."""
+    contents; for --dataset_dir, file name -> sha256 of label.txt and each split's file; for a local model
+    directory, file name -> sha256 of each of its files that shape the run: a teacher's (--teacher_dir, or the local
+    model --model_name_or_path fine-tunes) weights, config and tokenizer files (models.teacher_files), an
+    --embedding directory's weights."""
     files = {flag: getattr(args, flag, None)
              for flag in ("train_file", "dev_file", "unlabeled_file", "vocab_path", "embedding")}
     files = {flag: path for flag, path in files.items() if path and os.path.isfile(path)}
@@ -94,6 +98,10 @@ def input_hashes(args):
         for flag, path in files.items():
             hashes[flag] = file_sha256(path)
         for flag, paths in directories.items():
+            hashes[flag] = {os.path.basename(path): file_sha256(path) for path in paths}
+        if task.files:
+            flag = "dataset_dir"
+            paths = [os.path.join(args.dataset_dir, "label.txt"), *task.files.values()]
             hashes[flag] = {os.path.basename(path): file_sha256(path) for path in paths}
         return hashes
     except OSError as error:

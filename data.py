@@ -12,6 +12,7 @@ from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 
 from files import read_text
+from tasks import TASKS, custom_task
 from utils import WORLD, UserError
 
 jieba.setLogLevel(logging.WARNING)
@@ -28,25 +29,109 @@ class Example:
     label: int
 
 
+def load_task(task_name=None, dataset_dir=None, language=None):
+    """The task of --task_name (the table's), or of the folder --dataset_dir (task_from_dir)."""
+    return TASKS[task_name] if task_name else task_from_dir(dataset_dir, language)
+
+
+def task_from_dir(directory, language=None):
+    """The Task of a folder in PaddleNLP's text-classification layout: label.txt (one label name per line),
+    train.txt and dev.txt (text<TAB>label, or text_a<TAB>text_b<TAB>label for a pair task, no header), optional
+    test.txt in the same layout. Single or pair from train.txt's first line; the language given, or detected from
+    the training texts and logged. Everything is validated before it is returned (check_tsv)."""
+    flag = "--dataset_dir"
+    if not os.path.isdir(directory):
+        raise UserError(f"{flag} {directory}: no such directory")
+    labels = read_labels(os.path.join(directory, "label.txt"), flag)
+    files = {split: os.path.join(directory, f"{split}.txt") for split in ("train", "dev", "test")}
+    for split in ("train", "dev"):
+        if not os.path.isfile(files[split]):
+            raise UserError(f"{flag} {directory}: no {split}.txt (a folder holds label.txt, train.txt, dev.txt and "
+                            "optionally test.txt)")
+    if not os.path.isfile(files["test"]):
+        del files["test"]
+    first_line = read_text(files["train"], flag).split("\n", 1)[0]
+    n_fields = len(first_line.strip().split("\t"))
+    if n_fields not in (2, 3):
+        raise UserError(f"{flag} {files['train']}:1: expected text<TAB>label or text_a<TAB>text_b<TAB>label, found "
+                        f"{n_fields} tab-separated field(s)")
+    name = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    task = custom_task(name, language or "en", labels, n_fields == 3, files)
+    rows = {split: check_tsv(path, flag, task, split) for split, path in files.items()}
+    if language is None:
+        texts = [text for row in rows["train"] for text in (row[i] for i in task.layout("train")[1])]
+        language, share = detect_language(texts)
+        logger.info("%s %s: language %s detected (%.0f%% of the letters of train.txt are CJK); --language sets it",
+                    flag, directory, language, 100 * share)
+        task = custom_task(name, language, labels, n_fields == 3, files)
+    seen = {row[task.layout("train")[2]] for row in rows["train"]}
+    unseen_labels = [label for label in labels if label not in seen]
+    if unseen_labels:
+        logger.warning("%s %s: no training example has the label(s) %s", flag, directory, unseen_labels)
+    return task
+
+
+def read_labels(path, flag):
+    """The label names of a label.txt, one per line, in order; refused, naming file and line, with a blank line, a
+    TAB inside a name, a name given twice, or fewer than two names."""
+    lines = read_text(path, flag).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line
+    first_line = {}
+    for number, line in enumerate(lines, start=1):
+        label = line.strip()
+        if not label or "\t" in label:
+            raise UserError(f"{flag} {path}:{number}: expected one label name, found {line!r}")
+        if label in first_line:
+            raise UserError(f"{flag} {path}:{number}: label {label!r} repeats line {first_line[label]}")
+        first_line[label] = number
+    if len(first_line) < 2:
+        raise UserError(f"{flag} {path}: expected at least two labels, one per line, found {len(first_line)}")
+    return tuple(first_line)
+
+
+CJK = ("\u4e00", "\u9fff")  # CJK Unified Ideographs
+
+
+def detect_language(texts):
+    """("zh" or "en", the share of CJK ideographs among the letters of texts): zh from a share of 30% up."""
+    letters = cjk = 0
+    for text in texts:
+        for character in text:
+            if character.isalpha():
+                letters += 1
+                cjk += CJK[0] <= character <= CJK[1]
+    share = cjk / max(letters, 1)
+    return ("zh" if share >= 0.3 else "en"), share
+
+
 def load_examples(task, train_file=None, dev_file=None, max_train_samples=None, max_dev_samples=None):
-    """Train and dev examples of the task, from local files when given, else through PaddleNLP's download."""
+    """Train and dev examples of the task, from local files when given (or the task's folder), else through
+    PaddleNLP's download."""
     if bool(train_file) != bool(dev_file):
         raise UserError("give both --train_file and --dev_file, or neither (to download the dataset)")
-    if train_file:
-        return [read_split(task, "train", train_file, "--train_file", max_train_samples),
-                read_split(task, "dev", dev_file, "--dev_file", max_dev_samples)]
+    if train_file or task.files:
+        flags = ("--train_file", "--dev_file") if train_file else ("--dataset_dir",) * 2
+        paths = (train_file, dev_file) if train_file else (task.files["train"], task.files["dev"])
+        return [read_split(task, split, path, flag, limit)
+                for split, path, flag, limit in zip(("train", "dev"), paths, flags,
+                                                    (max_train_samples, max_dev_samples))]
     try:
         splits = load_dataset(*task.dataset, splits=("train", "dev"), lazy=False)
     except Exception as error:  # any network or hub failure
         raise UserError(f"could not download {'/'.join(task.dataset)} ({type(error).__name__}); "
                         "pass local copies with --train_file and --dev_file") from None
-    return [_examples(split, task, limit) for split, limit in zip(splits, (max_train_samples, max_dev_samples))]
+    *text_fields, label_field = task.download_fields
+    return [[Example(tuple(row[f] for f in text_fields), int(row[label_field])) for row in split][:limit]
+            for split, limit in zip(splits, (max_train_samples, max_dev_samples))]
 
 
 def read_split(task, split, path, flag, limit=None):
-    """Examples of one split from a local file in the layout of PaddleNLP's reader, validated first."""
-    check_tsv(path, flag, *task.layout(split), task.labels)
-    return _examples(load_dataset(*task.dataset, splits=split, data_files=path, lazy=False), task, limit)
+    """Examples of one split from a local file in the task's layout (for the built-in tasks, that of PaddleNLP's
+    reader), validated first (check_tsv); the label is its index in task.labels."""
+    _, text_indices, label_index = task.layout(split)
+    return [Example(tuple(fields[i] for i in text_indices), task.labels.index(fields[label_index]))
+            for fields in check_tsv(path, flag, task, split)][:limit]
 
 
 def read_unlabeled(task, path, limit=None, flag="--unlabeled_file"):
@@ -58,7 +143,7 @@ def read_unlabeled(task, path, limit=None, flag="--unlabeled_file"):
         if not line.strip():
             continue
         texts = tuple(line.strip().split("\t"))
-        if len(texts) != len(task.text_fields):
+        if len(texts) != len(task.text_columns):
             expected = "two texts separated by one TAB" if task.is_pair else "one text and no TAB"
             raise UserError(f"{flag} {path}:{number}: expected {expected} (no label), found {len(texts)} "
                             "tab-separated fields")
@@ -79,30 +164,39 @@ def unseen(examples, known):
     return kept
 
 
-def _examples(rows, task, limit):
-    return [Example(tuple(row[f] for f in task.text_fields), int(row[task.label_field])) for row in rows][:limit]
-
-
-def check_tsv(path, flag, n_fields, label_index, labels):
-    """Fail with file and line on anything PaddleNLP's reader would choke on or silently misread; returns the
-    number of examples. Lines are split where the reader splits them (\\n, \\r\\n and \\r; not at the other
-    characters str.splitlines breaks at), and line 1 is the header the reader skips."""
+def check_tsv(path, flag, task, split):
+    """The fields of each example line of a local file of the task's split, once every line is one that PaddleNLP's
+    reader would read as it is meant (for a custom task: its own layout); anything else fails with file and line.
+    Lines are split where the reader splits them (\\n, \\r\\n and \\r; not at the other characters str.splitlines breaks
+    at), and stripped; with task.header line 1 is the header the reader skips."""
+    n_fields, _, label_index = task.layout(split)
     lines = read_text(path, flag).split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line
-    if len(lines) < 2:
-        raise UserError(f"{flag} {path}: expected a header line and at least one example")
+    first = 2 if task.header else 1
+    if len(lines) < first:
+        raise UserError(f"{flag} {path}: expected " + ("a header line and " if task.header else "") +
+                        "at least one example")
+    rows = []
     for number, line in enumerate(lines, start=1):
         fields = line.strip().split("\t")
-        is_example = len(fields) == n_fields and fields[label_index] in labels
-        if number == 1 and is_example:
-            raise UserError(f"{flag} {path}:1: is an example, but line 1 is the header, which the reader skips; "
-                            "add a header line")
-        if number > 1 and len(fields) != n_fields:
+        is_example = len(fields) == n_fields and fields[label_index] in task.labels
+        if number < first:
+            if is_example:
+                raise UserError(f"{flag} {path}:1: is an example, but line 1 is the header, which the reader "
+                                "skips; add a header line")
+            continue
+        if len(fields) != n_fields:
             raise UserError(f"{flag} {path}:{number}: expected {n_fields} tab-separated fields, found {len(fields)}")
-        if number > 1 and not is_example:
-            raise UserError(f"{flag} {path}:{number}: label {fields[label_index]!r} is not one of {list(labels)}")
-    return len(lines) - 1
+        if not is_example:
+            raise UserError(f"{flag} {path}:{number}: label {fields[label_index]!r} is not one of "
+                            f"{_shown(task.labels)}")
+        rows.append(fields)
+    return rows
+
+
+def _shown(labels, most=20):
+    return str(list(labels)) if len(labels) <= most else f"the {len(labels)} labels of label.txt"
 
 
 class Analyzer:

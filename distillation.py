@@ -18,13 +18,16 @@ from utils import WORLD, UserError
 logger = logging.getLogger("distill")
 
 
-def checked_teacher(teacher_dir, task_name, max_seq_length):
-    """The tokenizer of a fine-tuned teacher directory, once it holds weights, was fine-tuned on task_name (where it
-    records its task) and takes max_seq_length tokens."""
+def checked_teacher(teacher_dir, task, max_seq_length):
+    """The tokenizer of a fine-tuned teacher directory, once it holds weights, was fine-tuned on the task (where it
+    records it: the task's name and its labels, in order) and takes max_seq_length tokens."""
     models.teacher_weights_path(teacher_dir)
-    trained_on = models.teacher_task(teacher_dir).get("task_name", task_name)
-    if trained_on != task_name:
-        raise UserError(f"--teacher_dir {teacher_dir} was fine-tuned on {trained_on}, not --task_name {task_name}")
+    recorded = models.teacher_task(teacher_dir)
+    if recorded.get("task_name", task.name) != task.name:
+        raise UserError(f"--teacher_dir {teacher_dir} was fine-tuned on {recorded['task_name']}, not on {task.name}")
+    if recorded.get("labels", list(task.labels)) != list(task.labels):
+        raise UserError(f"--teacher_dir {teacher_dir} was fine-tuned with the labels {recorded['labels']}, in this "
+                        f"order; the task's label.txt now has {list(task.labels)}")
     return models.checked_teacher_tokenizer(teacher_dir, models.teacher_config(teacher_dir), max_seq_length,
                                             "--teacher_dir")
 

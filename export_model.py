@@ -95,24 +95,28 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
     """(build, config): build(directory) writes the teacher's static model, its ONNX model (where paddle2onnx
     converts the family) and tokenizer files, returning the static model's path prefix."""
     recorded = models.teacher_task(teacher_dir)
-    task_name = task_name or recorded.get("task_name")
     max_seq_length = max_seq_length or recorded.get("max_seq_length")
-    if not task_name:
+    if task_name:
+        task = TASKS[task_name].record()
+    elif recorded.get("task_name") in TASKS and "language" not in recorded:  # written before teacher.py recorded all
+        task = TASKS[recorded["task_name"]].record()
+    elif recorded:
+        task = recorded
+    else:
         raise UserError(f"--task_name: needed, {teacher_dir} records no task (it was not written by teacher.py)")
-    task = TASKS[task_name]
     model = models.load_teacher(teacher_dir, flag="--teacher_dir")
-    if model.config.num_labels != len(task.labels):
-        raise UserError(f"--teacher_dir {teacher_dir}: {model.config.num_labels} classes, but "
-                        f"--task_name {task_name} has {len(task.labels)}")
+    if model.config.num_labels != len(task["labels"]):
+        raise UserError(f"--teacher_dir {teacher_dir}: {model.config.num_labels} classes, but its task "
+                        f"{task['task_name']} has {len(task['labels'])} labels")
     max_seq_length = max_seq_length or 128
     tokenizer = models.checked_teacher_tokenizer(teacher_dir, model.config.to_dict(), max_seq_length, "--teacher_dir")
-    encoder = data.TeacherEncoder(tokenizer, max_seq_length, task.language)
+    encoder = data.TeacherEncoder(tokenizer, max_seq_length, task["language"])
 
     def build(directory):
         tokenizer.save_pretrained(directory)
         prefix = runtimes.export_static(model, runtimes.teacher_input_spec(encoder.input_names), directory)
         collate = data.teacher_collate(tokenizer.pad_token_id)
-        records = [encoder.texts(texts) for texts in check_texts(task.is_pair)]
+        records = [encoder.texts(texts) for texts in check_texts(task["is_pair"])]
         exported["onednn"] = verified_onednn(model, prefix, collate(records), "--teacher_dir", teacher_dir)
         if runtimes.onnx_available():
             samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
@@ -125,8 +129,9 @@ def teacher_export(teacher_dir, task_name, max_seq_length):
                                type(error).__name__, error)
         return prefix
 
-    exported = {"kind": "teacher", "onnx": None, "task_name": task_name, "labels": list(task.labels),
-                "is_pair": task.is_pair, "language": task.language, "max_seq_length": max_seq_length,
+    exported = {"kind": "teacher", "onnx": None, **{key: task[key] for key in ("task_name", "labels", "is_pair",
+                                                                             "language")},
+                "max_seq_length": max_seq_length,
                 "pad_id": tokenizer.pad_token_id, "inputs": encoder.input_names, "vocab_size": len(tokenizer)}
     return build, exported
 

@@ -20,9 +20,10 @@ EXPORT_FIELDS = ("kind", "model", "labels", "is_pair", "language", "max_seq_leng
 class ExportedModel:
     """An export_model.py directory: turns lists of texts into class probabilities. runtime: 'auto', 'onnxruntime'
     or 'paddle' (choose_runtime); threads: the runtime's CPU threads, by default 1 for a student on ONNX Runtime
-    (its batch-1 work is too small to share out) and otherwise `cores` (default: every core this process may use)."""
+    (its batch-1 work is too small to share out) and otherwise `cores` (default: every core this process may use);
+    label_file: a label.txt the model's labels must equal, in order."""
 
-    def __init__(self, directory, runtime="auto", int8=False, threads=None, cores=None):
+    def __init__(self, directory, runtime="auto", int8=False, threads=None, cores=None, label_file=None):
         config_path = os.path.join(directory, models.EXPORT_CONFIG)
         if not os.path.isfile(config_path):
             raise UserError(f"--model_dir {directory}: no {models.EXPORT_CONFIG} (write the directory with "
@@ -30,6 +31,9 @@ class ExportedModel:
         self.config = config = read_json(config_path, EXPORT_FIELDS)
         if config["kind"] not in ("student", "teacher") or config["kind"] == "student" and "use_pieces" not in config:
             raise UserError(f"{config_path}: not an export_config.json of export_model.py (kind {config['kind']!r})")
+        if label_file and list(data.read_labels(label_file, "--label_file")) != config["labels"]:
+            raise UserError(f"--label_file {label_file}: the model's labels are {config['labels']}, in this order; "
+                            "the file lists others or another order (retrain on the folder's current label.txt)")
         prefix = os.path.join(directory, config["model"])
         if not os.path.isfile(prefix + ".pdiparams"):
             raise UserError(f"--model_dir {directory}: missing {config['model']}.pdiparams")

@@ -396,13 +396,17 @@ def teacher_weights_path(teacher_dir, flag="--teacher_dir"):
                     f"directory written by teacher.py)")
 
 
-def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", dropout_prob=None):
+def load_teacher(name_or_dir, num_labels=None, flag="--model_name_or_path", dropout_prob=None, fine_tune=False):
     """Any PaddleNLP sequence classifier (BERT, ERNIE, RoBERTa, MPNet, ...; AutoModelForSequenceClassification)
     from a PaddleNLP name or a local directory (Paddle weights, or HuggingFace weights converted where PaddleNLP
-    can); with dropout_prob, its hidden and attention dropout set to it."""
+    can); with dropout_prob, its hidden and attention dropout set to it. fine_tune: to be fine-tuned on num_labels
+    labels, so a classifier head of another size (a checkpoint fine-tuned on other labels) starts anew (PaddleNLP
+    logs it); otherwise such a head is refused."""
     kwargs = _pretrained_kwargs(name_or_dir, flag)
     if num_labels is not None:
         kwargs["num_classes"] = num_labels
+    if fine_tune:
+        kwargs["ignore_mismatched_sizes"] = True
     if dropout_prob is not None:
         kwargs.update(hidden_dropout_prob=dropout_prob, attention_probs_dropout_prob=dropout_prob)
     try:

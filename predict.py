@@ -48,7 +48,7 @@ def main(argv=None):
     args = parse_args("predict", argv, __doc__)
     if args.input_file and not os.path.isfile(args.input_file):
         raise UserError(f"--input_file {args.input_file}: no such file")
-    model = ExportedModel(args.model_dir, args.runtime, args.int8, args.threads)
+    model = ExportedModel(args.model_dir, args.runtime, args.int8, args.threads, label_file=args.label_file)
     is_pair = model.config["is_pair"]
     source = args.input_file or "<stdin>"
     # A line ends at "\n" only: "\r", "\x0b", "\x85", "\u2028" and the like are text, so there is one output line

@@ -20,15 +20,17 @@ SCRIPT_NAMES = {"teacher": "Teacher", "small": "Bi-LSTM baseline", "distill": "D
 SCRIPT_FILES = {"teacher": "teacher.py", "small": "small.py", "distill": "bert_distill.py"}
 # Where the summary's rows link to: the file holding the full table, with a section per task (## SST-2 -> #sst-2).
 DETAILS = "results/README.md"
-REQUIRED_FLAGS = {"teacher": ("task_name", "model_name_or_path", "output_dir"), "small": ("task_name", "output_dir"),
-                  "distill": ("task_name", "teacher_dir", "output_dir")}
+# Besides the task (--task_name, or --dataset_dir for a folder of the user's own data: task_flag).
+REQUIRED_FLAGS = {"teacher": ("model_name_or_path", "output_dir"), "small": ("output_dir",),
+                  "distill": ("teacher_dir", "output_dir")}
 # What every results.json of a training script holds (training.write_results), and what the tables read of it.
 RESULT_FIELDS = ("task", "script", "metric", "metrics", "best_step", "steps", "train_seconds", "flags")
 
 
 # Flags that change neither what a run learns nor how it is scored, and those the seeds table names elsewhere.
-NOT_SETTINGS = FLAGS_THAT_SHAPE_NOTHING | {"seed", "task_name", "train_file", "max_train_samples", "teacher_dir",
-                                          "model_name_or_path", "augment", "mlm", "selector", "unlabeled_file"}
+NOT_SETTINGS = FLAGS_THAT_SHAPE_NOTHING | {"seed", "task_name", "dataset_dir", "train_file", "max_train_samples",
+                                          "teacher_dir", "model_name_or_path", "augment", "mlm", "selector",
+                                          "unlabeled_file"}
 
 
 def task_rank(task):
@@ -39,7 +41,8 @@ def cell(results):
     if results is None:
         return "-"
     metrics = results["metrics"]
-    text = f"{metrics['acc']:.4f}" + (f" / {metrics['f1']:.4f}" if "f1" in metrics else "")
+    second = "f1" if "f1" in metrics else "macro_f1" if results["metric"] == "macro_f1" else None
+    text = f"{metrics['acc']:.4f}" + (f" / {metrics[second]:.4f}" if second else "")
     return f"{text} ({results['train_seconds'] / 60:.0f} min)"
 
 
@@ -109,7 +112,7 @@ def groups(results):
 
 def table(results):
     """Markdown table: a row per task, training data and teacher; the teacher, baseline and distilled student side
-    by side (dev accuracy, QQP: accuracy / F1, and training time)."""
+    by side (dev accuracy; QQP: accuracy / F1; a --dataset_dir task: accuracy / macro-F1; and training time)."""
     lines = ["| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev |",
              "|---|---|---|---|---|---|"]
     for (task, data, teacher), runs in groups(results).items():
@@ -195,10 +198,16 @@ def given_flags(results):
     """The flags a run's command line needs: its script's required flags, then every flag that differs from its
     default."""
     script, flags = results["script"], results["flags"]
-    required = REQUIRED_FLAGS[script]
+    required = required_flags(script, flags)
     defaults = vars(parse_args(script, [f"--{name}={flags[name]}" for name in required]))
     return [*required, *(name for name in sorted(flags) if name in defaults and name != "script"
                          and name not in required and flags[name] != defaults[name])]
+
+
+def required_flags(script, flags):
+    """The flags every command of the script names: the task's flag (--task_name, or --dataset_dir for a folder of
+    one's own data) and REQUIRED_FLAGS."""
+    return ("dataset_dir" if flags.get("dataset_dir") else "task_name", *REQUIRED_FLAGS[script])
 
 
 def settings(results):
@@ -236,9 +245,9 @@ def read_results(path):
     script, flags, metrics = results["script"], results["flags"], results["metrics"]
     if script not in SCRIPT_NAMES:
         raise UserError(f"{path}: script {script!r} is not one of {', '.join(SCRIPT_NAMES)}")
-    if not isinstance(flags, dict) or any(name not in flags for name in REQUIRED_FLAGS[script] + ("seed",)):
-        raise UserError(f"{path}: flags must hold the run's flags, {', '.join(REQUIRED_FLAGS[script])} and seed "
-                        "among them")
+    required = required_flags(script, flags) if isinstance(flags, dict) else ()
+    if not isinstance(flags, dict) or any(name not in flags for name in required + ("seed",)):
+        raise UserError(f"{path}: flags must hold the run's flags, {', '.join(required)} and seed among them")
     if not isinstance(metrics, dict) or not isinstance(metrics.get(results["metric"]), (int, float)):
         raise UserError(f"{path}: metrics must hold the run's metric {results['metric']!r}")
     return results

@@ -148,7 +148,7 @@ def parse_request(body, is_pair, max_texts):
 
 def load_model(settings):
     return ExportedModel(settings["model_dir"], settings["runtime"], settings["int8"], settings["threads"],
-                         cores=max(1, CPU_CORES // settings["workers"]))
+                         cores=max(1, CPU_CORES // settings["workers"]), label_file=settings["label_file"])
 
 
 def build_app(model, settings):
@@ -264,8 +264,9 @@ def main(argv=None):
     args = parse_args("serve", argv, __doc__)
     if not os.path.isdir(args.model_dir):
         raise UserError(f"--model_dir {args.model_dir}: no such directory")
-    settings = {name: getattr(args, name) for name in ("model_dir", "runtime", "int8", "threads", "batch_size",
-                                                       "workers", "max_batch_texts", "max_request_bytes")}
+    settings = {name: getattr(args, name) for name in ("model_dir", "runtime", "int8", "threads", "label_file",
+                                                       "batch_size", "workers", "max_batch_texts",
+                                                       "max_request_bytes")}
     settings["server_pid"] = os.getpid()
     with listen(args.host, args.port) as listener:
         model = load_model(settings)  # refused here, in one line, if the directory or the flags are wrong

@@ -11,14 +11,13 @@ import data
 import training
 from args import parse_args
 from model import student_inputs
-from tasks import TASKS
 from utils import prepare_output_dir, run_main
 
 
 def main(argv=None):
     args = parse_args("small", argv, __doc__)
-    task = TASKS[args.task_name]
-    run = checkpoint.RunConfig.from_args(args, task.metric)
+    task = data.load_task(args.task_name, args.dataset_dir, args.language)
+    run = checkpoint.RunConfig.from_args(args, task)
     checkpoint.check_output_dir(run)
     setup = training.student_setup(args, task)
     records = setup.records(setup.train)
@@ -31,7 +30,8 @@ def main(argv=None):
     prepare_output_dir(args.output_dir)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)
-    return training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)
+    results = training.fit(run, setup.model, optimizer, loader, loss_fn, setup.evaluate, setup.save, lr_scheduler)
+    return training.scored_on_test(run, results, task, setup.evaluate_saved)
 
 
 if __name__ == "__main__":

@@ -21,20 +21,20 @@ import runtimes
 import training
 from args import parse_args
 from files import write_json
-from tasks import TASKS
 from utils import classification_metrics, prepare_output_dir, run_main, set_device, set_seed
 
 
 def main(argv=None):
     args = parse_args("teacher", argv, __doc__)
-    task = TASKS[args.task_name]
-    run = checkpoint.RunConfig.from_args(args, task.metric)
+    task = data.load_task(args.task_name, args.dataset_dir, args.language)
+    run = checkpoint.RunConfig.from_args(args, task)
     checkpoint.check_output_dir(run)
     set_seed(args.seed)
     set_device(args.device)
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
-    model = models.load_teacher(args.model_name_or_path, len(task.labels), dropout_prob=args.dropout_prob)
+    model = models.load_teacher(args.model_name_or_path, len(task.labels), dropout_prob=args.dropout_prob,
+                                fine_tune=True)
     tokenizer = models.checked_teacher_tokenizer(args.model_name_or_path, model.config.to_dict(), args.max_seq_length,
                                                  "--model_name_or_path")
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
@@ -55,19 +55,20 @@ def main(argv=None):
     def loss_fn(model, batch):
         return F.cross_entropy(model(**models.teacher_inputs(batch)), batch["label"])
 
-    def evaluate(model):
-        logits = runtimes.teacher_logits(model, dev_records, args.batch_size * 4, tokenizer.pad_token_id)
-        return classification_metrics(logits, [r["label"] for r in dev_records], task)
+    def evaluate(model, records=dev_records):
+        logits = runtimes.teacher_logits(model, records, args.batch_size * 4, tokenizer.pad_token_id)
+        return classification_metrics(logits, [r["label"] for r in records], task)
 
     def save(model, directory):
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
-        write_json(os.path.join(directory, models.TASK_FILE), {"task_name": args.task_name,
-                                                               "labels": list(task.labels),
+        write_json(os.path.join(directory, models.TASK_FILE), {**task.record(),
                                                                "max_seq_length": args.max_seq_length})
 
     prepare_output_dir(args.output_dir)
-    return training.fit(run, model, optimizer, loader, loss_fn, evaluate, save, lr_scheduler)
+    results = training.fit(run, model, optimizer, loader, loss_fn, evaluate, save, lr_scheduler)
+    return training.scored_on_test(run, results, task, lambda best_dir, test: evaluate(
+        models.load_teacher(best_dir, flag="--output_dir"), encode(test)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import model as models
 import runtimes
 from checkpoint import Checkpoint, LoopState
 from files import recover_dir, replace_dir, write_json
-from tasks import TASKS
 from utils import WORLD, UserError, any_rank, barrier, classification_metrics, set_device, set_seed
 
 logger = logging.getLogger("distill")
@@ -204,6 +203,19 @@ def write_results(run, state):
     return results
 
 
+def scored_on_test(run, results, task, metrics_of_saved):
+    """With a test split (a --dataset_dir holding test.txt): the results with the best model's metrics on it
+    (metrics_of_saved(model_dir, test examples)), also in results.json; the results as they are otherwise and on
+    every rank but the first."""
+    if results is None or "test" not in task.files:
+        return results
+    test = data.read_split(task, "test", task.files["test"], "--dataset_dir")
+    results["test_metrics"] = metrics_of_saved(os.path.join(run.output_dir, "best"), test)
+    write_json(os.path.join(run.output_dir, "results.json"), results)
+    print(f"{run.script} {run.task_name} best model on test.txt: {_fmt(results['test_metrics'])}", flush=True)
+    return results
+
+
 def _fmt(metrics):
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
 
@@ -234,6 +246,7 @@ def make_optimizer(model, name, lr, lr_schedule, total_steps, rho=0.95):
 @dataclass
 class StudentSetup:
     """What both student scripts start from."""
+    task: object  # tasks.Task
     train: list  # training Examples
     unlabeled: list  # Examples without labels, none repeating a training example's texts or each other's
     analyzer: data.Analyzer
@@ -242,10 +255,16 @@ class StudentSetup:
     dev_records: list
     eval_batch_size: int
 
-    def evaluate(self, model):
-        labels = [record["label"] for record in self.dev_records]
-        return classification_metrics(runtimes.student_logits(model, self.dev_records, self.eval_batch_size), labels,
-                                      TASKS[model.config.task_name])
+    def evaluate(self, model, records=None):
+        """The metrics of the model on dev (or on records)."""
+        records = self.dev_records if records is None else records
+        labels = [record["label"] for record in records]
+        return classification_metrics(runtimes.student_logits(model, records, self.eval_batch_size), labels,
+                                      self.task)
+
+    def evaluate_saved(self, model_dir, examples):
+        """The metrics on examples of the student saved in model_dir."""
+        return self.evaluate(models.load_student(model_dir, "--output_dir").model, self.records(examples))
 
     def save(self, model, directory):
         models.save_student(model, self.vocab, directory)
@@ -272,10 +291,10 @@ def student_setup(args, task, teacher_dir=None, unlabeled=()):
         vocab_size=len(vocab), emb_dim=weights.shape[1] if weights is not None else (args.emb_dim or 300),
         hidden_size=args.hidden_size, num_labels=len(task.labels), dropout_prob=args.dropout_prob,
         activation=args.activation, is_pair=task.is_pair, padding_idx=vocab.pad_id, pooling=args.pooling,
-        task_name=args.task_name, language=task.language, use_pieces=vocab.use_pieces,
+        task_name=task.name, language=task.language, use_pieces=vocab.use_pieces,
         max_seq_length=args.max_seq_length, labels=task.labels)
     model = models.BiLSTM(config, weights)
     if args.init_from_ckpt:
         models.load_student_weights(model, args.init_from_ckpt, vocab=vocab)
     dev_records = data.student_records(dev, analyzer, vocab, args.max_seq_length)
-    return StudentSetup(train, unlabeled, analyzer, vocab, model, dev_records, args.batch_size)
+    return StudentSetup(task, train, unlabeled, analyzer, vocab, model, dev_records, args.batch_size)

@@ -11,6 +11,7 @@ import signal
 import stat
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ def _mkl_fast_path_on_amd():
 
 _mkl_fast_path_on_amd()
 from paddle.metric import Accuracy
-from paddlenlp.metrics import AccuracyAndF1
+from paddlenlp.metrics import AccuracyAndF1, MultiLabelsMetric
 
 
 @dataclass(frozen=True)
@@ -364,15 +365,24 @@ def set_seed(seed):
 
 
 def classification_metrics(logits, labels, task):
-    """Accuracy for every task; precision, recall and F1 of the positive class where the task reports them."""
+    """Accuracy and macro-F1 (the mean over the labels of each one's F1) for every task; precision, recall and F1
+    of label 1 where the task reports them (QQP)."""
     logits = paddle.to_tensor(np.asarray(logits, dtype="float32"))
     labels = paddle.to_tensor(np.asarray(labels, dtype="int64").reshape(-1, 1))
-    metric = AccuracyAndF1() if task.report_f1 else Accuracy()
-    metric.update(metric.compute(logits, labels))
-    if not task.report_f1:
-        return {"acc": float(metric.accumulate())}
-    acc, precision, recall, f1, _ = metric.accumulate()
-    return {"acc": float(acc), "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+    accuracy, per_label = Accuracy(), MultiLabelsMetric(num_labels=len(task.labels))
+    accuracy.update(accuracy.compute(logits, labels))
+    # One-hot labels: MultiLabelsMetric would read N label ids as one one-hot row when N equals the label count.
+    per_label.update(per_label.compute(logits, paddle.nn.functional.one_hot(labels.reshape([-1]), len(task.labels))))
+    with warnings.catch_warnings():  # a label absent from dev and predictions: F1 0, and a warning every evaluation
+        warnings.simplefilter("ignore", UserWarning)
+        macro_f1 = float(per_label.accumulate(average="macro")[2])
+    metrics = {"acc": float(accuracy.accumulate()), "macro_f1": macro_f1}
+    if task.report_f1:
+        metric = AccuracyAndF1()
+        metric.update(metric.compute(logits, labels))
+        _, precision, recall, f1, _ = metric.accumulate()
+        metrics.update(precision=float(precision), recall=float(recall), f1=float(f1))
+    return metrics
 
 
 def softmax(logits):

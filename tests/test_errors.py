@@ -126,6 +126,7 @@ def test_teacher_of_another_task(capsys, task_files, tiny_bert, tmp_path):
     teacher.main(data_flags(task_files, "qqp") + ["--model_name_or_path", tiny_bert, "--output_dir", teacher_dir,
                                                   "--max_steps", "1", "--device", "cpu"])
     best = os.path.join(teacher_dir, "best")
-    assert model.teacher_task(best) == {"task_name": "qqp", "labels": ["0", "1"], "max_seq_length": 128}
+    assert model.teacher_task(best) == {"task_name": "qqp", "labels": ["0", "1"], "language": "en", "is_pair": True,
+                                        "max_seq_length": 128}
     fails_cleanly(capsys, bert_distill.main, data_flags(task_files, "sst-2") + STUDENT_FAST + [
         "--teacher_dir", best, "--output_dir", str(tmp_path / "out")], "--teacher_dir", "fine-tuned on qqp")

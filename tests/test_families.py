@@ -40,7 +40,7 @@ def test_the_teacher_reads_exactly_its_tokenizer_s_encoding(teacher_dirs, task_f
     language = TASKS[task].language
     encoder = data.TeacherEncoder(tokenizer, 20, language)
     assert ("token_type_ids" in encoder.input_names) == (family in ("bert", "ernie"))
-    examples = dev_examples(task_files, task) + [data.Example(("good " * 30,) * len(TASKS[task].text_fields), 0)]
+    examples = dev_examples(task_files, task) + [data.Example(("good " * 30,) * len(TASKS[task].text_columns), 0)]
     for example in examples:
         expected = tokenizer(*example.texts, max_length=20, truncation=True)
         record = encoder.texts(example.texts)

@@ -8,7 +8,7 @@ from args import parse_args
 from checkpoint import RunConfig
 from distillation import distill_loss
 from model import BiLSTM, StudentConfig
-from tasks import TASKS
+from tasks import TASKS, custom_task
 from training import make_optimizer
 from utils import classification_metrics
 
@@ -89,7 +89,7 @@ def softmax(x, t=1.0):
 @pytest.mark.parametrize("run_flags, steps", [(["--max_epoch", "2"], 10), (["--max_steps", "7"], 7)])
 def test_linear_schedule_reaches_zero_at_the_last_step(run_flags, steps):
     run = RunConfig.from_args(parse_args("small", ["--task_name", "sst-2", "--output_dir", "unused", *run_flags]),
-                              "acc")
+                              TASKS["sst-2"])
     total = run.total_steps(5)  # five batches per epoch
     assert total == steps
     optimizer, schedule = make_optimizer(make_model(), "adam", 0.01, "linear", total)
@@ -134,7 +134,19 @@ def test_distill_loss_without_labelled_rows_is_the_soft_part():
 def test_metrics():
     logits = np.array([[0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], dtype="float32")  # predicts 1, 1, 0, 0, 1
     labels = np.array([1, 0, 0, 1, 1])
-    assert classification_metrics(logits, labels, TASKS["sst-2"]) == {"acc": pytest.approx(0.6)}
+    # label 0: precision 1/2, recall 1/2; label 1: 2/3 and 2/3
+    assert classification_metrics(logits, labels, TASKS["sst-2"]) == {"acc": pytest.approx(0.6),
+                                                                      "macro_f1": pytest.approx((1 / 2 + 2 / 3) / 2)}
     qqp = classification_metrics(logits, labels, TASKS["qqp"])
     assert qqp["precision"] == pytest.approx(2 / 3) and qqp["recall"] == pytest.approx(2 / 3)
     assert qqp["f1"] == pytest.approx(2 / 3) and qqp["acc"] == pytest.approx(0.6)
+
+
+def test_macro_f1_counts_every_label_of_the_task_once():
+    # Three labels; "c" is neither predicted nor in the data, so its F1 is 0 and pulls the mean down by a third. Three
+    # examples and three labels: a label-id vector as long as a one-hot row must still be read as ids.
+    task = custom_task("three", "en", ("a", "b", "c"), False, {})
+    logits = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], dtype="float32")  # predicts a, b, a
+    metrics = classification_metrics(logits, np.array([0, 1, 1]), task)
+    f1_a, f1_b = 2 * (1 / 2 * 1) / (1 / 2 + 1), 2 * (1 * 1 / 2) / (1 + 1 / 2)
+    assert metrics == {"acc": pytest.approx(2 / 3), "macro_f1": pytest.approx((f1_a + f1_b + 0) / 3)}
