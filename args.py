@@ -468,10 +468,11 @@ def parse_args(script, argv=None, description=None):
     parser = build_parser(script, description)
     if script in TRAINING_SCRIPTS:
         known, _ = parser.parse_known_args(argv)
-        if known.task_name in TASKS:
-            defaults = TEACHER_DEFAULTS if script == "teacher" else TASKS[known.task_name].student_defaults
-            # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
-            parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
+        # The teacher's defaults hold for every task, a --dataset_dir folder's too; the student's are per task.
+        defaults = TEACHER_DEFAULTS if script == "teacher" else \
+            TASKS[known.task_name].student_defaults if known.task_name in TASKS else {}
+        # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
+        parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)
     if getattr(args, "dataset_dir", None) and (args.train_file or args.dev_file):
         parser.error("--train_file/--dev_file: not with --dataset_dir, whose train.txt and dev.txt are the data")

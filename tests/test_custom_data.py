@@ -239,3 +239,13 @@ def test_the_results_table_lists_folder_runs_with_commands_that_rerun_them(pipel
         parsed = vars(parse_args(script, words[2:]))
         assert {k: v for k, v in parsed.items() if k != "script"} == \
             {k: v for k, v in recorded.items() if k not in ("script", "world_size")}
+
+
+def test_a_folder_s_teacher_takes_the_teacher_defaults(datasets):
+    # Fine-tuning a teacher has one recipe whatever the task: a folder's run must not fall back to the students'.
+    from args import TEACHER_DEFAULTS, parse_args
+    common = ["--model_name_or_path", "some-model", "--output_dir", "out"]
+    folder = vars(parse_args("teacher", ["--dataset_dir", datasets["en"]] + common))
+    built_in = vars(parse_args("teacher", ["--task_name", "sst-2"] + common))
+    assert {name: folder[name] for name in TEACHER_DEFAULTS} == TEACHER_DEFAULTS
+    assert {name: built_in[name] for name in TEACHER_DEFAULTS} == TEACHER_DEFAULTS
