@@ -129,11 +129,15 @@ class StudentFlags:
     min_freq: int = flag(1, "Minimum count for a word of a built vocabulary.", type=COUNT)
     embedding: str = flag("auto", "Embedding init: 'auto' (the word-piece embeddings of the model whose vocab.txt "
                           "the student uses, --vocab_path's directory or the teacher's, when its weights are there; "
-                          "else random); 'random' (N(0, 0.1)); a BERT model directory (its word-piece embeddings, "
-                          "with wordpiece tokens and that model's vocab.txt); 'teacher' (the same, from "
-                          "--teacher_dir); a local vector file (word then values per line, word2vec/GloVe text); or "
-                          "a paddlenlp TokenEmbedding name (downloaded).")
-    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own size.", type=COUNT)
+                          "else random, also when --emb_dim asks for another size); 'random' (N(0, 0.1)); a BERT "
+                          "model directory (its word-piece embeddings, with wordpiece tokens and that model's "
+                          "vocab.txt; with a smaller --emb_dim, projected onto their top --emb_dim principal "
+                          "components); 'teacher' (the same, from --teacher_dir: '--embedding teacher --emb_dim 300' "
+                          "is the teacher's embeddings by PCA to 300); a local vector file (word then values per "
+                          "line, word2vec/GloVe text); or a paddlenlp TokenEmbedding name (downloaded).")
+    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own size; smaller than a model's "
+                        "word-piece embeddings (--embedding teacher or a directory): their PCA projection to this size "
+                        "(a narrower LSTM input: less work per token when serving).", type=COUNT)
     hidden_size: int = flag(300, "LSTM size per direction and of the hidden layer.", type=COUNT)
     pooling: str = flag("max", "Sentence vector: the max over time of the LSTM's outputs, or its final states (the "
                         "paper's).", choices=("last", "max"))
@@ -246,8 +250,14 @@ class ExportFlags:
                                "recorded, else 128).", type=TEACHER_SEQ_LENGTH)
     output_dir: str = flag(help="Directory of the exported model: new, empty, or an earlier export holding nothing "
                            "else, which is replaced (a directory holding anything else is refused).", required=True)
-    int8: bool = flag(False, "With --student_dir: also write model.int8.onnx, the ONNX model with dynamic int8 "
-                      "quantisation (predict.py --int8).")
+    int8: str = flag(help="With --student_dir: also write model.int8.onnx, an int8 ONNX model for predict.py --int8: "
+                     "'dynamic' (--int8 alone) quantises the weights and each batch's activations as it runs; "
+                     "'static' fixes the activations' ranges beforehand from --calibration_file (ONNX Runtime's "
+                     "static quantiser has no LSTM, so the LSTM is quantised dynamically either way).",
+                     nargs="?", const="dynamic", choices=("dynamic", "static"))
+    calibration_file: str = flag(help="--int8 static: UTF-8 text like the training data, one example per line "
+                                 "(pairs: the two texts separated by a TAB), no labels; its first "
+                                 "1000 examples calibrate the activation ranges.")
 
 
 @dataclass(frozen=True)
@@ -407,6 +417,7 @@ ACTS_ONLY_WITH = {
     ("optimizer", "adadelta"): ("rho",),
     ("sections", "http"): HTTP_FLAGS,  # a list-valued gate: set when it holds the value
     ("dataset_dir", None): ("language",),
+    ("int8", "static"): ("calibration_file",),
 }
 
 
@@ -478,12 +489,15 @@ def parse_args(script, argv=None, description=None):
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
     for (gate, value), gated in ACTS_ONLY_WITH.items():
-        given = getattr(args, gate, None)
-        gate_set = given is not None if value is None else value in given if isinstance(given, (list, tuple)) else \
-            given == value
+        if not hasattr(args, gate):
+            continue  # another script's gate (benchmark.py's --calibration_file is gated by its --sections)
+        given = getattr(args, gate)
+        values = value if isinstance(value, tuple) else (value,)  # a tuple: any of its values opens the gate
+        gate_set = given is not None if value is None else any(
+            v in given if isinstance(given, (list, tuple)) else given == v for v in values)
         for name in gated:
             if hasattr(args, name) and not gate_set and getattr(args, name) != parser.get_default(name):
-                needed = f"--{gate}" + (f" {value}" if value else "")
+                needed = f"--{gate}" + (f" {' or '.join(values)}" if value else "")
                 parser.error(f"--{name}: does nothing without {needed}; add {needed}")
     args.script = script
     return args

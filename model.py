@@ -114,8 +114,9 @@ def student_inputs(batch):
 def embedding_matrix(choice, vocab, seed, emb_dim=None, teacher_dir=None):
     """Initial embedding weights for --embedding `choice`, or None for random init: 'random'; 'auto' (the default:
     the word-piece embeddings of the model whose vocab.txt the student uses, when its weights lie beside it and
-    --emb_dim does not ask for another size, else random); 'teacher'; a BERT directory; a word2vec/GloVe text
-    file; or a paddlenlp TokenEmbedding name."""
+    --emb_dim does not ask for another size, else random); 'teacher' or a BERT directory (its word-piece embeddings;
+    with a smaller emb_dim, projected onto their top emb_dim principal components: pca_projection); a word2vec/GloVe
+    text file; or a paddlenlp TokenEmbedding name."""
     if choice == "auto":
         weights = _vocabulary_model_embeddings(vocab)
         if weights is None or emb_dim not in (None, weights.shape[1]):
@@ -136,7 +137,7 @@ def embedding_matrix(choice, vocab, seed, emb_dim=None, teacher_dir=None):
         if weights.shape[0] != len(vocab):
             raise UserError(f"--embedding {choice}: {weights.shape[0]} word pieces, but the student vocabulary has "
                             f"{len(vocab)} (use that model's vocab.txt as --vocab_path)")
-        return weights
+        return narrowed(weights, emb_dim, choice)
     if os.path.isfile(choice):
         vectors = _read_vector_file(choice)
     else:
@@ -159,6 +160,34 @@ def embedding_matrix(choice, vocab, seed, emb_dim=None, teacher_dir=None):
     weights[vocab.pad_id] = 0
     logger.info("embedding: %d/%d vocabulary entries found in %s", found, len(vocab), choice)
     return weights
+
+
+def narrowed(weights, emb_dim, source):
+    """A model's word-piece embeddings at --emb_dim: as they are (emb_dim None or their width), or projected onto
+    their top emb_dim principal components; a wider emb_dim is refused."""
+    width = weights.shape[1]
+    if emb_dim in (None, width):
+        return weights
+    if emb_dim > width:
+        raise UserError(f"--emb_dim {emb_dim}: wider than the {width}-d word-piece embeddings of {source} (a smaller "
+                        "size projects them onto their top principal components)")
+    projected, kept = pca_projection(weights, emb_dim)
+    logger.info("embedding: the word-piece embeddings of %s projected from %d to %d dimensions (PCA, %.1f%% of their "
+                "variance kept)", source, width, emb_dim, 100 * kept)
+    return projected
+
+
+def pca_projection(weights, dim):
+    """(projected, share of variance kept): the rows of weights, centred, projected onto the first `dim` right
+    singular vectors of the centred matrix (its principal components; numpy's SVD), each vector signed so that its
+    largest entry is positive: the SVD's signs are arbitrary, and the projection must not depend on them."""
+    centred = np.asarray(weights, dtype="float64")
+    centred = centred - centred.mean(axis=0)
+    _, singular_values, components = np.linalg.svd(centred, full_matrices=False)
+    components = components[:dim]
+    components *= np.sign(components[np.arange(dim), np.abs(components).argmax(axis=1)])[:, None]
+    kept = float((singular_values[:dim] ** 2).sum() / (singular_values ** 2).sum())
+    return (centred @ components.T).astype("float32"), kept
 
 
 def _vocabulary_model_embeddings(vocab):

@@ -416,14 +416,6 @@ def _feed_lstm_lengths(graph):
     graph.node.extend(nodes)
 
 
-def quantize_onnx(path, int8_path):
-    """Dynamic int8 quantisation of an ONNX model (weights int8, activations quantised per batch at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(path, int8_path, weight_type=QuantType.QInt8)
-    return int8_path
-
-
 def onnx_runner(path, threads=1):
     """run(batch) -> logits of an ONNX model under ONNX Runtime on `threads` intra-op threads, fed the batch's
     fields named as the model's inputs."""

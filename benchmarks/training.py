@@ -14,6 +14,7 @@ import augment
 import data
 import distillation
 import model as models
+import quantization
 import runtimes
 import training
 from args import AugmentConfig
@@ -120,7 +121,7 @@ def labelling(args):
              lambda: runtimes.batched_logits(runtimes.predictor_runner(onednn), records, size, collate)),
         ]
         if onnx_path:
-            int8_path = runtimes.quantize_onnx(onnx_path, os.path.join(directory, "model.int8.onnx"))
+            int8_path = quantization.quantize_dynamic(onnx_path, os.path.join(directory, "model.int8.onnx"))
             runs += [(name, functools.partial(runtimes.batched_logits, run, records, size, collate)) for name, run in (
                 ("(e) ONNX Runtime fp32 (--teacher_precision fp32)", runtimes.onnx_runner(onnx_path, CPU_CORES)),
                 ("(f) ONNX Runtime, dynamic int8 quantisation", runtimes.onnx_runner(int8_path, CPU_CORES)))]

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "exported", "files", "model", "openvino_runtime",
-             "runtimes", "selector", "tasks", "training", "utils"}
+             "quantization", "runtimes", "selector", "tasks", "training", "utils"}
 
 
 def top_level_modules():

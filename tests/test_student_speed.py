@@ -1,0 +1,102 @@
+"""Serving the student fast on any CPU (issue 27): narrower embeddings by PCA of the teacher's, static int8 exports
+calibrated on training text, and predict.py on both."""
+import os
+
+import numpy as np
+import pytest
+from conftest import FAST, data_flags, fails_cleanly
+
+import bert_distill
+import data
+import export_model
+import model
+import runtimes
+from files import read_json
+from tasks import TASKS
+from test_export_predict import dev_lines, run_predict, softmax
+
+
+def test_the_pca_projection_keeps_the_most_variance():
+    rng = np.random.default_rng(0)
+    # 200 rows in 16 dimensions, most of their variance in 3 directions, off-centre
+    weights = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 16)) * 5 + rng.normal(size=(200, 16)) * 0.1 + 7
+    projected, kept = model.pca_projection(weights, 4)
+    assert projected.shape == (200, 4) and projected.dtype == np.float32
+    centred = weights - weights.mean(axis=0)
+    _, values, components = np.linalg.svd(centred, full_matrices=False)
+    reference = centred @ components[:4].T
+    np.testing.assert_allclose(np.abs(projected), np.abs(reference), rtol=1e-4, atol=1e-4)  # up to each sign
+    assert kept == pytest.approx((values[:4] ** 2).sum() / (values ** 2).sum()) and kept > 0.99
+    np.testing.assert_array_equal(projected, model.pca_projection(weights[:, :], 4)[0])  # deterministic
+    # reconstructed from 4 dimensions, the rows are nearer their originals than through any random 4 dimensions
+    basis = np.linalg.lstsq(projected, centred, rcond=None)[0]
+    error = np.linalg.norm(centred - projected @ basis)
+    for seed in range(5):
+        random_basis = np.linalg.qr(np.random.default_rng(seed).normal(size=(16, 4)))[0]
+        assert error < np.linalg.norm(centred - centred @ random_basis @ random_basis.T)
+
+
+def test_emb_dim_above_the_teachers_width_is_refused(tiny_bert):
+    _, vocab = data.build_student_side(TASKS["sst-2"], [], "wordpiece", teacher_dir=tiny_bert)
+    weights = model.embedding_matrix("teacher", vocab, 0, 16, tiny_bert)
+    expected, _ = model.pca_projection(model.word_piece_embeddings(tiny_bert), 16)
+    np.testing.assert_array_equal(weights, expected)
+    assert model.embedding_matrix("teacher", vocab, 0, 64, tiny_bert).shape[1] == 64  # the teacher's own width
+    with pytest.raises(model.UserError, match="--emb_dim 65: wider than the 64-d"):
+        model.embedding_matrix("teacher", vocab, 0, 65, tiny_bert)
+
+
+@pytest.fixture(scope="module")
+def pca_student(task_files, tiny_bert, tmp_path_factory):
+    """(run directory, export directory, calibration file): a student distilled with the tiny teacher's embeddings
+    projected to 16 dimensions, exported with static int8 calibrated on the training sentences."""
+    base = tmp_path_factory.mktemp("pca-student")
+    bert_distill.main(data_flags(task_files, "sst-2") + FAST + [
+        "--hidden_size", "32", "--embedding", "teacher", "--emb_dim", "16", "--teacher_dir", tiny_bert,
+        "--n_iter", "0", "--teacher_backend", "dygraph", "--max_steps", "3", "--lr", "0.01",
+        "--cache_dir", str(base / "cache"), "--output_dir", str(base / "run")])
+    calibration = base / "train.txt"
+    train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
+    calibration.write_text("".join(example.texts[0] + "\n" for example in train), encoding="utf-8")
+    export_model.main(["--student_dir", str(base / "run" / "best"), "--output_dir", str(base / "export"),
+                       "--int8", "static", "--calibration_file", str(calibration)])
+    return str(base / "run"), str(base / "export"), str(calibration)
+
+
+def test_a_pca_student_saves_loads_and_exports(pca_student, task_files, tmp_path, capsys):
+    run_dir, export_dir, _ = pca_student
+    student = model.load_student(os.path.join(run_dir, "best"))
+    assert student.config.emb_dim == 16 and tuple(student.model.embedder.weight.shape) == (student.config.vocab_size,
+                                                                                           16)
+    config = read_json(os.path.join(export_dir, model.EXPORT_CONFIG))
+    assert config["int8"] == "static" and config["onnx_int8"] == "model.int8.onnx"
+    lines, _ = dev_lines("sst-2", task_files["sst-2"][1])
+    (tmp_path / "dev.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    argv = ["--model_dir", export_dir, "--input_file", str(tmp_path / "dev.txt"), "--json"]
+    code, fp32, _ = run_predict(capsys, argv)
+    assert code == 0
+    records = student.records([data.Example((line,), 0) for line in lines])
+    expected = softmax(runtimes.student_logits(student.model, records, 1).astype("float64"))
+    np.testing.assert_allclose([[r["probs"][label] for label in ("0", "1")] for r in fp32], expected, atol=1e-5)
+    code, int8, _ = run_predict(capsys, argv + ["--int8"])
+    assert code == 0 and len(int8) == len(lines)
+    difference = np.abs(np.array([r["probs"]["1"] for r in int8]) - expected[:, 1]).max()
+    assert 0 < difference < 0.05, difference  # quantised, and still the same model
+    assert os.path.getsize(os.path.join(export_dir, "model.int8.onnx")) < os.path.getsize(
+        os.path.join(export_dir, "model.onnx")) / 2
+
+
+def test_static_int8_needs_its_calibration_text(pca_student, tmp_path, capsys):
+    run_dir, _, calibration = pca_student
+    best, out = os.path.join(run_dir, "best"), str(tmp_path / "out")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", best, "--output_dir", out, "--int8", "static"],
+                  "--int8 static: needs --calibration_file")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", best, "--output_dir", out, "--int8",
+                                              "--calibration_file", calibration],
+                  "--calibration_file: does nothing without --int8 static")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("a good film\nnot\ttwo texts\n", encoding="utf-8")
+    fails_cleanly(capsys, export_model.main, ["--student_dir", best, "--output_dir", out, "--int8", "static",
+                                              "--calibration_file", str(pairs)],
+                  f"--calibration_file {pairs}:2: expected one text and no TAB")
+    assert not os.path.exists(out)
