@@ -495,7 +495,7 @@ def parse_args(script, argv=None, description=None):
             # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
             parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)
-    if getattr(args, "dataset_dir", None) and (args.train_file or args.dev_file):
+    if getattr(args, "dataset_dir", None) and (getattr(args, "train_file", None) or getattr(args, "dev_file", None)):
         parser.error("--train_file/--dev_file: not with --dataset_dir, whose train.txt and dev.txt are the data")
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")

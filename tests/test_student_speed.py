@@ -1,18 +1,27 @@
 """Serving the student fast on any CPU (issue 27): narrower embeddings by PCA of the teacher's, static int8 exports
-calibrated on training text, and predict.py on both."""
+calibrated on training text and predict.py on both, the serving benchmark on a task of the user's own folder, and the
+fast path of English text's analysis."""
 import os
 
 import numpy as np
 import pytest
-from conftest import FAST, data_flags, fails_cleanly
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from conftest import FAST, STUDENT_FAST, data_flags, fails_cleanly
 
+import benchmark
 import bert_distill
 import data
 import export_model
 import model
 import runtimes
+import small
+import teacher
+from benchmarks import serving
 from files import read_json
 from tasks import TASKS
+from test_benchmark import profile_tables, table
+from test_custom_data import write_dataset_dir
 from test_export_predict import dev_lines, run_predict, softmax
 
 
@@ -100,3 +109,57 @@ def test_static_int8_needs_its_calibration_text(pca_student, tmp_path, capsys):
                                               "--calibration_file", str(pairs)],
                   f"--calibration_file {pairs}:2: expected one text and no TAB")
     assert not os.path.exists(out)
+
+
+@pytest.fixture(scope="module")
+def chinese_folder(tiny_bert, tmp_path_factory):
+    """(folder, teacher, student): a tiny Chinese task of three labels in a --dataset_dir folder, the tiny BERT
+    fine-tuned on it for one step, and a Bi-LSTM baseline of jieba words trained on it."""
+    base = tmp_path_factory.mktemp("chinese-folder")
+    folder = write_dataset_dir(str(base / "data"), "zh")
+    teacher.main(["--dataset_dir", folder, "--model_name_or_path", tiny_bert, "--max_steps", "1", "--lr", "1e-3",
+                  "--device", "cpu", "--output_dir", str(base / "teacher")])
+    small.main(["--dataset_dir", folder] + STUDENT_FAST + ["--output_dir", str(base / "small")])
+    return folder, str(base / "teacher" / "best"), str(base / "small")
+
+
+def test_the_benchmark_measures_a_folder_task_with_its_own_models(chinese_folder, tiny_bert, capsys):
+    folder, teacher_dir, student_run = chinese_folder
+    benchmark.main(["--dataset_dir", folder, "--teacher_dir", teacher_dir, "--student_dir",
+                    os.path.join(student_run, "best"), "--reference_config", os.path.join(tiny_bert, "config.json"),
+                    "--num_sentences", "60", "--latency_sentences", "3", "--sections", "size", "latency", "profile"])
+    output = capsys.readouterr().out
+    assert f"### latency: data examples of {os.path.join(folder, 'dev.txt')}" in output
+    assert "(data, 3 classes)" in output  # the size section's title: the folder's name and label count
+    rows = table(output, "latency")
+    student = f"Bi-LSTM student, hidden 32, emb 32 ({os.path.join(student_run, 'best')})"
+    assert {row[0] for row in rows} >= {student, "teacher: 2-layer Bert, hidden 64"}
+    dygraph = next(row for row in rows if row[:3] == [student, serving.DYGRAPH, "1"])
+    # the student's accuracy on all 60 dev examples, as small.py measured it when training
+    assert float(dygraph[5]) == pytest.approx(read_json(os.path.join(student_run, "results.json"))["metrics"]["acc"],
+                                              abs=1e-4)
+    rows = [row for row in table(output, "latency") if row[0] == student]
+    assert {serving.ONNXRUNTIME_STATIC} <= {row[1] for row in rows}  # calibrated on the folder's train.txt
+    assert [title for title in profile_tables(output)] == [f"{student}, {runtime}"
+                                                           for runtime in serving.PREDICT_RUNTIMES]
+
+
+def test_the_benchmark_refuses_a_folder_where_a_section_measures_sst2(chinese_folder, capsys):
+    folder, teacher_dir, _ = chinese_folder
+    fails_cleanly(capsys, benchmark.main, ["--dataset_dir", folder, "--teacher_dir", teacher_dir, "--sections",
+                                           "latency", "labelling"],
+                  "--dataset_dir: the sections labelling measure SST-2 sentences (--data_file)")
+    fails_cleanly(capsys, benchmark.main, ["--dataset_dir", folder, "--teacher_dir", teacher_dir, "--sections", "size",
+                                           "--calibration_file", folder],
+                  "--calibration_file: does nothing without --sections latency or profile")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40), lower=st.booleans())
+def test_ascii_text_is_split_into_the_words_berts_basic_tokenizer_gives(text, lower):
+    from paddlenlp.transformers.bert.tokenizer import BasicTokenizer
+
+    for tokenizer in (BasicTokenizer(do_lower_case=lower), BasicTokenizer(do_lower_case=lower,
+                                                                          never_split=["[MASK]", "Don't"])):
+        for probe in (text, f"{text} [MASK] Don't {text}"):
+            assert data.ascii_basic_words(tokenizer, probe) == tokenizer.tokenize(probe)
