@@ -6,6 +6,7 @@ from paddlenlp.transformers import BertConfig, BertForSequenceClassification
 from paddlenlp.transformers.bert.configuration import BERT_PRETRAINED_INIT_CONFIGURATION
 
 import data
+import embeddings
 import model as models
 import quantization
 from args import build_parser
@@ -90,7 +91,7 @@ def random_student(args, embedding, hidden_size=None):
     analyzer, vocab = data.build_student_side(task, train, "wordpiece", teacher_dir=args.teacher_dir)
     if not vocab.use_pieces:
         embedding = "random"
-    weights = models.embedding_matrix(embedding, vocab, seed=0, teacher_dir=args.teacher_dir)
+    weights = embeddings.embedding_matrix(embedding, vocab, seed=0, teacher_dir=args.teacher_dir)
     config = models.StudentConfig(
         vocab_size=len(vocab), emb_dim=300 if weights is None else weights.shape[1],
         hidden_size=hidden_size or DISTILL_DEFAULTS.get_default("hidden_size"), num_labels=len(task.labels),

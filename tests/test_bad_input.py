@@ -166,7 +166,8 @@ def test_an_http_benchmark_flag_without_its_section_is_refused(capsys, flags, fl
                   f"{flag}: does nothing without --sections http", "add --sections http")
 
 
-@pytest.mark.parametrize("script, needed", [("export", "--int8 static"), ("benchmark", "--sections latency or profile")])
+@pytest.mark.parametrize("script, needed", [("export", "--int8 static"),
+                                            ("benchmark", "--sections latency or profile")])
 def test_calibration_text_without_what_it_calibrates_is_refused(capsys, flags, script, needed):
     fails_cleanly(capsys, MAINS[script], flags[script] + ["--calibration_file", "train.txt"],
                   f"--calibration_file: does nothing without {needed}", f"add {needed}")

@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "exported", "files", "model", "openvino_runtime",
-             "quantization", "runtimes", "selector", "tasks", "training", "utils"}
+LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "embeddings", "exported", "files", "model",
+             "openvino_runtime", "quantization", "runtimes", "selector", "tasks", "training", "utils"}
 
 
 def top_level_modules():

@@ -12,6 +12,7 @@ from conftest import FAST, STUDENT_FAST, data_flags, fails_cleanly
 import benchmark
 import bert_distill
 import data
+import embeddings
 import export_model
 import model
 import runtimes
@@ -20,6 +21,7 @@ import teacher
 from benchmarks import serving
 from files import read_json
 from tasks import TASKS
+from utils import UserError
 from test_benchmark import profile_tables, table
 from test_custom_data import write_dataset_dir
 from test_export_predict import dev_lines, run_predict, softmax
@@ -29,14 +31,14 @@ def test_the_pca_projection_keeps_the_most_variance():
     rng = np.random.default_rng(0)
     # 200 rows in 16 dimensions, most of their variance in 3 directions, off-centre
     weights = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 16)) * 5 + rng.normal(size=(200, 16)) * 0.1 + 7
-    projected, kept = model.pca_projection(weights, 4)
+    projected, kept = embeddings.pca_projection(weights, 4)
     assert projected.shape == (200, 4) and projected.dtype == np.float32
     centred = weights - weights.mean(axis=0)
     _, values, components = np.linalg.svd(centred, full_matrices=False)
     reference = centred @ components[:4].T
     np.testing.assert_allclose(np.abs(projected), np.abs(reference), rtol=1e-4, atol=1e-4)  # up to each sign
     assert kept == pytest.approx((values[:4] ** 2).sum() / (values ** 2).sum()) and kept > 0.99
-    np.testing.assert_array_equal(projected, model.pca_projection(weights[:, :], 4)[0])  # deterministic
+    np.testing.assert_array_equal(projected, embeddings.pca_projection(weights[:, :], 4)[0])  # deterministic
     # reconstructed from 4 dimensions, the rows are nearer their originals than through any random 4 dimensions
     basis = np.linalg.lstsq(projected, centred, rcond=None)[0]
     error = np.linalg.norm(centred - projected @ basis)
@@ -47,12 +49,12 @@ def test_the_pca_projection_keeps_the_most_variance():
 
 def test_emb_dim_above_the_teachers_width_is_refused(tiny_bert):
     _, vocab = data.build_student_side(TASKS["sst-2"], [], "wordpiece", teacher_dir=tiny_bert)
-    weights = model.embedding_matrix("teacher", vocab, 0, 16, tiny_bert)
-    expected, _ = model.pca_projection(model.word_piece_embeddings(tiny_bert), 16)
+    weights = embeddings.embedding_matrix("teacher", vocab, 0, 16, tiny_bert)
+    expected, _ = embeddings.pca_projection(embeddings.word_piece_embeddings(tiny_bert), 16)
     np.testing.assert_array_equal(weights, expected)
-    assert model.embedding_matrix("teacher", vocab, 0, 64, tiny_bert).shape[1] == 64  # the teacher's own width
-    with pytest.raises(model.UserError, match="--emb_dim 65: wider than the 64-d"):
-        model.embedding_matrix("teacher", vocab, 0, 65, tiny_bert)
+    assert embeddings.embedding_matrix("teacher", vocab, 0, 64, tiny_bert).shape[1] == 64  # the teacher's own width
+    with pytest.raises(UserError, match="--emb_dim 65: wider than the 64-d"):
+        embeddings.embedding_matrix("teacher", vocab, 0, 65, tiny_bert)
 
 
 @pytest.fixture(scope="module")
