@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 LIBRARIES = {"args", "augment", "checkpoint", "data", "distillation", "embeddings", "exported", "files", "model",
-             "openvino_runtime", "quantization", "runtimes", "selector", "tasks", "training", "utils"}
+             "onnx_graph", "openvino_runtime", "quantization", "runtimes", "selector", "tasks", "training", "utils"}
 
 
 def top_level_modules():

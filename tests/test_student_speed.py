@@ -4,6 +4,7 @@ fast path of English text's analysis."""
 import os
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,6 +82,10 @@ def test_a_pca_student_saves_loads_and_exports(pca_student, task_files, tmp_path
                                                                                            16)
     config = read_json(os.path.join(export_dir, model.EXPORT_CONFIG))
     assert config["int8"] == "static" and config["onnx_int8"] == "model.int8.onnx"
+    nodes = onnx.load(os.path.join(export_dir, "model.onnx")).graph.node
+    lstm, = [node for node in nodes if node.op_type == "LSTM"]
+    assert len(lstm.input) == 5 and lstm.input[4]  # lengths fed; no initial states (zeros by default)
+    assert "ReduceMax" in {node.op_type for node in nodes} and "ArgMax" not in {node.op_type for node in nodes}
     lines, _ = dev_lines("sst-2", task_files["sst-2"][1])
     (tmp_path / "dev.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     argv = ["--model_dir", export_dir, "--input_file", str(tmp_path / "dev.txt"), "--json"]
