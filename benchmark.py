@@ -14,7 +14,7 @@ function per section. Every ratio in a table comes from the same run on the same
     python benchmark.py --sections latency profile --dataset_dir my_data --teacher_dir runs/teacher-my/best \
         --student_dir runs/distill-my/best
 
-size: parameters of the SST-2 Bi-LSTM student (embeddings from the teacher, or 300-d), the teacher, and a reference
+size: parameters of the task's Bi-LSTM student (embeddings from the teacher, or 300-d), the teacher, and a reference
     BERT (bert-base-uncased's sizes unless --reference_config; random weights, nothing downloaded).
 latency: CPU inference of the students (trained ones with --student_dir, else random ones of the --student_hidden
     sizes; fp32, dynamic int8 and, with calibration text, static int8) and the teachers on every runtime (dygraph;
