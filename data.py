@@ -3,7 +3,6 @@ records and their collation by field name, and length-bucketed batching."""
 import collections
 import logging
 import os
-import re
 from dataclasses import dataclass
 
 import jieba
@@ -12,6 +11,7 @@ import paddle
 from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 
+import basic_words
 from files import read_text
 from tasks import TASKS, custom_task
 from utils import WORLD, UserError
@@ -228,7 +228,7 @@ class Analyzer:
         if self.language == "zh":
             return [w for w in jieba.lcut(text) if w.strip()]
         if text.isascii():
-            return ascii_basic_words(self.basic_tokenizer, text)
+            return basic_words.ascii_basic_words(self.basic_tokenizer, text)
         return self.basic_tokenizer.tokenize(text)
 
     def pieces(self, word):
@@ -245,25 +245,6 @@ class Analyzer:
 
     def sentences(self, texts):
         return [self.sentence(text) for text in texts]
-
-
-# ASCII control characters, which BERT's basic tokenizer removes (\t, \n and \r are whitespace to it).
-_ASCII_CONTROLS = dict.fromkeys(code for code in [*range(32), 127] if chr(code) not in "\t\n\r")
-# ASCII letters and digits make words; every other printable ASCII character is punctuation or a symbol to it.
-_ASCII_PIECES = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9]")
-
-
-def ascii_basic_words(basic_tokenizer, text):
-    """basic_tokenizer.tokenize(text) for ASCII text, the same words in a fraction of the time (its per-character
-    Python loops are most of a served sentence's analysis): controls removed, split at whitespace, lower-cased as
-    it does, each punctuation character a word; accents and CJK characters cannot occur in ASCII."""
-    words = []
-    for token in text.translate(_ASCII_CONTROLS).split():
-        if token in basic_tokenizer.never_split:
-            words.append(token)
-        else:
-            words += _ASCII_PIECES.findall(token.lower() if basic_tokenizer.do_lower_case else token)
-    return words
 
 
 class StudentVocab:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from conftest import FAST, STUDENT_FAST, data_flags, fails_cleanly
 
+import basic_words
 import benchmark
 import bert_distill
 import data
@@ -169,4 +170,4 @@ def test_ascii_text_is_split_into_the_words_berts_basic_tokenizer_gives(text, lo
     for tokenizer in (BasicTokenizer(do_lower_case=lower), BasicTokenizer(do_lower_case=lower,
                                                                           never_split=["[MASK]", "Don't"])):
         for probe in (text, f"{text} [MASK] Don't {text}"):
-            assert data.ascii_basic_words(tokenizer, probe) == tokenizer.tokenize(probe)
+            assert basic_words.ascii_basic_words(tokenizer, probe) == tokenizer.tokenize(probe)
