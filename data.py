@@ -11,6 +11,7 @@ import paddle
 from paddlenlp.data import Pad, Stack, Vocab
 from paddlenlp.datasets import MapDataset, load_dataset
 
+import basic_words
 from files import read_text
 from tasks import TASKS, custom_task
 from utils import WORLD, UserError
@@ -226,6 +227,8 @@ class Analyzer:
     def words(self, text):
         if self.language == "zh":
             return [w for w in jieba.lcut(text) if w.strip()]
+        if text.isascii():
+            return basic_words.ascii_basic_words(self.basic_tokenizer, text)
         return self.basic_tokenizer.tokenize(text)
 
     def pieces(self, word):

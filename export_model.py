@@ -1,11 +1,14 @@
 """Export a trained student (or, for comparison, a teacher) for predict.py.
 
     python export_model.py --student_dir runs/distill-sst-2/best --output_dir exported/distill-sst-2 [--int8]
+    python export_model.py --student_dir runs/distill-sst-2/best --output_dir exported/distill-sst-2 \
+        --int8 static --calibration_file train_sentences.txt
     python export_model.py --teacher_dir runs/teacher-sst-2/best --output_dir exported/teacher-sst-2
 
 The output directory holds the Paddle static model (model.json or, on Paddle 2, model.pdmodel, and model.pdiparams),
 its ONNX model (model.onnx, converted by paddle2onnx, for a student with each LSTM fed the sentence lengths; for a
-student with --int8 also model.int8.onnx, dynamically quantised), the vocabulary (a student's vocab.txt, or the
+student with --int8 also model.int8.onnx, quantised dynamically, or with --int8 static --calibration_file FILE
+statically from that text), the vocabulary (a student's vocab.txt, or the
 teacher's tokenizer files) and export_config.json: the kind of model, task, label names, language, (students)
 WordPieces or whole words and lower-casing, max_seq_length, padding id, input names and model files, everything
 needed to turn text into the model's inputs. Every model written is first checked against the trained model's own
@@ -21,10 +24,11 @@ import paddle
 
 import data
 import model as models
+import quantization
 import runtimes
 from args import parse_args
 from files import check_replaceable_dir, file_sha256, own_files, replace_dir, write_json
-from tasks import TASKS
+from tasks import TASKS, custom_task
 from utils import UserError, prepare_output_dir, run_main
 
 logger = logging.getLogger("distill")
@@ -57,14 +61,24 @@ def check_texts(is_pair):
     return [(text, text[::-1]) if is_pair else (text,) for text in CHECK_TEXTS]
 
 
-def student_export(student_dir, int8):
-    """(build, config): build(directory) writes the student's static model, its ONNX model (and with int8 its int8
-    ONNX model) and its vocabulary, returning the static model's path prefix."""
+def student_export(student_dir, int8, calibration_file=None):
+    """(build, config): build(directory) writes the student's static model, its ONNX model (and with int8,
+    'dynamic' or 'static', its int8 ONNX model) and its vocabulary, returning the static model's path prefix."""
     student = models.load_student(student_dir, "--student_dir")
     config = student.config
     onnx = runtimes.onnx_available()
     if int8 and not onnx:
         raise UserError("--int8: needs paddle2onnx, onnx and onnxruntime (pip install -r requirements.txt)")
+    calibration = None
+    if int8 == "static":
+        if not calibration_file:
+            raise UserError("--int8 static: needs --calibration_file (text like the training data, one example per "
+                            "line) to fix the activation ranges")
+        task = custom_task(config.task_name, config.language, config.labels, config.is_pair, {})
+        examples = data.read_unlabeled(task, calibration_file, quantization.CALIBRATION_EXAMPLES,
+                                       "--calibration_file")
+        calibration = quantization.calibration_batches(examples, student.analyzer, student.vocab,
+                                                       config.max_seq_length)
     if not onnx:
         logger.warning("paddle2onnx, onnx or onnxruntime does not import: no ONNX model, predict.py will use Paddle")
 
@@ -80,8 +94,15 @@ def student_export(student_dir, int8):
             samples = [collate(records)] + [collate([record]) for record in records]  # padded, and batch 1
             exported["onnx"] = write_onnx(student.model, prefix, directory, samples, "--student_dir", student_dir)
         if int8:
-            exported["onnx_int8"] = os.path.basename(runtimes.quantize_onnx(os.path.join(directory, ONNX_FILE),
-                                                                          os.path.join(directory, INT8_FILE)))
+            fp32_path, int8_path = os.path.join(directory, ONNX_FILE), os.path.join(directory, INT8_FILE)
+            if int8 == "static":
+                quantization.quantize_static(fp32_path, int8_path, calibration)
+                logger.info("static int8: the same class as the fp32 model on %.1f%% of the calibration examples",
+                            100 * quantization.same_class_share(runtimes.onnx_runner(int8_path),
+                                                                runtimes.onnx_runner(fp32_path), calibration))
+            else:
+                quantization.quantize_dynamic(fp32_path, int8_path)
+            exported["onnx_int8"], exported["int8"] = INT8_FILE, int8
         return prefix
 
     exported = {"kind": "student", "onnx": None, "task_name": config.task_name, "labels": list(config.labels),
@@ -151,7 +172,7 @@ def main(argv=None):
     prepare_output_dir(out)  # held from now on (made if new, removed again if the export fails)
     paddle.set_device("cpu")  # the export is device-independent; predict.py picks the device
     if args.student_dir:
-        build, config = student_export(args.student_dir, args.int8)
+        build, config = student_export(args.student_dir, args.int8, args.calibration_file)
     else:
         build, config = teacher_export(args.teacher_dir, args.task_name, args.max_seq_length)
 

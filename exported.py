@@ -71,16 +71,24 @@ class ExportedModel:
 
     def probabilities(self, examples, batch_size):
         """Class probabilities of examples (tuples of one or two texts), batched by length, in the input order."""
-        records = [self._encode(texts) for texts in examples]
-        if not records:
-            return np.zeros((0, len(self.config["labels"])))
-        return softmax(runtimes.batched_logits(self._run, records, batch_size, self._collate))
+        return probabilities_of(examples, self._encode, self._run, self._collate, batch_size,
+                                len(self.config["labels"]))
 
     def prediction(self, probabilities):
         """{"label": the most probable label, "probs": {label: probability}} of one example's probabilities (a row
         of probabilities()): what predict.py --json prints per line and serve.py answers per text."""
         labels = self.config["labels"]
         return {"label": labels[int(probabilities.argmax())], "probs": dict(zip(labels, probabilities.tolist()))}
+
+
+def probabilities_of(examples, encode, run, collate, batch_size, num_labels):
+    """Class probabilities of examples (tuples of texts), each made a record by encode, batched by length (collate),
+    run (run(batch) -> logits), in the input order: how predict.py and serve.py serve, and the benchmark measures
+    them end to end."""
+    records = [encode(texts) for texts in examples]
+    if not records:
+        return np.zeros((0, num_labels))
+    return softmax(runtimes.batched_logits(run, records, batch_size, collate))
 
 
 def choose_runtime(config, runtime, int8, directory):

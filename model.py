@@ -1,5 +1,6 @@
-"""The models: the Bi-LSTM student (its config, building, saving, loading, embedding init), the fine-tuned teacher
-(loading, checks of its length and vocabulary), and a masked language model's replacement candidates for L2A.
+"""The models: the Bi-LSTM student (its config, building, saving, loading; its initial embeddings are made by
+embeddings.py), the fine-tuned teacher (loading, checks of its length and vocabulary), and a masked language model's
+replacement candidates for L2A.
 Running them (batched logits, export, runtimes) is in runtimes.py."""
 import dataclasses
 import hashlib
@@ -94,6 +95,8 @@ class BiLSTM(nn.Layer):
         steps = paddle.arange(paddle.shape(ids)[1], dtype=lengths.dtype)
         real = (steps.unsqueeze(0) < lengths.unsqueeze(-1)).astype(outputs.dtype).unsqueeze(-1)
         masked = outputs + (real - 1) * 1e4  # padded steps never win
+        if not self.training:  # the same values; exported, one ReduceMax instead of nine operators around an ArgMax
+            return masked.max(axis=1)
         # Gathered at the arg-max: paddle.max's backward is ~50x slower on CPU (Paddle 3.3, [256, 20, 600]).
         return paddle.take_along_axis(masked, masked.argmax(axis=1, keepdim=True), axis=1).squeeze(1)
 
@@ -111,87 +114,6 @@ def student_inputs(batch):
     return {name: batch[name] for name in STUDENT_INPUTS if name in batch}
 
 
-def embedding_matrix(choice, vocab, seed, emb_dim=None, teacher_dir=None):
-    """Initial embedding weights for --embedding `choice`, or None for random init: 'random'; 'auto' (the default:
-    the word-piece embeddings of the model whose vocab.txt the student uses, when its weights lie beside it and
-    --emb_dim does not ask for another size, else random); 'teacher'; a BERT directory; a word2vec/GloVe text
-    file; or a paddlenlp TokenEmbedding name."""
-    if choice == "auto":
-        weights = _vocabulary_model_embeddings(vocab)
-        if weights is None or emb_dim not in (None, weights.shape[1]):
-            logger.info("embedding: random N(0, %g)", EMBEDDING_INIT_STD)
-            return None
-        logger.info("embedding: the word-piece embeddings of %s", vocab.model_dir)
-        return weights
-    if choice == "random":
-        return None
-    if choice == "teacher":
-        if not teacher_dir:
-            raise UserError("--embedding teacher needs a teacher (--teacher_dir)")
-        choice = teacher_dir
-    if os.path.isdir(choice):
-        if not vocab.use_pieces:
-            raise UserError(f"--embedding {choice}: BERT embeddings need --tokenization wordpiece (its vocabulary)")
-        weights = word_piece_embeddings(choice)
-        if weights.shape[0] != len(vocab):
-            raise UserError(f"--embedding {choice}: {weights.shape[0]} word pieces, but the student vocabulary has "
-                            f"{len(vocab)} (use that model's vocab.txt as --vocab_path)")
-        return weights
-    if os.path.isfile(choice):
-        vectors = _read_vector_file(choice)
-    else:
-        from paddlenlp.embeddings import TokenEmbedding
-
-        try:
-            embedding = TokenEmbedding(choice)
-        except Exception as error:
-            raise UserError(f"--embedding {choice}: neither a file nor a loadable TokenEmbedding ({error})") from None
-        vectors = {t: embedding.search(t)[0] for t in embedding.vocab.token_to_idx}
-    dim = len(next(iter(vectors.values())))
-    rng = np.random.default_rng(seed)
-    weights = rng.normal(0, EMBEDDING_INIT_STD, (len(vocab), dim)).astype("float32")
-    found = 0
-    for token, index in vocab.vocab.token_to_idx.items():
-        vector = vectors.get(token)
-        if vector is not None:
-            weights[index] = vector
-            found += 1
-    weights[vocab.pad_id] = 0
-    logger.info("embedding: %d/%d vocabulary entries found in %s", found, len(vocab), choice)
-    return weights
-
-
-def _vocabulary_model_embeddings(vocab):
-    """The word-piece embeddings of the model directory the student's vocabulary comes from, when that directory
-    holds weights with one row per vocabulary entry; else None."""
-    if not vocab.use_pieces or vocab.model_dir is None:
-        return None
-    if not any(os.path.isfile(os.path.join(vocab.model_dir, name)) for name in ("model_state.pdparams",
-                                                                                  "model.safetensors")):
-        return None
-    weights = word_piece_embeddings(vocab.model_dir, "--embedding auto:")  # the flag left at its default
-    return weights if weights.shape[0] == len(vocab) else None
-
-
-def word_piece_embeddings(model_dir, flag="--embedding"):
-    """The word-piece embedding matrix of a model directory (any family with word_embeddings), from Paddle or
-    safetensors weights."""
-    paddle_weights = os.path.join(model_dir, "model_state.pdparams")
-    torch_weights = os.path.join(model_dir, "model.safetensors")
-    if os.path.isfile(paddle_weights):
-        state = load_weights(paddle_weights, flag)
-    elif os.path.isfile(torch_weights):
-        from safetensors.numpy import load_file
-
-        state = load_weights(torch_weights, flag, load_file)
-    else:
-        raise UserError(f"{flag} {model_dir}: no model_state.pdparams or model.safetensors")
-    key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
-    if key is None:
-        raise UserError(f"{flag} {model_dir}: its weights have no word_embeddings")
-    return np.asarray(state[key], dtype="float32")
-
-
 def load_weights(path, flag, load=None):
     """The tensors of a weights file a flag names (itself or in its directory), read by load (default paddle.load),
     refused in one line naming the flag and file when they cannot be read: a truncated copy, another kind of file.
@@ -202,23 +124,6 @@ def load_weights(path, flag, load=None):
         reason = (str(error).strip().splitlines() or [""])[0]
         raise UserError(f"{flag} {path}: cannot be read as model weights ({type(error).__name__}: {reason}); the "
                         "file is damaged or truncated") from None
-
-
-def _read_vector_file(path):
-    vectors = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2:
-                continue  # word2vec text header: count and size
-            try:
-                vectors[parts[0]] = np.asarray(parts[1:], dtype="float32")
-            except ValueError:
-                raise UserError(f"--embedding {path}:{number}: expected a word then numbers") from None
-    sizes = {len(v) for v in vectors.values()}
-    if len(sizes) != 1:
-        raise UserError(f"--embedding {path}: vectors of different sizes {sorted(sizes)[:3]} or none at all")
-    return vectors
 
 
 def save_student(model, vocab, directory):

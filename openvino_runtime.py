@@ -8,6 +8,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -58,8 +59,9 @@ def session(onnx_path, threads, precision):
 
 def serve(onnx_path, threads, precision):
     """The child's loop: replies on standard output (pickled) None once the model is compiled, or the reason it is
-    not; then the logits of each pickled batch read from standard input, until standard input closes. Ctrl-C is
-    left to the parent, which ends this process on any interruption."""
+    not; then, for each pickled batch read from standard input, its logits and the seconds computing them took here
+    (a benchmark's model time, without the pipe), until standard input closes. Ctrl-C is left to the parent, which
+    ends this process on any interruption."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever OpenVINO prints goes to standard error, never into the replies
@@ -80,4 +82,6 @@ def serve(onnx_path, threads, precision):
             batch = pickle.load(requests)
         except EOFError:
             return 0
-        reply(run(batch))
+        start = time.perf_counter()
+        logits = run(batch)
+        reply((logits, time.perf_counter() - start))

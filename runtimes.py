@@ -29,11 +29,14 @@ def batched_logits(run, records, batch_size, collate, progress=None, sharded=Fal
     batches = list(data.BucketBatchSampler([data.record_length(r) for r in records], batch_size, shuffle=False))
     mine = batches[WORLD.rank::WORLD.size] if sharded else batches
     parts = []
-    with tqdm(total=sum(map(len, mine)), desc=progress, unit="example", mininterval=1.0,
-              disable=progress is None or not WORLD.is_main) as bar:
+    shown = progress is not None and WORLD.is_main
+    # No bar at all when none is shown: making even a disabled one is a visible share of serving one sentence.
+    with tqdm(total=sum(map(len, mine)), desc=progress, unit="example", mininterval=1.0) if shown else \
+            contextlib.nullcontext() as bar:
         for indices in mine:
             parts.append(run(collate([records[i] for i in indices])).astype("float32", copy=False))
-            bar.update(len(indices))
+            if shown:
+                bar.update(len(indices))
     if sharded:
         parts = gather_shards(parts, len(batches))
     logits = np.zeros((len(records), parts[0].shape[-1] if parts else 0), dtype="float32")
@@ -296,19 +299,22 @@ def child_code(code):
 def openvino_in_child(onnx_path, threads, precision):
     """run(batch) -> logits of the ONNX model on OpenVINO (precision "f32" or "bf16"), computed in a child process
     for as long as the block lasts (and not longer, however this process ends: child_code): OpenVINO sharing a
-    process with Paddle's training has crashed it."""
+    process with Paddle's training has crashed it. run.compute_seconds: the seconds the last batch took in the child,
+    the pipe's round trip not counted."""
     child = subprocess.Popen([sys.executable, "-c", child_code(_CHILD), ROOT, onnx_path, str(threads), precision],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         error = _reply(child)
         if error is not None:
-            raise UserError(f"OpenVINO cannot run the teacher in {precision}: {error}")
+            raise UserError(f"OpenVINO cannot run {onnx_path} in {precision}: {error}")
 
         def run(batch):
             pickle.dump({name: np.asarray(value) for name, value in batch.items()}, child.stdin,
                         protocol=pickle.HIGHEST_PROTOCOL)
             child.stdin.flush()
-            return _reply(child)
+            logits, run.compute_seconds = _reply(child)
+            return logits
+        run.compute_seconds = None
         yield run
     finally:
         child.kill()
@@ -348,10 +354,13 @@ def onnx_available():
 
 def export_onnx(model_prefix, path):
     """Convert a static student export (export_static) to an ONNX model at path, with each LSTM fed the lengths of
-    the sentences it reads and constants folded (paddle2onnx writes the weights as Constant nodes and assembles the
-    LSTM's weights from slices: folded, they become initializers, which int8 quantisation needs)."""
+    the sentences it reads and no zero initial states (onnx_graph), and constants folded (paddle2onnx writes the
+    weights as Constant nodes and assembles the LSTM's weights from slices: folded, they become initializers, which
+    int8 quantisation needs)."""
     import onnx
     import onnxruntime
+
+    import onnx_graph  # imports onnx, which serving with paddle.inference alone does not need
 
     program = static_program(model_prefix)
     converted_path = path + ".converted"
@@ -363,7 +372,8 @@ def export_onnx(model_prefix, path):
             raise UserError(f"paddle2onnx could not convert {program}: "
                             f"{(errors or ['exit code %d' % result.returncode])[0]}")
         converted = onnx.load(converted_path)
-        _feed_lstm_lengths(converted.graph)
+        onnx_graph.feed_lstm_lengths(converted.graph)
+        onnx_graph.drop_zero_initial_states(converted.graph)
         onnx.checker.check_model(converted)
         onnx.save(converted, converted_path)
         options = onnxruntime.SessionOptions()
@@ -375,53 +385,6 @@ def export_onnx(model_prefix, path):
         if os.path.exists(converted_path):
             os.remove(converted_path)
     return path
-
-
-def _feed_lstm_lengths(graph):
-    """paddle2onnx leaves the `sequence_lens` input of its LSTMs empty, so in a padded batch an LSTM runs over the
-    padding of every shorter sentence (its backward direction even starts there): predictions flip. Feed each
-    LSTM the lengths of the sentences it reads (the `lengths` input beside its `ids`), as int32."""
-    from onnx import TensorProto, helper
-
-    producers = {output: node for node in graph.node for output in node.output}
-    graph_inputs = {value.name for value in graph.input}
-
-    def graph_inputs_under(name):
-        found, seen, stack = set(), set(), [name]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            if current in graph_inputs:
-                found.add(current)
-            elif current in producers:
-                stack.extend(i for i in producers[current].input if i)
-        return found
-
-    nodes = []
-    for node in graph.node:
-        if node.op_type == "LSTM":
-            ids = sorted(name for name in graph_inputs_under(node.input[0]) if name in ("ids", "ids2"))
-            if len(ids) != 1:
-                raise UserError(f"ONNX export: cannot tell which sentence LSTM {node.name} reads ({ids})")
-            lengths = "lengths" + ids[0][len("ids"):]
-            nodes.append(helper.make_node("Cast", [lengths], [f"{node.name}.sequence_lens"], to=TensorProto.INT32))
-            inputs = list(node.input) + [""] * (5 - len(node.input))
-            inputs[4] = f"{node.name}.sequence_lens"
-            del node.input[:]
-            node.input.extend(inputs)
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-
-
-def quantize_onnx(path, int8_path):
-    """Dynamic int8 quantisation of an ONNX model (weights int8, activations quantised per batch at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(path, int8_path, weight_type=QuantType.QInt8)
-    return int8_path
 
 
 def onnx_runner(path, threads=1):

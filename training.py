@@ -14,6 +14,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
+import embeddings
 import model as models
 import runtimes
 from checkpoint import Checkpoint, LoopState
@@ -284,7 +285,7 @@ def student_setup(args, task, teacher_dir=None, unlabeled=()):
     unlabeled = data.unseen(unlabeled, train)
     analyzer, vocab = data.build_student_side(task, train + unlabeled, args.tokenization, args.vocab_path,
                                               args.max_vocab_size, args.min_freq, teacher_dir)
-    weights = models.embedding_matrix(args.embedding, vocab, args.seed, args.emb_dim, teacher_dir)
+    weights = embeddings.embedding_matrix(args.embedding, vocab, args.seed, args.emb_dim, teacher_dir)
     if weights is not None and args.emb_dim and args.emb_dim != weights.shape[1]:
         raise UserError(f"--emb_dim {args.emb_dim} differs from the {weights.shape[1]}-d vectors of --embedding")
     config = models.StudentConfig(

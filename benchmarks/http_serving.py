@@ -14,7 +14,7 @@ import numpy as np
 
 import model as models
 import runtimes
-from benchmarks.common import cpu_name, ratio, read_sentences
+from benchmarks.common import cpu_name, data_source, ratio, read_examples, task_of
 from files import read_json
 from utils import UserError, scratch_dir
 
@@ -30,11 +30,12 @@ def http_under_load(args):
     """Each export served alone by serve.py, as a user starts it (one worker, its default runtime and threads; the
     student with --int8 when exported so), then loaded by a local client at each concurrency: requests per second and
     p50/p99 latency, and the student against the teacher."""
-    sentences = read_sentences(args)
-    bodies = [json.dumps({"texts": [sentence]}).encode() for sentence in sentences]
+    sentences, is_pair = read_examples(args), task_of(args).is_pair
+    bodies = [json.dumps({"texts": [list(example.texts) if is_pair else example.texts[0]]}).encode()
+              for example in sentences]
     served = [("student", "--student_model_dir", args.student_model_dir),
               ("teacher", "--teacher_model_dir", args.teacher_model_dir)]
-    configs = {name: check_export(flag, directory, name) for name, flag, directory in served}
+    configs = {name: check_export(flag, directory, name, is_pair) for name, flag, directory in served}
     int8 = {name: name == "student" and bool(config.get("onnx_int8")) for name, config in configs.items()}
     rows = []  # (model, runtime, concurrency, answered, requests/s, p50 s, p99 s, errors)
     with scratch_dir("benchmark-http") as scratch:
@@ -50,11 +51,11 @@ def http_under_load(args):
                     p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (float("nan"),) * 2
                     rows.append((f"{name} ({directory})", runtime, concurrency, len(latencies),
                                  len(latencies) / seconds, p50, p99, errors))
-    print(f"\n### http: serve.py under load, one SST-2 sentence per request, {cpu_name()}\n")
+    print(f"\n### http: serve.py under load, one {'pair' if is_pair else 'sentence'} per request, {cpu_name()}\n")
     print(f"Each model served alone by serve.py on 127.0.0.1 (one worker; the runtime and threads of predict.py), the "
           f"client in this process on the same cores (one thread and keep-alive connection per concurrent client, "
           f"each sending its next request when answered); {args.http_requests} requests per row (the first "
-          f"{len(sentences)} sentences of {args.data_file} in turn), fewer where {args.http_time_limit:g} s ran out, "
+          f"{len(sentences)} examples of {data_source(args)} in turn), fewer where {args.http_time_limit:g} s ran out, "
           f"after {WARM_UP} unmeasured ones. Latency: from sending a request to its whole answer.\n")
     print("| model | runtime | concurrency | requests | requests/s | p50 ms | p99 ms | errors |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -75,16 +76,17 @@ def quotient(numerator, denominator):
     return ratio(numerator / denominator) if numerator > 0 and denominator > 0 else "-"
 
 
-def check_export(flag, directory, kind):
-    """export_config.json of an export of `kind` (student or teacher) for single texts, else a UserError."""
+def check_export(flag, directory, kind, is_pair):
+    """export_config.json of an export of `kind` (student or teacher) for pairs (is_pair) or single texts, as the data
+    sent, else a UserError."""
     if directory is None:
         raise UserError(f"--sections http: needs {flag} (an export_model.py directory)")
     config = read_json(os.path.join(directory, models.EXPORT_CONFIG), ("kind", "is_pair"), flag)
     if config["kind"] != kind:
         raise UserError(f"{flag} {directory}: an export of a {config['kind']}, not of a {kind}")
-    if config["is_pair"]:
-        raise UserError(f"{flag} {directory}: a model of sentence pairs; the benchmark sends the single sentences of "
-                        "--data_file")
+    if config["is_pair"] != is_pair:
+        raise UserError(f"{flag} {directory}: a model of {'sentence pairs' if config['is_pair'] else 'single texts'}; "
+                        f"the benchmark sends the {'pairs' if is_pair else 'single sentences'} of its data")
     return config
 
 

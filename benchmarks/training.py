@@ -14,11 +14,12 @@ import augment
 import data
 import distillation
 import model as models
+import quantization
 import runtimes
 import training
 from args import AugmentConfig
-from benchmarks.common import DISTILL_DEFAULTS, SST2, cpu_name, read_sentences, sst2_student, teacher_records, timed
-from benchmarks.serving import onnx_files
+from benchmarks.common import DISTILL_DEFAULTS, SST2, cpu_name, random_student, read_examples, teacher_records, timed
+from benchmarks.serving import ONNXRUNTIME, onnx_files
 from files import read_json, write_json
 from utils import CPU_CORES, WORLD, UserError, all_gather, any_rank, barrier, scratch_dir, set_seed
 
@@ -26,11 +27,11 @@ BENCHMARK_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 
 def distill_cost(args):
-    student, analyzer, vocab = sst2_student(args, "teacher")
+    student, analyzer, vocab = random_student(args, "teacher")
     bert = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
-    texts = read_sentences(args)
-    sentences = [analyzer.sentence(s) for s in texts]
-    bert_records, pad_id = teacher_records(args, texts)
+    examples = read_examples(args)
+    sentences = [analyzer.sentence(example.texts[0]) for example in examples]
+    bert_records, pad_id = teacher_records(args, examples)
     logits, labelling_seconds = timed(lambda: runtimes.label_with_teacher(bert, bert_records, args.batch_size, pad_id,
                                                                          backend="inference"))
     # Label -1 (no hard label, as for augmented copies), and the example's index to find its teacher logits by.
@@ -102,14 +103,14 @@ def labelling(args):
     agreement with dygraph (the share of sentences given the same class, the largest logit difference)."""
     model = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
     model.eval()
-    records, pad_id = teacher_records(args, read_sentences(args))
+    records, pad_id = teacher_records(args, read_examples(args))
     size, collate = args.batch_size, data.teacher_collate(pad_id)
     with scratch_dir("benchmark") as directory, contextlib.ExitStack() as children:
         prefix, export_seconds = timed(lambda: runtimes.export_static(
             model, runtimes.teacher_input_spec(list(records[0])), directory))
         (plain, onednn), build_seconds = timed(lambda: (runtimes.make_predictor(prefix, onednn=False),
                                                          runtimes.make_predictor(prefix)))
-        onnx_path, convert_seconds = timed(lambda: onnx_files(prefix, False)[0])
+        onnx_path, convert_seconds = timed(lambda: onnx_files(prefix).get(ONNXRUNTIME))
         runs = [
             ("(a) dygraph, padded to max_seq_length",
              lambda: padded_dygraph_logits(model, records, size, pad_id, args.max_seq_length)),
@@ -120,7 +121,7 @@ def labelling(args):
              lambda: runtimes.batched_logits(runtimes.predictor_runner(onednn), records, size, collate)),
         ]
         if onnx_path:
-            int8_path = runtimes.quantize_onnx(onnx_path, os.path.join(directory, "model.int8.onnx"))
+            int8_path = quantization.quantize_dynamic(onnx_path, os.path.join(directory, "model.int8.onnx"))
             runs += [(name, functools.partial(runtimes.batched_logits, run, records, size, collate)) for name, run in (
                 ("(e) ONNX Runtime fp32 (--teacher_precision fp32)", runtimes.onnx_runner(onnx_path, CPU_CORES)),
                 ("(f) ONNX Runtime, dynamic int8 quantisation", runtimes.onnx_runner(int8_path, CPU_CORES)))]
@@ -218,15 +219,16 @@ def scaling(args):
 def scaling_worker(args):
     """One process of a scaling run (rank 0 writes the timings to --scaling_worker): label --num_sentences with the
     teacher as bert_distill.py does, then train the student on them for two epochs, timing the second."""
-    texts = read_sentences(args)
+    examples = read_examples(args)
+    texts = [example.texts[0] for example in examples]
     set_seed(0)  # the same teacher in every process, also when its classifier is new (not fine-tuned)
     bert = models.load_teacher(args.teacher_dir, num_labels=2, flag="--teacher_dir")
-    bert_records, pad_id = teacher_records(args, texts)
+    bert_records, pad_id = teacher_records(args, examples)
     barrier()
     logits, labelling_seconds = timed(lambda: runtimes.label_with_teacher(bert, bert_records, args.batch_size, pad_id))
     barrier()
     labelling_seconds = max(all_gather(labelling_seconds))
-    student, analyzer, vocab = sst2_student(args, "teacher")
+    student, analyzer, vocab = random_student(args, "teacher")
     records = [{**data.student_record([analyzer.sentence(text)], vocab, args.max_seq_length, -1), "logits": row}
                for text, row in zip(texts, logits)]
     default = DISTILL_DEFAULTS.get_default

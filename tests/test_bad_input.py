@@ -148,7 +148,8 @@ def gated_flag(argv):
 
 @pytest.mark.parametrize("flag,needed", GATED_CASES, ids=[gated_flag(flag) for flag, _ in GATED_CASES])
 def test_a_flag_that_would_do_nothing_is_refused(capsys, flags, flag, needed):
-    gated = {f"--{name}" for (gate, _), names in ACTS_ONLY_WITH.items() if gate != "sections" for name in names}
+    gated = {f"--{name}" for (gate, _), names in ACTS_ONLY_WITH.items() if gate not in ("sections", "int8")
+             for name in names}  # the other scripts' gates: below
     assert gated == {gated_flag(case) for case, _ in GATED_CASES}  # every gated flag has its case
     fails_cleanly(capsys, bert_distill.main, flags["distill"] + flag, f"{gated_flag(flag)}: does nothing without "
                   f"{needed}", f"add {needed}")
@@ -163,6 +164,13 @@ def test_an_http_benchmark_flag_without_its_section_is_refused(capsys, flags, fl
     assert {f"--{name}" for name in ACTS_ONLY_WITH["sections", "http"]} == {f for f, _ in HTTP_CASES}
     fails_cleanly(capsys, benchmark.main, flags["benchmark"] + [flag, value],
                   f"{flag}: does nothing without --sections http", "add --sections http")
+
+
+@pytest.mark.parametrize("script, needed", [("export", "--int8 static"),
+                                            ("benchmark", "--sections latency or profile")])
+def test_calibration_text_without_what_it_calibrates_is_refused(capsys, flags, script, needed):
+    fails_cleanly(capsys, MAINS[script], flags[script] + ["--calibration_file", "train.txt"],
+                  f"--calibration_file: does nothing without {needed}", f"add {needed}")
 
 
 def test_rho_is_refused_by_small_with_adam_too(capsys, flags):

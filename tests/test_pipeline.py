@@ -10,7 +10,7 @@ from paddlenlp.transformers import BertForSequenceClassification
 
 import bert_distill
 import data
-import model
+import embeddings
 import small
 import teacher
 from files import read_json
@@ -93,10 +93,10 @@ def test_teacher_embedding_init_copies_the_word_pieces(teachers, task_files, tmp
     state = paddle.load(os.path.join(teacher_dir, "model_state.pdparams"))
     expected = next(v for k, v in state.items() if k.endswith("word_embeddings.weight"))
     for choice in ("teacher", "auto"):
-        weights = model.embedding_matrix(choice, vocab, seed=0, teacher_dir=teacher_dir)
+        weights = embeddings.embedding_matrix(choice, vocab, seed=0, teacher_dir=teacher_dir)
         np.testing.assert_allclose(weights, np.asarray(expected))
         assert weights.shape[1] == 64
-    assert model.embedding_matrix("auto", vocab, seed=0, emb_dim=32) is None  # another size asked for: random
+    assert embeddings.embedding_matrix("auto", vocab, seed=0, emb_dim=32) is None  # another size asked for: random
 
 
 def test_embedding_init_from_a_vector_file(task_files, tmp_path):
@@ -104,7 +104,7 @@ def test_embedding_init_from_a_vector_file(task_files, tmp_path):
     vectors.write_text("3 4\ngood 1 2 3 4\nawful -1 -2 -3 -4\nnotinvocab 9 9 9 9\n", encoding="utf-8")
     train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
     _, vocab = data.build_student_side(TASKS["sst-2"], train, tokenization="word")
-    weights = model.embedding_matrix(str(vectors), vocab, seed=42)
+    weights = embeddings.embedding_matrix(str(vectors), vocab, seed=42)
     assert weights.shape == (len(vocab), 4)
     np.testing.assert_allclose(weights[vocab.vocab["good"]], [1, 2, 3, 4])
     np.testing.assert_allclose(weights[vocab.vocab["awful"]], [-1, -2, -3, -4])
