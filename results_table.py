@@ -121,18 +121,23 @@ def table(results):
     return "\n".join(lines)
 
 
-def summary(results):
-    """Markdown table: a row per task, the row of table() (training data and teacher) whose distilled student scores
-    best, without training times: the teacher, baseline and distilled dev figures, the student's gain over the
-    baseline in points of the dev metric, and a link to the task's section of DETAILS."""
+def summary_rows(results):
+    """task -> (training data, teacher, {script: results}): the row of table() whose distilled student scores best."""
     best = {}
     for (task, data, teacher), runs in groups(results).items():
         if "distill" in runs and (task not in best or score(runs["distill"]) > score(best[task][2]["distill"])):
             best[task] = (data, teacher, runs)
+    return best
+
+
+def summary(results):
+    """Markdown table: a row per task, the row of table() (training data and teacher) whose distilled student scores
+    best, without training times: the teacher, baseline and distilled dev figures, the student's gain over the
+    baseline in points of the dev metric, and a link to the task's section of DETAILS."""
     lines = ["| task | training data | teacher | teacher dev | Bi-LSTM baseline dev | distilled Bi-LSTM dev | "
              "distilled - baseline | details |", "|---|---|---|---|---|---|---:|---|"]
     figure = lambda run: cell(run).split(" (")[0]  # the dev figures without the training time
-    for task, (data, teacher, runs) in best.items():
+    for task, (data, teacher, runs) in summary_rows(results).items():
         gain = f"{100 * (score(runs['distill']) - score(runs['small'])):+.1f}" if "small" in runs else "-"
         lines.append(f"| {task} | {data} | {teacher} | {figure(runs.get('teacher'))} | {figure(runs.get('small'))} | "
                      f"{figure(runs['distill'])} | {gain} | [{task} runs]({DETAILS}#{task}) |")
