@@ -150,6 +150,8 @@ def teachers(args):
     config.num_labels = labels = len(task_of(args).labels)
     config.use_cache = False  # HuggingFace configs (all-MiniLM-L6's) say use_cache: the model would return a tuple
     loaded = models.load_teacher(args.teacher_dir, num_labels=labels, flag="--teacher_dir")
+    if loaded.config.vocab_size > config.vocab_size:  # it reads the teacher's ids (multilingual-e5's: 250,002)
+        config.vocab_size, source = loaded.config.vocab_size, f"{source}, the teacher's vocabulary"
     reference = BertForSequenceClassification(config)
     return [(f"teacher: {describe(loaded)}", loaded),
             (f"reference: {describe(reference)} ({source}, random weights)", reference)]
