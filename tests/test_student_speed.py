@@ -1,6 +1,7 @@
 """Serving the student fast on any CPU (issue 27): narrower embeddings by PCA of the teacher's, static int8 exports
 calibrated on training text and predict.py on both, the serving benchmark on a task of the user's own folder, and the
 fast path of English text's analysis."""
+import json
 import os
 
 import numpy as np
@@ -171,3 +172,18 @@ def test_ascii_text_is_split_into_the_words_berts_basic_tokenizer_gives(text, lo
                                                                           never_split=["[MASK]", "Don't"])):
         for probe in (text, f"{text} [MASK] Don't {text}"):
             assert basic_words.ascii_basic_words(tokenizer, probe) == tokenizer.tokenize(probe)
+
+
+def test_the_reference_bert_reads_a_teacher_with_a_larger_vocabulary(chinese_folder, tiny_bert, tmp_path, capsys):
+    # The reference BERT runs on the teacher's ids: with a smaller vocabulary (bert-base's 30,522 against
+    # multilingual-e5's 250,002) its embedding lookup would fail on the teacher's larger ids.
+    folder, teacher_dir, _ = chinese_folder
+    reference = read_json(os.path.join(tiny_bert, "config.json"))
+    reference["vocab_size"] = 8  # fewer ids than the tiny teacher's tokenizer makes
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps(reference), encoding="utf-8")
+    benchmark.main(["--dataset_dir", folder, "--teacher_dir", teacher_dir, "--reference_config", str(path),
+                    "--student_hidden", "8", "--num_sentences", "20", "--latency_sentences", "2",
+                    "--sections", "latency"])
+    names = {row[0] for row in table(capsys.readouterr().out, "latency")}
+    assert any(name.startswith("reference:") and "the teacher's vocabulary" in name for name in names), names
