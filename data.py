@@ -3,7 +3,7 @@ records and their collation by field name, and length-bucketed batching."""
 import collections
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jieba
 import numpy as np
@@ -64,7 +64,7 @@ def task_from_dir(directory, language=None):
         language, share = detect_language(texts)
         logger.info("%s %s: language %s detected (%.0f%% of the letters of train.txt are CJK); --language sets it",
                     flag, directory, language, 100 * share)
-        task = custom_task(name, language, labels, n_fields == 3, files)
+        task = replace(task, language=language)
     seen = {row[task.layout("train")[2]] for row in rows["train"]}
     unseen_labels = [label for label in labels if label not in seen]
     if unseen_labels:

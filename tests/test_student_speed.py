@@ -26,7 +26,7 @@ from files import read_json
 from tasks import TASKS
 from utils import UserError
 from test_benchmark import profile_tables, table
-from test_custom_data import write_dataset_dir
+from tiny_folders import write_dataset_dir
 from test_export_predict import dev_lines, run_predict, softmax
 
 
