@@ -200,6 +200,19 @@ class SelectorConfig:
 
 
 @dataclass(frozen=True)
+class GeneratorConfig:
+    """L2A's learned generator (--generator learned)"""
+    generator: str = flag("fixed", "--augment l2a: 'fixed' draws the copies once from the generator described "
+                          "under --augment; 'learned' (with --selector reinforce) makes it learn, after every "
+                          "selector episode, towards the copies the policy keeps (biases on the edit distance and on "
+                          "each replacement word, zero at first) and draws each epoch's copies anew from it.",
+                          choices=("fixed", "learned"))
+    generator_lr: float = flag(0.01, "The learned generator's Adam learning rate.", type=POSITIVE)
+    generator_temperature: float = flag(0.1, "Its target: P_s(copy) * exp(keep probability / this); smaller: "
+                                        "follows the policy more sharply.", type=POSITIVE)
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     """transfer-set augmentation"""
     augment: str = flag("rules", "How copies are made: 'rules', the paper's masking, POS replacement and n-grams "
@@ -391,7 +404,8 @@ TEACHER_LENGTH = {"max_seq_length": {"type": TEACHER_SEQ_LENGTH}}  # its special
 SCRIPTS = {
     "teacher": ((RunFlags, TeacherFlags), TEACHER_LENGTH),
     "small": ((RunFlags, StudentFlags), {}),
-    "distill": ((RunFlags, StudentFlags, DistillFlags, AugmentConfig, SelectorConfig), TEACHER_LENGTH),
+    "distill": ((RunFlags, StudentFlags, DistillFlags, AugmentConfig, GeneratorConfig, SelectorConfig),
+                TEACHER_LENGTH),
     "export": ((ExportFlags,), {}),
     "predict": ((ExportedModelFlags, PredictFlags), {}),
     "serve": ((ExportedModelFlags, ServeFlags), {}),
@@ -405,8 +419,9 @@ TRAINING_SCRIPTS = ("teacher", "small", "distill")
 # Flags that act only when another flag is given (with this value, or with any for None): set otherwise they would
 # do nothing, so they are refused.
 ACTS_ONLY_WITH = {
-    ("selector", "reinforce"): tuple(f.name for f in fields(SelectorConfig)),
-    ("augment", "l2a"): ("edit_alpha", "replace_temperature", "mlm"),
+    ("selector", "reinforce"): tuple(f.name for f in fields(SelectorConfig)) + ("generator",),  # learns from it
+    ("augment", "l2a"): ("edit_alpha", "replace_temperature", "mlm", "generator"),
+    ("generator", "learned"): ("generator_lr", "generator_temperature"),
     ("augment", "rules"): ("p_mask", "p_pos", "p_ng", "ngram_min", "ngram_max", "whole_word_mask", "mask_token",
                            "pos_model"),
     ("unlabeled_file", None): ("max_unlabeled_samples", "augment_unlabeled"),
@@ -487,6 +502,9 @@ def parse_args(script, argv=None, description=None):
         parser.error("--train_file/--dev_file: not with --dataset_dir, whose train.txt and dev.txt are the data")
     if script == "distill" and not args.ngram_min <= args.ngram_max:
         parser.error("--ngram_min must not exceed --ngram_max")
+    if script == "distill" and args.generator == "learned" and args.mlm:
+        parser.error("--generator learned: draws its replacements from the teacher's embedding neighbours, not with "
+                     "--mlm")
     # Only this script's gates (benchmark.py's --calibration_file is gated by its --sections, export_model.py's not).
     for (gate, value), gated in ((key, names) for key, names in ACTS_ONLY_WITH.items() if hasattr(args, key[0])):
         given, values = getattr(args, gate), value if isinstance(value, tuple) else (value,)  # a tuple: any opens it

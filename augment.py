@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import pickle
 import signal
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -57,13 +57,24 @@ REPLACEMENT_CANDIDATES = 32  # candidate words per word, by score
 MAX_CANDIDATE_WORDS = 20000  # the corpus' most frequent words: the words a replacement is drawn from
 
 
-def edit_distance_probabilities(m, alpha):
+def edit_distance_probabilities(m, alpha, bias=None):
     """P(d) for d = 1..m edited words of an m-word sentence: proportional to exp(-d / alpha) * C(m, d), L2A's
-    constrained search space (d = 0, the sentence itself, would only be dropped as a repeat)."""
+    constrained search space (d = 0, the sentence itself, would only be dropped as a repeat); with bias (the
+    learned generator's, one per edit_bucket), times exp(bias of d's bucket)."""
     d = np.arange(1, m + 1)
     log_weights = -d / alpha + np.array([math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1) for k in d])
+    if bias is not None:
+        log_weights = log_weights + np.asarray(bias, dtype="float64")[edit_bucket(d)]
     weights = np.exp(log_weights - log_weights.max())
     return weights / weights.sum()
+
+
+EDIT_BUCKETS = 8  # the learned generator's edit-distance biases: one per distance 1..7, one for 8 and more
+
+
+def edit_bucket(d):
+    """The bias bucket of edit distance d (an int or an array of them)."""
+    return np.minimum(d, EDIT_BUCKETS) - 1
 
 
 def draw_by_score(scores, temperature, rng):
@@ -73,32 +84,38 @@ def draw_by_score(scores, temperature, rng):
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def edit_positions(m, alpha, rng):
+def edit_positions(m, alpha, rng, bias=None):
     """The positions L2A's generator edits in an m-word sentence: d of them (d from edit_distance_probabilities),
     drawn uniformly, in increasing order."""
     if m == 0:
         return []
-    d = 1 + int(rng.choice(m, p=edit_distance_probabilities(m, alpha)))
+    d = 1 + int(rng.choice(m, p=edit_distance_probabilities(m, alpha, bias)))
     return sorted(rng.choice(m, size=d, replace=False).tolist())
 
 
-def replaced(sentence, positions, options, rng, temperature, analyzer):
+def replaced(sentence, positions, options, rng, temperature, analyzer, choices=None):
     """The sentence with the word at each position replaced by one of its options (candidate words, scores),
-    drawn by draw_by_score; a position without options (None) keeps its word."""
+    drawn by draw_by_score; a position without options (None) keeps its word. choices, a list, gets (the word
+    replaced, the index of its replacement among its options) of each replacement."""
     out = list(sentence)
     for position, option in zip(positions, options):
         if option is not None and len(option[0]):
-            word = option[0][draw_by_score(option[1], temperature, rng)]
-            out[position] = (word, analyzer.pieces(word))
+            k = draw_by_score(option[1], temperature, rng)
+            out[position] = (option[0][k], analyzer.pieces(option[0][k]))
+            if choices is not None:
+                choices.append((sentence[position][0], k))
     return out
 
 
-def l2a_sentence(sentence, rng, config, replacements, analyzer):
-    """One copy from L2A's generator with a replacement table (word -> (candidate words, scores)): the words at
-    edit_positions replaced by candidates drawn by their scores."""
-    positions = edit_positions(len(sentence), config.edit_alpha, rng)
-    return replaced(sentence, positions, [replacements[sentence[p][0]] for p in positions], rng,
-                    config.replace_temperature, analyzer)
+def l2a_sentence(sentence, rng, config, replacements, analyzer, edit_bias=None):
+    """(one copy from L2A's generator with a replacement table (word -> (candidate words, scores)): the words at
+    edit_positions replaced by candidates drawn by their scores; its trace (m, d, ((word replaced, index of its
+    replacement), ...)), what generator.LearnedGenerator scores it by). edit_bias: see edit_distance_probabilities."""
+    positions = edit_positions(len(sentence), config.edit_alpha, rng, edit_bias)
+    choices = []
+    copy = replaced(sentence, positions, [replacements[sentence[p][0]] for p in positions], rng,
+                    config.replace_temperature, analyzer, choices)
+    return copy, (len(sentence), len(positions), tuple(choices))
 
 
 def l2a_masked_lm_copies(sentences, indices, config, seed, candidates_of, analyzer):
@@ -118,7 +135,7 @@ def l2a_masked_lm_copies(sentences, indices, config, seed, candidates_of, analyz
         sides.append(replaced(sentences[index][side], positions, option, rngs[index], config.replace_temperature,
                               analyzer))
         if len(sides) == len(sentences[index]):
-            copies[index].append(tuple(sides))
+            copies[index].append((tuple(sides), None))
             sides = []
     return [copies[index] for index in indices]
 
@@ -153,20 +170,23 @@ _WORK = {}
 
 
 def _augment_range(bounds):
-    """Augmented copies for examples [start, stop): each from its own source, with its own random stream."""
+    """Augmented copies for examples [start, stop): each from its own source, with its own random stream; a copy is
+    (its sentences, the trace of each (l2a; see l2a_sentence) or None (rules))."""
     start, stop = bounds
-    sentences, tags, config, pool, analyzer, seed, replacements = (
-        _WORK[k] for k in ("sentences", "tags", "config", "pool", "analyzer", "seed", "replacements"))
+    sentences, tags, config, pool, analyzer, seed, replacements, learned = (
+        _WORK[k] for k in ("sentences", "tags", "config", "pool", "analyzer", "seed", "replacements", "learned"))
+    edit_bias = None if learned is None else learned.edit_bias
     result = []
     for index in range(start, stop):
-        rng = np.random.default_rng((seed, index))
+        rng = np.random.default_rng((seed, index) if learned is None else (seed, index, learned.epoch))
         copies = []
         for _ in range(config.n_iter):
             if config.augment == "l2a":
-                copies.append(tuple(l2a_sentence(s, rng, config, replacements, analyzer) for s in sentences[index]))
+                drawn = [l2a_sentence(s, rng, config, replacements, analyzer, edit_bias) for s in sentences[index]]
+                copies.append(tuple(tuple(column) for column in zip(*drawn)))
                 continue
-            copies.append(tuple(augment_sentence(s, None if tags is None else tags[index][side], rng, config, pool,
-                                                 analyzer) for side, s in enumerate(sentences[index])))
+            copies.append((tuple(augment_sentence(s, None if tags is None else tags[index][side], rng, config, pool,
+                                                  analyzer) for side, s in enumerate(sentences[index])), None))
         result.append(copies)
     return result
 
@@ -175,19 +195,29 @@ class TransferExample(NamedTuple):
     source: int  # index of the training example it comes from
     sentences: tuple  # analysed sentences (one, or two for pairs)
     label: int  # the hard label of a labelled original example; NO_LABEL for an augmented copy or unlabelled text
+    trace: Optional[tuple] = None  # a copy of L2A's learned generator: how it was drawn (l2a_sentence), per sentence
+
+
+class LearnedDraws(NamedTuple):
+    """What an epoch's copies are drawn with by L2A's learned generator (generator.LearnedGenerator.draws)."""
+    epoch: int
+    edit_bias: np.ndarray  # per edit_bucket
+    replacements: dict  # word -> (candidate words, scores with the generator's word biases)
 
 
 def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, replacements_of=None,
-                       masked_lm_candidates=None, augmented=None):
-    """The original examples followed by the augmented copies of the first `augmented` ones (default: all), without
-    repeats: a list of TransferExample.
+                       masked_lm_candidates=None, augmented=None, learned=None):
+    """The original examples followed by the augmented copies of the first `augmented` ones (default: all): a list
+    of TransferExample.
 
     A copy identical to an original example or to an earlier copy is dropped, in a fixed order, so the set
     depends only on the seed, never on the number of workers. The l2a generator takes its replacement words from
     masked_lm_candidates (see l2a_masked_lm_copies) when given, else from the table replacements_of(analysed
-    sentences) makes (e.g. embedding_neighbours).
+    sentences) makes (e.g. embedding_neighbours). With learned (LearnedDraws), L2A's learned generator draws the
+    copies instead, from a random stream of the seed and the epoch, and every draw is kept with its trace, repeats
+    included: they are its distribution, and every epoch's set has the same size.
     """
-    sentences = [tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples]
+    sentences = analysed(examples, analyzer)
     transfer = [TransferExample(i, s, ex.label) for i, (s, ex) in enumerate(zip(sentences, examples))]
     augmented = len(sentences) if augmented is None else augmented
     if config.n_iter == 0 or augmented == 0:
@@ -198,9 +228,10 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, repl
                               augmented)
         return _without_repeats(transfer, [parts])
     pool = pos_pool(sentences, tags) if tags is not None and config.p_pos > 0 else {}
-    replacements = replacements_of(sentences) if config.augment == "l2a" else None
+    replacements = learned.replacements if learned is not None else \
+        replacements_of(sentences) if config.augment == "l2a" else None
     _WORK.update(sentences=sentences, tags=tags if pool else None, config=config, pool=pool, analyzer=analyzer,
-                 seed=seed, replacements=replacements)
+                 seed=seed, replacements=replacements, learned=learned)
     workers = num_workers or CPU_CORES
     chunk = max(1, min(2000, augmented // (workers * WORLD.size * 4) or 1))
     all_ranges = [(s, min(s + chunk, augmented)) for s in range(0, augmented, chunk)]
@@ -221,17 +252,27 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, repl
         for pool in pools:
             pool.terminate()
     _WORK.clear()
-    return _without_repeats(transfer, gather_shards(parts, len(all_ranges)))
+    parts = gather_shards(parts, len(all_ranges))
+    if learned is not None:
+        each_example = (copies for part in parts for copies in part)
+        return transfer + [TransferExample(index, copy, NO_LABEL, trace)
+                           for index, copies in enumerate(each_example) for copy, trace in copies]
+    return _without_repeats(transfer, parts)
+
+
+def analysed(examples, analyzer):
+    """Each example's sentences, analysed (one or two lists of (word, its pieces))."""
+    return [tuple(analyzer.sentence(text) for text in example.texts) for example in examples]
 
 
 def _without_repeats(transfer, parts):
-    """The originals (transfer) followed by the copies of each example in parts (lists of each example's copies),
-    in order, leaving out any copy equal to an original or to an earlier copy."""
+    """The originals (transfer) followed by the copies of each example in parts (lists of each example's copies,
+    each (its sentences, trace)), in order, leaving out any copy equal to an original or to an earlier copy."""
     seen = {_key(example.sentences) for example in transfer}
     index = 0
     for part in parts:
         for copies in part:
-            for copy in copies:
+            for copy, _ in copies:
                 key = _key(copy)
                 if key not in seen:
                     seen.add(key)

@@ -16,12 +16,13 @@ import checkpoint
 import data
 import distillation
 import embeddings
+import generator as generators
 import model as models
 import runtimes
 import selector
 import training
-from args import AugmentConfig, SelectorConfig, config_of, parse_args
-from utils import WORLD, UserError, check_writable_dir, prepare_output_dir, run_main
+from args import AugmentConfig, GeneratorConfig, SelectorConfig, config_of, parse_args
+from utils import WORLD, UserError, check_writable_dir, prepare_output_dir, random_state_kept, run_main
 
 logger = logging.getLogger("distill")
 
@@ -53,38 +54,73 @@ def main(argv=None):
     train, reward = distillation.reward_split(setup.train, reward_fraction, args.seed)
     examples = train + setup.unlabeled  # the originals of the transfer set, labelled ones first
 
-    # The transfer set, and the teacher's logits of each of its examples (from the cache where they are there).
-    transfer = transfer_set(args, task, setup, examples, len(train), tokenizer)
+    # The transfer set, and the teacher's logits of each of its examples (from the cache where they are there). L2A's
+    # learned generator draws each epoch's copies anew, the teacher labelling the new ones.
+    generator = learned_generator(args, setup, examples, tokenizer)
     encoder = data.TeacherEncoder(tokenizer, args.max_seq_length, task.language)
-    # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
-    teacher_records = [encoder.texts(examples[example.source].texts) if i < len(examples) else
-                       encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
-    logits = distillation.cached_teacher_logits(args.teacher_dir, models.teacher_sha256(run.inputs["teacher_dir"]),
-                                                teacher_records, tokenizer.pad_token_id, len(task.labels),
-                                                args.cache_dir, args.teacher_batch_size, args.teacher_backend,
-                                                args.teacher_precision)
-    records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
-                "logits": logits[i]} for i, example in enumerate(transfer)]
-    distillation.log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)
-    loader = data.make_loader(records, data.student_collate(setup.vocab.pad_id), args.batch_size, shuffle=True,
-                              seed=args.seed)
+
+    def epoch_data(epoch):
+        """(transfer set, logits, loader) of an epoch (the same every epoch without a learned
+        generator)."""
+        transfer = transfer_set(args, task, setup, examples, len(train), tokenizer,
+                                generator.draws(epoch) if generator else None)
+        # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
+        teacher_records = [encoder.texts(examples[example.source].texts) if i < len(examples) else
+                           encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
+        logits = distillation.cached_teacher_logits(
+            args.teacher_dir, models.teacher_sha256(run.inputs["teacher_dir"]), teacher_records,
+            tokenizer.pad_token_id, len(task.labels), args.cache_dir, args.teacher_batch_size, args.teacher_backend,
+            args.teacher_precision)
+        records = [{**data.student_record(example.sentences, setup.vocab, args.max_seq_length, example.label),
+                    "logits": logits[i]} for i, example in enumerate(transfer)]
+        distillation.log_examples(transfer, teacher_records, records, logits, tokenizer, setup.vocab)
+        if generator:  # the selector finds each copy's trace by its index
+            generator.traces = [example.trace for example in transfer]
+            records = [{**record, "index": i} for i, record in enumerate(records)]
+        return transfer, logits, data.make_loader(records, data.student_collate(setup.vocab.pad_id), args.batch_size,
+                                                  shuffle=True, seed=args.seed)
+
+    transfer, logits, loader = epoch_data(0)
+    loaders = {0: loader}
+
+    def loader_of_epoch(epoch):
+        if epoch not in loaders:
+            loaders.clear()  # one epoch's set in memory at a time
+            with random_state_kept():  # training's draws the same whether the teacher is loaded or not
+                loaders[epoch] = epoch_data(epoch)[2]
+        return loaders[epoch]
 
     # Train the student against the teacher's logits.
-    loss_fn, evaluate, chooser = objective(args, setup, reward)
+    loss_fn, evaluate, chooser = objective(args, setup, reward, generator)
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set and WORLD.is_main:
         distillation.write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
     optimizer, lr_scheduler = training.make_optimizer(setup.model, args.optimizer, args.lr, args.lr_schedule,
                                                       run.total_steps(len(loader)), args.rho)
-    results = training.fit(run, setup.model, optimizer, loader, loss_fn, evaluate, setup.save, lr_scheduler, chooser)
+    results = training.fit(run, setup.model, optimizer, loader, loss_fn, evaluate, setup.save, lr_scheduler, chooser,
+                           loader_of_epoch if generator else None)
     if chooser is not None:
         chooser.save(os.path.join(args.output_dir, "selector_policy.pdparams"))
+    if generator is not None:
+        generator.save(os.path.join(args.output_dir, "generator.pdparams"))
     return training.scored_on_test(run, results, task, setup.evaluate_saved)
 
 
-def transfer_set(args, task, setup, examples, labelled, tokenizer):
+def learned_generator(args, setup, examples, tokenizer):
+    """With --generator learned: L2A's learned generator, over the replacement words of P_s (the nearest words in
+    the teacher's word-piece embeddings); else None."""
+    if args.generator != "learned":
+        return None
+    replacements = augment.embedding_neighbours(augment.analysed(examples, setup.analyzer), tokenizer,
+                                                embeddings.word_piece_embeddings(args.teacher_dir, "--teacher_dir"))
+    return generators.LearnedGenerator(replacements, config_of(GeneratorConfig, args),
+                                             config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces))
+
+
+def transfer_set(args, task, setup, examples, labelled, tokenizer, learned=None):
     """The examples followed by the augmented copies of the first `labelled` ones (of all with
-    --augment_unlabeled), drawn by the paper's rules or L2A's generator."""
+    --augment_unlabeled), drawn by the paper's rules or L2A's generator (learned: augment.LearnedDraws, the learned
+    generator's of an epoch)."""
     config = config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces)
     tags = augment.pos_tags(examples, setup.analyzer, task.language, args.pos_model, args.cache_dir) \
         if args.augment == "rules" and args.p_pos > 0 and args.n_iter > 0 else None
@@ -102,15 +138,17 @@ def transfer_set(args, task, setup, examples, labelled, tokenizer):
             "" if task.language == "zh" else " ", augment.REPLACEMENT_CANDIDATES, args.max_seq_length)
     transfer = augment.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers,
                                           embedding_neighbours, masked_lm_candidates,
-                                          augmented=len(examples) if args.augment_unlabeled else labelled)
+                                          augmented=len(examples) if args.augment_unlabeled else labelled,
+                                          learned=learned)
     logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
                 labelled, len(examples) - labelled, len(transfer) - len(examples))
     return transfer
 
 
-def objective(args, setup, reward):
+def objective(args, setup, reward, generator=None):
     """(loss_fn, evaluate, selector) of the run: the distillation loss on every example, or, with --selector
-    reinforce, on those its policy keeps (and its keep rate and reward in each evaluation); selector None without."""
+    reinforce, on those its policy keeps (and its keep rate and reward in each evaluation; the learned generator, if
+    any, learns from its decisions); selector None without."""
     def soft_loss(student_logits, teacher_logits, labels):
         return distillation.distill_loss(student_logits, teacher_logits, labels, args.alpha, args.loss,
                                          args.temperature)
@@ -121,7 +159,7 @@ def objective(args, setup, reward):
         return loss_fn, setup.evaluate, None
     chooser = selector.ReinforcedSelector(
         config_of(SelectorConfig, args), args.seed, setup.records(reward), [ex.label for ex in reward],
-        args.batch_size, soft_loss)
+        args.batch_size, soft_loss, generator)
 
     def evaluate(model):  # the keep rate and mean reward since the last evaluation go in eval_log.jsonl too
         return {**setup.evaluate(model), **chooser.report()}

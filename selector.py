@@ -54,9 +54,10 @@ class ReinforcedSelector:
     policy; report() gives the keep rate and mean reward since the last report (for eval_log.jsonl);
     state_dict()/set_state_dict() carry everything into and out of a checkpoint, so a resumed run is exact."""
 
-    def __init__(self, config, seed, reward_records, reward_labels, batch_size, soft_loss):
-        """config: an args.SelectorConfig."""
-        self.config = config
+    def __init__(self, config, seed, reward_records, reward_labels, batch_size, soft_loss, generator=None):
+        """config: an args.SelectorConfig; generator: a generator.LearnedGenerator that learns from the policy's
+        decisions on its copies (batches then carry each example's index in generator.traces)."""
+        self.config, self.generator = config, generator
         self.reward_records, self.reward_labels, self.batch_size = reward_records, np.asarray(reward_labels), batch_size
         self.soft_loss = soft_loss  # (student logits, teacher logits, labels) -> loss, over the kept rows
         self.policy = Policy()
@@ -69,7 +70,7 @@ class ReinforcedSelector:
                                  np.zeros(parameter.shape)).astype("float32"))
         self.optimizer = paddle.optimizer.Adam(learning_rate=config.selector_lr, parameters=self.policy.parameters())
         self.rng = np.random.default_rng((seed, 1))
-        self.episode = []  # [features, actions, reward] of each step of the current episode
+        self.episode = []  # [features, actions, reward, (generator's traces, their keep probabilities)] per step
         self.baseline = None  # running mean of the returns
         self.score_now = None  # the student's reward-split score (accuracy or likelihood) after the last update
         self.tally = {"offered": 0, "kept": 0, "rewards": []}
@@ -93,7 +94,12 @@ class ReinforcedSelector:
         actions = self.rng.random(len(features)) < keep_probability
         keep = np.ones(len(candidates), dtype=bool)
         keep[candidates] = actions
-        self.episode.append([features, actions, None])
+        drawn = None
+        if self.generator is not None:  # the generator's copies among the candidates (not unlabelled text)
+            traces = [self.generator.traces[i] for i in batch["index"].numpy()[candidates]]
+            has_trace = np.array([trace is not None for trace in traces], dtype=bool)
+            drawn = ([trace for trace in traces if trace is not None], keep_probability[has_trace])
+        self.episode.append([features, actions, None, drawn])
         self.tally["offered"] += len(actions)
         self.tally["kept"] += int(actions.sum())
         if not keep.any():
@@ -112,7 +118,7 @@ class ReinforcedSelector:
     def update(self):
         """REINFORCE with a baseline over the finished episode: each step's decisions are pushed towards the
         actions taken in proportion to the step's discounted return minus the running mean of returns."""
-        rewards = np.array([reward for _, _, reward in self.episode])
+        rewards = np.array([step[2] for step in self.episode])
         returns = np.zeros_like(rewards)
         running = 0.0
         for t in reversed(range(len(rewards))):
@@ -120,8 +126,8 @@ class ReinforcedSelector:
             returns[t] = running
         baseline = returns.mean() if self.baseline is None else self.baseline
         loss = 0.0
-        decisions = sum(len(actions) for _, actions, _ in self.episode)
-        for (features, actions, _), advantage in zip(self.episode, returns - baseline):
+        decisions = sum(len(step[1]) for step in self.episode)
+        for (features, actions, *_), advantage in zip(self.episode, returns - baseline):
             if len(actions) == 0 or advantage == 0:
                 continue
             p = self.policy(paddle.to_tensor(features))
@@ -133,6 +139,9 @@ class ReinforcedSelector:
             self.optimizer.step()
             self.optimizer.clear_grad()
         self.baseline = returns.mean() if self.baseline is None else 0.9 * self.baseline + 0.1 * returns.mean()
+        if self.generator is not None:
+            self.generator.learn([trace for step in self.episode for trace in step[3][0]],
+                                 np.concatenate([step[3][1] for step in self.episode]))
         self.episode = []
 
     def report(self):
@@ -141,12 +150,13 @@ class ReinforcedSelector:
         report = {"keep_rate": tally["kept"] / max(tally["offered"], 1),
                   "reward": float(np.mean(tally["rewards"])) if tally["rewards"] else 0.0}
         self.tally = {"offered": 0, "kept": 0, "rewards": []}
-        return report
+        return {**report, **self.generator.report()} if self.generator is not None else report
 
     def state_dict(self):
         return {"policy": self.policy.state_dict(), "optimizer": optimizer_state_out(self.policy, self.optimizer),
                 "rng": self.rng.bit_generator.state, "episode": self.episode, "baseline": self.baseline,
-                "score_now": self.score_now, "tally": self.tally}
+                "score_now": self.score_now, "tally": self.tally,
+                "generator": None if self.generator is None else self.generator.state_dict()}
 
     def set_state_dict(self, state):
         self.policy.set_state_dict(state["policy"])
@@ -154,6 +164,8 @@ class ReinforcedSelector:
         self.rng.bit_generator.state = state["rng"]
         self.episode, self.baseline = state["episode"], state["baseline"]
         self.score_now, self.tally = state["score_now"], state["tally"]
+        if self.generator is not None:
+            self.generator.set_state_dict(state["generator"])
 
     def save(self, path):
         paddle.save(self.policy.state_dict(), path)

@@ -97,9 +97,11 @@ def _visualdl_writer(run):
     return LogWriter(logdir=os.path.join(run.output_dir, "vdl"))
 
 
-def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_scheduler=None, selector=None):
+def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_scheduler=None, selector=None,
+        loader_of_epoch=None):
     """The training loop of every script: loss_fn(model, batch) -> loss; evaluate(model) -> metrics; save_model(model,
-    directory) writes a model that loads on its own; selector: a selector.ReinforcedSelector (loss_fn is its loss).
+    directory) writes a model that loads on its own; selector: a selector.ReinforcedSelector (loss_fn is its loss);
+    loader_of_epoch(epoch): the loader of each epoch, when its data changes (as many batches as loader, epoch 0's).
     Evaluates every run.eval_steps and each epoch end (the best model in <output_dir>/best), checkpoints then and on
     Ctrl-C or SIGTERM (exit code 130), resumes from <output_dir>/checkpoint; returns and writes results.json. Under
     paddle.distributed.launch each process trains a DataParallel copy on its share of the batches; rank 0 alone
@@ -125,6 +127,8 @@ def fit(run, model, optimizer, loader, loss_fn, evaluate, save_model, lr_schedul
     closing_recorder = contextlib.closing(recorder) if recorder else contextlib.nullcontext()
     with stop_requests() as stop, closing_recorder, progress_bar(run, last_step, state) as bar:
         while state.step < last_step and not stopping:
+            if loader_of_epoch is not None:
+                loader = loader_of_epoch(state.epoch)
             loader.batch_sampler.set_epoch(state.epoch)
             for index, batch in enumerate(loader):
                 if index < state.batch_in_epoch:

@@ -358,6 +358,20 @@ def use_all_cores():
     paddle.base.core.set_num_threads(CPU_CORES)
 
 
+@contextlib.contextmanager
+def random_state_kept():
+    """Python's, numpy's and Paddle's global random states put back as they were before the block: work in it that
+    may or may not draw (a teacher built, its weights then loaded, only for logits not in the cache yet) leaves
+    training's draws as they would be without it."""
+    states = random.getstate(), np.random.get_state(), paddle.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        paddle.set_rng_state(states[2])
+
+
 def set_seed(seed):
     random.seed(seed)
     np.random.seed(seed)

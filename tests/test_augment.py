@@ -48,17 +48,17 @@ def test_each_copy_derives_from_its_own_source(tokenizer, pair):
     examples = english_examples(pair=pair)
     analyzer = Analyzer("en", tokenizer)
     transfer = build_transfer_set(examples, analyzer, config(n_iter=8, p_mask=0.3, p_ng=0.5), None, 0, 1)
-    originals = {i: sentences for i, sentences, _ in transfer[:len(examples)]}
+    originals = {example.source: example.sentences for example in transfer[:len(examples)]}
     augmented = transfer[len(examples):]
     assert augmented, "augmentation produced no copies"
-    sources = {i for i, _, _ in augmented}
+    sources = {example.source for example in augmented}
     assert len(sources) > len(examples) // 2, "copies come from a few examples only"
-    for source, sentences, label in augmented:
+    for source, sentences, label, _ in augmented:
         assert label == -1
         for side, sentence in enumerate(sentences):
             assert is_derived(words_of(sentence), words_of(originals[source][side]))
     last = words_of(originals[len(examples) - 1][0])  # PaddleNLP's bug: everything derived from the last example
-    assert sum(is_derived(words_of(s[0]), last) for _, s, _ in augmented) < len(augmented) / 2
+    assert sum(is_derived(words_of(s[0]), last) for s in (example.sentences for example in augmented)) < len(augmented) / 2
 
 
 def test_only_the_first_examples_are_augmented_when_asked(tokenizer):
@@ -66,7 +66,7 @@ def test_only_the_first_examples_are_augmented_when_asked(tokenizer):
     analyzer = Analyzer("en", tokenizer)
     everything = build_transfer_set(examples, analyzer, config(n_iter=5, p_mask=0.3), None, 0, 1)
     first = build_transfer_set(examples, analyzer, config(n_iter=5, p_mask=0.3), None, 0, 1, augmented=12)
-    assert max(i for i, _, _ in everything[len(examples):]) >= 12
+    assert max(example.source for example in everything[len(examples):]) >= 12
     assert first[:len(examples)] == everything[:len(examples)]
     assert first[len(examples):] == [copy for copy in everything[len(examples):] if copy.source < 12]
 
@@ -74,7 +74,7 @@ def test_only_the_first_examples_are_augmented_when_asked(tokenizer):
 def test_copies_are_unique_and_differ_from_originals(tokenizer):
     examples = english_examples(20)
     transfer = build_transfer_set(examples, Analyzer("en", tokenizer), config(n_iter=20), None, 0, 1)
-    keys = [augment._key(s) for _, s, _ in transfer]
+    keys = [augment._key(example.sentences) for example in transfer]
     assert len(keys) == len(set(keys))
 
 
@@ -86,7 +86,7 @@ def test_english_teacher_and_student_see_the_same_words(tokenizer):
         {t: i for i, t in enumerate([data.PAD, UNK, MASK, "the", "unwatchable", "plot", "was", "not", "lovely"])},
         unk_token=UNK, pad_token=data.PAD), use_pieces=False)
     encoder = data.TeacherEncoder(tokenizer, 128, "en")
-    for _, sentences, _ in transfer:
+    for sentences in (example.sentences for example in transfer):
         ids = encoder.sentences(sentences)["input_ids"]
         tokens = tokenizer.convert_ids_to_tokens(ids.tolist())[1:-1]
         expected = [p for word, pieces in sentences[0] for p in (
@@ -104,7 +104,7 @@ def test_wordpiece_student_reads_exactly_the_teacher_pieces(tokenizer, tiny_bert
     transfer = build_transfer_set(english_examples(30, pair=True), analyzer,
                                   config(n_iter=6, p_mask=0.3, use_pieces=True), None, 0, 1)
     encoder = data.TeacherEncoder(tokenizer, 256, "en")
-    for _, sentences, _ in transfer:
+    for sentences in (example.sentences for example in transfer):
         ids = encoder.sentences(sentences)["input_ids"]
         student = vocab.ids(sentences[0]) + [tokenizer.sep_token_id] + vocab.ids(sentences[1])
         assert ids[1:-1].tolist() == student
@@ -128,7 +128,7 @@ def test_chinese_word_level_alignment_and_unk_choice(tiny_bert, tokenizer):
                                       None, 0, 1)
         encoder = data.TeacherEncoder(tokenizer, 128, "zh")
         masked_words = 0
-        for _, (sentence,), _ in transfer:
+        for (sentence,) in (example.sentences for example in transfer):
             for word, pieces in sentence:
                 assert pieces == (word,)  # the student reads jieba words
                 assert word != (UNK if mask_token == MASK else MASK)
@@ -245,7 +245,7 @@ def test_any_text_augments_without_crashing(texts, language, seed, tokenizer):
     tags = [[["X"] * len(analyzer.words(t)) for t in ex.texts] for ex in examples]
     transfer = build_transfer_set(examples, analyzer, cfg, tags, seed, 1)
     encoder = data.TeacherEncoder(tokenizer, 32, language)
-    for source, sentences, _ in transfer:
+    for source, sentences, *_ in transfer:
         assert 0 <= source < len(examples)
         ids = encoder.sentences(sentences)["input_ids"]
         assert 2 <= len(ids) <= 32

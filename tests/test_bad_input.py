@@ -138,7 +138,11 @@ GATED_CASES = [
     *((["--augment", "l2a", flag, value], "--augment rules") for flag, value in (
         ("--p_mask", "0.2"), ("--p_pos", "0"), ("--p_ng", "0.5"), ("--ngram_min", "2"), ("--ngram_max", "3"),
         ("--mask_token", "unk"), ("--pos_model", "xx_model"))),
-    (["--augment", "l2a", "--whole_word_mask"], "--augment rules")]
+    (["--augment", "l2a", "--whole_word_mask"], "--augment rules"),
+    (["--generator", "learned", "--selector", "reinforce"], "--augment l2a"),
+    (["--augment", "l2a", "--generator", "learned"], "--selector reinforce"),
+    (["--augment", "l2a", "--generator_lr", "0.1"], "--generator learned"),
+    (["--augment", "l2a", "--generator_temperature", "1"], "--generator learned")]
 
 
 def gated_flag(argv):

@@ -30,7 +30,7 @@ def test_the_edit_distance_follows_the_formula(m, alpha):
     replacements = {f"w{i}": ([f"new{i}"], np.zeros(1)) for i in range(m)}  # every edit changes its word
     rng = np.random.default_rng(0)
     draws = 20000
-    edited = [sum(a != b for a, b in zip(l2a_sentence(sentence, rng, l2a_config(alpha), replacements, WHOLE_WORDS),
+    edited = [sum(a != b for a, b in zip(l2a_sentence(sentence, rng, l2a_config(alpha), replacements, WHOLE_WORDS)[0],
                                          sentence)) for _ in range(draws)]
     frequencies = np.bincount(edited, minlength=m + 1)[1:] / draws
     np.testing.assert_allclose(frequencies, weights / weights.sum(), atol=0.012)
@@ -163,7 +163,7 @@ def test_the_masked_lm_generator_at_low_temperature_takes_the_top_candidate(tiny
     copies = augment.l2a_masked_lm_copies(sentences, [0, 1], l2a_config(temperature=1e-6, n_iter=3), 0, recording,
                                        analyzer)
     options = candidates_of(asked)
-    flat = [copy[0] for example in copies for copy in example]
+    flat = [sides[0] for example in copies for sides, _ in example]
     assert len(flat) == len(asked) == 6
     for copy, (words, positions), option in zip(flat, asked, options):
         assert [w for w, _ in copy] == [option[positions.index(i)][0][0] if i in positions else word
