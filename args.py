@@ -177,6 +177,11 @@ class DistillFlags:
                                "separated by a TAB), no header: added to the transfer set for the teacher to label "
                                "(no CE on it).")
     max_unlabeled_samples: int = flag(help="Use only the first N examples of --unlabeled_file.", type=COUNT)
+    source_file: str = flag(help="L2A's second source: text of a related domain, one example per line (pairs: the "
+                            "two texts separated by a TAB), no header; a last field more on a line (its label in its "
+                            "own domain) is left out. The teacher labels it and its --n_iter copies each, and the "
+                            "selector, if any, decides on them (its keep rate of each apart in eval_log.jsonl).")
+    max_source_samples: int = flag(help="Use only the first N examples of --source_file.", type=COUNT)
     augment_unlabeled: bool = flag(False, "Augment the --unlabeled_file examples too (--n_iter copies each, like the "
                                    "training examples); by default only the training examples are, as a large pool "
                                    "would multiply the teacher's labelling time.")
@@ -425,6 +430,7 @@ ACTS_ONLY_WITH = {
     ("augment", "rules"): ("p_mask", "p_pos", "p_ng", "ngram_min", "ngram_max", "whole_word_mask", "mask_token",
                            "pos_model"),
     ("unlabeled_file", None): ("max_unlabeled_samples", "augment_unlabeled"),
+    ("source_file", None): ("max_source_samples",),
     ("loss", "kl"): ("temperature",),
     ("optimizer", "adadelta"): ("rho",),
     ("sections", "http"): HTTP_FLAGS,  # a list-valued gate: set when it holds the value

@@ -44,15 +44,18 @@ def main(argv=None):
         raise UserError("--selector reinforce: runs in one process (its rewards are one student's updates)")
 
     # Data, vocabulary and student; with the selector, labelled examples held out for its rewards.
-    unlabeled = data.read_unlabeled(task, args.unlabeled_file, args.max_unlabeled_samples) \
-        if args.unlabeled_file else []
-    setup = training.student_setup(args, task, args.teacher_dir, unlabeled)
-    if unlabeled:
-        logger.info("--unlabeled_file %s: %d examples (%d left out: the text of a training example or of an "
-                    "earlier line)", args.unlabeled_file, len(setup.unlabeled), len(unlabeled) - len(setup.unlabeled))
+    pools = {name: data.read_unlabeled(task, path, limit, flag, label_ignored=name == "source")
+             for name, flag, path, limit in (("source", "--source_file", args.source_file, args.max_source_samples),
+                                             ("unlabeled", "--unlabeled_file", args.unlabeled_file,
+                                              args.max_unlabeled_samples)) if path}
+    setup = training.student_setup(args, task, args.teacher_dir, pools)
+    for name, examples in pools.items():
+        logger.info("--%s_file: %d examples (%d left out: the text of a training example or of an earlier line)",
+                    name, len(setup.pools[name]), len(examples) - len(setup.pools[name]))
     reward_fraction = args.reward_fraction if args.selector == "reinforce" else 0
     train, reward = distillation.reward_split(setup.train, reward_fraction, args.seed)
-    examples = train + setup.unlabeled  # the originals of the transfer set, labelled ones first
+    originals = distillation.Originals(train, setup.pools.get("source", []), setup.pools.get("unlabeled", []))
+    examples = originals.train + originals.source + originals.unlabeled  # in the transfer set's order
 
     # The transfer set, and the teacher's logits of each of its examples (from the cache where they are there). L2A's
     # learned generator draws each epoch's copies anew, the teacher labelling the new ones.
@@ -62,8 +65,7 @@ def main(argv=None):
     def epoch_data(epoch):
         """(transfer set, logits, loader) of an epoch (the same every epoch without a learned
         generator)."""
-        transfer = transfer_set(args, task, setup, examples, len(train), tokenizer,
-                                generator.draws(epoch) if generator else None)
+        transfer = transfer_set(args, task, setup, originals, tokenizer, generator.draws(epoch) if generator else None)
         # Original examples (the first ones) are encoded from their texts, augmented copies from their words.
         teacher_records = [encoder.texts(examples[example.source].texts) if i < len(examples) else
                            encoder.sentences(example.sentences) for i, example in enumerate(transfer)]
@@ -77,6 +79,9 @@ def main(argv=None):
         if generator:  # the selector finds each copy's trace by its index
             generator.traces = [example.trace for example in transfer]
             records = [{**record, "index": i} for i, record in enumerate(records)]
+        if args.selector == "reinforce":  # it counts what it keeps of each origin
+            records = [{**record, "origin": distillation.ORIGINS.index(originals.origin(i, example))}
+                       for i, (record, example) in enumerate(zip(records, transfer))]
         return transfer, logits, data.make_loader(records, data.student_collate(setup.vocab.pad_id), args.batch_size,
                                                   shuffle=True, seed=args.seed)
 
@@ -91,7 +96,9 @@ def main(argv=None):
         return loaders[epoch]
 
     # Train the student against the teacher's logits.
-    loss_fn, evaluate, chooser = objective(args, setup, reward, generator)
+    candidates = {originals.origin(i, example) for i, example in enumerate(transfer) if example.label == data.NO_LABEL}
+    loss_fn, evaluate, chooser = objective(args, setup, reward, generator,
+                                           [origin for origin in distillation.ORIGINS if origin in candidates])
     prepare_output_dir(args.output_dir)
     if args.save_transfer_set and WORLD.is_main:
         distillation.write_transfer_set(os.path.join(args.output_dir, "transfer_set.tsv"), transfer, logits, task)
@@ -117,10 +124,12 @@ def learned_generator(args, setup, examples, tokenizer):
                                              config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces))
 
 
-def transfer_set(args, task, setup, examples, labelled, tokenizer, learned=None):
-    """The examples followed by the augmented copies of the first `labelled` ones (of all with
-    --augment_unlabeled), drawn by the paper's rules or L2A's generator (learned: augment.LearnedDraws, the learned
-    generator's of an epoch)."""
+def transfer_set(args, task, setup, originals, tokenizer, learned=None):
+    """The originals (distillation.Originals) followed by the augmented copies of the training examples and the
+    source text (and of the unlabelled text with --augment_unlabeled), drawn by the paper's rules or L2A's generator
+    (learned: augment.LearnedDraws, the learned generator's of an epoch)."""
+    examples = originals.train + originals.source + originals.unlabeled
+    augmented = len(examples) if args.augment_unlabeled else len(originals.train) + len(originals.source)
     config = config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces)
     tags = augment.pos_tags(examples, setup.analyzer, task.language, args.pos_model, args.cache_dir) \
         if args.augment == "rules" and args.p_pos > 0 and args.n_iter > 0 else None
@@ -138,17 +147,18 @@ def transfer_set(args, task, setup, examples, labelled, tokenizer, learned=None)
             "" if task.language == "zh" else " ", augment.REPLACEMENT_CANDIDATES, args.max_seq_length)
     transfer = augment.build_transfer_set(examples, setup.analyzer, config, tags, args.seed, args.num_workers,
                                           embedding_neighbours, masked_lm_candidates,
-                                          augmented=len(examples) if args.augment_unlabeled else labelled,
-                                          learned=learned)
-    logger.info("transfer set: %d examples (%d labelled, %d unlabelled, %d augmented)", len(transfer),
-                labelled, len(examples) - labelled, len(transfer) - len(examples))
+                                          augmented=augmented, learned=learned)
+    logger.info("transfer set: %d examples (%d labelled, %d of the source domain, %d unlabelled, %d augmented)",
+                len(transfer), len(originals.train), len(originals.source), len(originals.unlabeled),
+                len(transfer) - len(examples))
     return transfer
 
 
-def objective(args, setup, reward, generator=None):
+def objective(args, setup, reward, generator, origins):
     """(loss_fn, evaluate, selector) of the run: the distillation loss on every example, or, with --selector
-    reinforce, on those its policy keeps (and its keep rate and reward in each evaluation; the learned generator, if
-    any, learns from its decisions); selector None without."""
+    reinforce, on those its policy keeps (and its keep rate and reward in each evaluation, and the keep rate of each
+    of the origins (distillation.ORIGINS) it decides on when there are several; the learned generator, if any,
+    learns from its decisions); selector None without."""
     def soft_loss(student_logits, teacher_logits, labels):
         return distillation.distill_loss(student_logits, teacher_logits, labels, args.alpha, args.loss,
                                          args.temperature)
@@ -159,7 +169,7 @@ def objective(args, setup, reward, generator=None):
         return loss_fn, setup.evaluate, None
     chooser = selector.ReinforcedSelector(
         config_of(SelectorConfig, args), args.seed, setup.records(reward), [ex.label for ex in reward],
-        args.batch_size, soft_loss, generator)
+        args.batch_size, soft_loss, generator, origins)
 
     def evaluate(model):  # the keep rate and mean reward since the last evaluation go in eval_log.jsonl too
         return {**setup.evaluate(model), **chooser.report()}

@@ -81,7 +81,7 @@ def input_hashes(args, task):
     model --model_name_or_path fine-tunes) weights, config and tokenizer files (models.teacher_files), an
     --embedding directory's weights."""
     files = {flag: getattr(args, flag, None)
-             for flag in ("train_file", "dev_file", "unlabeled_file", "vocab_path", "embedding")}
+             for flag in ("train_file", "dev_file", "unlabeled_file", "source_file", "vocab_path", "embedding")}
     files = {flag: path for flag, path in files.items() if path and os.path.isfile(path)}
     directories = {}
     for flag in ("teacher_dir", "model_name_or_path", "embedding"):

@@ -135,19 +135,22 @@ def read_split(task, split, path, flag, limit=None):
             for fields in check_tsv(path, flag, task, split)][:limit]
 
 
-def read_unlabeled(task, path, limit=None, flag="--unlabeled_file"):
+def read_unlabeled(task, path, limit=None, flag="--unlabeled_file", label_ignored=False):
     """Examples without labels (label NO_LABEL) from a UTF-8 file of one example per line, no header (a pair's two
     texts separated by a TAB); blank lines are skipped. A line with another number of texts fails, naming file and
-    line (a labelled TSV given here is refused, not read with its labels as text)."""
+    line (a labelled TSV given here is refused, not read with its labels as text), unless label_ignored: then a
+    last field more on a line, a label, is left out."""
     examples = []
     for number, line in enumerate(read_text(path, flag).split("\n"), start=1):
         if not line.strip():
             continue
         texts = tuple(line.strip().split("\t"))
+        if label_ignored and len(texts) == len(task.text_columns) + 1:
+            texts = texts[:-1]
         if len(texts) != len(task.text_columns):
             expected = "two texts separated by one TAB" if task.is_pair else "one text and no TAB"
-            raise UserError(f"{flag} {path}:{number}: expected {expected} (no label), found {len(texts)} "
-                            "tab-separated fields")
+            expected += ", then maybe a label" if label_ignored else " (no label)"
+            raise UserError(f"{flag} {path}:{number}: expected {expected}, found {len(texts)} tab-separated fields")
         examples.append(Example(texts, NO_LABEL))
     if not examples:
         raise UserError(f"{flag} {path}: no examples (every line is blank)")

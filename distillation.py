@@ -5,6 +5,7 @@ import hashlib
 import logging
 import os
 import random
+from typing import NamedTuple
 
 import numpy as np
 import paddle.nn.functional as F
@@ -158,6 +159,24 @@ def log_examples(transfer, teacher_records, student_records, logits, tokenizer, 
                     " %s\n  teacher logits: %s", index, transfer[index].source, transfer[index].label,
                     " ".join(tokenizer.convert_ids_to_tokens(teacher_records[index]["input_ids"].tolist())),
                     " | ".join(" ".join(tokens) for tokens in student_tokens), np.round(logits[index], 4).tolist())
+
+
+class Originals(NamedTuple):
+    """The transfer set's original examples by kind, in the order they come in it: labelled training examples,
+    text of a related domain (--source_file), unlabelled text (--unlabeled_file)."""
+    train: list
+    source: list
+    unlabeled: list
+
+    def origin(self, index, example):
+        """Where transfer-set example number `index` (a TransferExample) comes from: one of ORIGINS."""
+        kind = "train" if example.source < len(self.train) else \
+            "source" if example.source < len(self.train) + len(self.source) else "unlabeled"
+        is_copy = index >= len(self.train) + len(self.source) + len(self.unlabeled)
+        return kind + "_copy" if is_copy else kind
+
+
+ORIGINS = ("train", "train_copy", "source", "source_copy", "unlabeled", "unlabeled_copy")
 
 
 def reward_split(train, fraction, seed):

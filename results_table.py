@@ -30,7 +30,7 @@ RESULT_FIELDS = ("task", "script", "metric", "metrics", "best_step", "steps", "t
 # Flags that change neither what a run learns nor how it is scored, and those the seeds table names elsewhere.
 NOT_SETTINGS = FLAGS_THAT_SHAPE_NOTHING | {"seed", "task_name", "dataset_dir", "train_file", "max_train_samples",
                                           "teacher_dir", "model_name_or_path", "augment", "mlm", "selector",
-                                          "unlabeled_file"}
+                                          "unlabeled_file", "generator", "source_file"}
 
 
 def task_rank(task):
@@ -151,11 +151,14 @@ def recipe(results):
         return SCRIPT_NAMES[results["script"]]
     words = f"masked LM {os.path.basename(os.path.normpath(flags['mlm']))}" if flags.get("mlm") else \
         "teacher embedding neighbours"
+    learned = "learned, " if flags.get("generator") == "learned" else ""
     augment = "no augmentation" if flags.get("n_iter") == 0 else \
-        f"L2A generator ({words})" if flags.get("augment") == "l2a" else "rule-based augmentation"
+        f"L2A generator ({learned}{words})" if flags.get("augment") == "l2a" else "rule-based augmentation"
     parts = [f"distilled, {augment}"]
     if flags.get("selector") == "reinforce":
         parts.append("selector")
+    if flags.get("source_file"):
+        parts.append(f"source text {os.path.basename(flags['source_file'])}")
     if flags.get("unlabeled_file"):
         parts.append(f"unlabelled {os.path.basename(flags['unlabeled_file'])}")
     return " + ".join(parts)
@@ -164,7 +167,8 @@ def recipe(results):
 def recipe_order(results):
     flags = results["flags"]
     return (list(SCRIPT_NAMES).index(results["script"]), bool(flags.get("unlabeled_file")),
-            flags.get("augment") == "l2a", flags.get("selector") == "reinforce", bool(flags.get("mlm")))
+            flags.get("augment") == "l2a", flags.get("selector") == "reinforce", flags.get("generator") == "learned",
+            bool(flags.get("source_file")), bool(flags.get("mlm")))
 
 
 def seeds_table(results):

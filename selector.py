@@ -11,6 +11,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 import data
+import distillation
 import model as models
 import runtimes
 from utils import optimizer_state_in, optimizer_state_out
@@ -54,10 +55,14 @@ class ReinforcedSelector:
     policy; report() gives the keep rate and mean reward since the last report (for eval_log.jsonl);
     state_dict()/set_state_dict() carry everything into and out of a checkpoint, so a resumed run is exact."""
 
-    def __init__(self, config, seed, reward_records, reward_labels, batch_size, soft_loss, generator=None):
+    def __init__(self, config, seed, reward_records, reward_labels, batch_size, soft_loss, generator=None,
+                 origins=()):
         """config: an args.SelectorConfig; generator: a generator.LearnedGenerator that learns from the policy's
-        decisions on its copies (batches then carry each example's index in generator.traces)."""
+        decisions on its copies (batches then carry each example's index in generator.traces); origins: the
+        distillation.ORIGINS of the examples it decides on, each kept apart in report() when there are several
+        (batches then carry each example's origin, its index in distillation.ORIGINS)."""
         self.config, self.generator = config, generator
+        self.origins = list(origins) if len(origins) > 1 else []
         self.reward_records, self.reward_labels, self.batch_size = reward_records, np.asarray(reward_labels), batch_size
         self.soft_loss = soft_loss  # (student logits, teacher logits, labels) -> loss, over the kept rows
         self.policy = Policy()
@@ -73,7 +78,11 @@ class ReinforcedSelector:
         self.episode = []  # [features, actions, reward, (generator's traces, their keep probabilities)] per step
         self.baseline = None  # running mean of the returns
         self.score_now = None  # the student's reward-split score (accuracy or likelihood) after the last update
-        self.tally = {"offered": 0, "kept": 0, "rewards": []}
+        self.tally = self._empty_tally()
+
+    def _empty_tally(self):
+        return {"offered": 0, "kept": 0, "rewards": [], **{f"offered_{o}": 0 for o in self.origins},
+                **{f"kept_{o}": 0 for o in self.origins}}
 
     def reward_score(self, model):
         logits = runtimes.student_logits(model, self.reward_records, self.batch_size)
@@ -102,6 +111,12 @@ class ReinforcedSelector:
         self.episode.append([features, actions, None, drawn])
         self.tally["offered"] += len(actions)
         self.tally["kept"] += int(actions.sum())
+        if self.origins:
+            origins = batch["origin"].numpy()[candidates]
+            for origin in self.origins:
+                mine = origins == distillation.ORIGINS.index(origin)
+                self.tally[f"offered_{origin}"] += int(mine.sum())
+                self.tally[f"kept_{origin}"] += int(actions[mine].sum())
         if not keep.any():
             return (logits * 0).sum()  # nothing kept: no update
         rows = paddle.to_tensor(np.flatnonzero(keep))
@@ -145,11 +160,12 @@ class ReinforcedSelector:
         self.episode = []
 
     def report(self):
-        """Keep rate and mean reward since the last report."""
+        """Keep rate (and that of each origin) and mean reward since the last report."""
         tally = self.tally
         report = {"keep_rate": tally["kept"] / max(tally["offered"], 1),
+                  **{f"keep_rate_{o}": tally[f"kept_{o}"] / max(tally[f"offered_{o}"], 1) for o in self.origins},
                   "reward": float(np.mean(tally["rewards"])) if tally["rewards"] else 0.0}
-        self.tally = {"offered": 0, "kept": 0, "rewards": []}
+        self.tally = self._empty_tally()
         return {**report, **self.generator.report()} if self.generator is not None else report
 
     def state_dict(self):

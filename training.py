@@ -253,7 +253,7 @@ class StudentSetup:
     """What both student scripts start from."""
     task: object  # tasks.Task
     train: list  # training Examples
-    unlabeled: list  # Examples without labels, none repeating a training example's texts or each other's
+    pools: dict  # name -> Examples without labels, none repeating a training example's texts or each other's
     analyzer: data.Analyzer
     vocab: data.StudentVocab
     model: models.BiLSTM
@@ -279,15 +279,20 @@ class StudentSetup:
         return data.student_records(examples, self.analyzer, self.vocab, self.model.config.max_seq_length)
 
 
-def student_setup(args, task, teacher_dir=None, unlabeled=()):
-    """Seed, device, data, vocabulary (of the training and any unlabelled examples), model (with --embedding and
-    --init_from_ckpt) and dev records, from the student flags: the one place the two student scripts' mains share."""
+def student_setup(args, task, teacher_dir=None, pools=None):
+    """Seed, device, data, vocabulary (of the training examples and those of pools: name -> Examples without labels,
+    each kept without the ones whose texts a training example, an earlier pool or an earlier line has), model (with
+    --embedding and --init_from_ckpt) and dev records, from the student flags: the one place the two student
+    scripts' mains share."""
     set_seed(args.seed)
     set_device(args.device)
     train, dev = data.load_examples(task, args.train_file, args.dev_file, args.max_train_samples,
                                     args.max_dev_samples)
-    unlabeled = data.unseen(unlabeled, train)
-    analyzer, vocab = data.build_student_side(task, train + unlabeled, args.tokenization, args.vocab_path,
+    kept, known = {}, list(train)
+    for name, examples in (pools or {}).items():
+        kept[name] = data.unseen(examples, known)
+        known += kept[name]
+    analyzer, vocab = data.build_student_side(task, known, args.tokenization, args.vocab_path,
                                               args.max_vocab_size, args.min_freq, teacher_dir)
     weights = embeddings.embedding_matrix(args.embedding, vocab, args.seed, args.emb_dim, teacher_dir)
     if weights is not None and args.emb_dim and args.emb_dim != weights.shape[1]:
@@ -302,4 +307,4 @@ def student_setup(args, task, teacher_dir=None, unlabeled=()):
     if args.init_from_ckpt:
         models.load_student_weights(model, args.init_from_ckpt, vocab=vocab)
     dev_records = data.student_records(dev, analyzer, vocab, args.max_seq_length)
-    return StudentSetup(task, train, unlabeled, analyzer, vocab, model, dev_records, args.batch_size)
+    return StudentSetup(task, train, kept, analyzer, vocab, model, dev_records, args.batch_size)

@@ -133,6 +133,7 @@ GATED_CASES = [
     (["--selector_reward", "likelihood"], "--selector reinforce"), (["--edit_alpha", "2"], "--augment l2a"),
     (["--replace_temperature", "1"], "--augment l2a"), (["--mlm", "some-mlm"], "--augment l2a"),
     (["--max_unlabeled_samples", "5"], "--unlabeled_file"), (["--augment_unlabeled"], "--unlabeled_file"),
+    (["--max_source_samples", "5"], "--source_file"),
     (["--temperature", "2"], "--loss kl"), (["--rho", "0.9"], "--optimizer adadelta"),
     (["--language", "zh"], "--dataset_dir"),
     *((["--augment", "l2a", flag, value], "--augment rules") for flag, value in (

@@ -163,3 +163,28 @@ def test_an_epoch_s_copies_depend_on_the_seed_and_epoch_not_the_workers(tiny_ber
     assert one == two and len(one) == 40 * 4  # every draw kept, repeats included
     assert all(example.trace is not None for example in one[40:])
     assert [example.sentences for example in epoch(2, 2)] != [example.sentences for example in one]
+
+
+def test_source_text_is_labelled_copied_and_selected_apart(task_files, tiny_bert, tmp_path, caplog):
+    import data
+    from tasks import TASKS
+
+    train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")
+    source = [" ".join(reversed(example.texts[0].split())) for example in train[:20]]  # a "related domain"
+    lines = [text + ("\t1" if i % 2 else "") for i, text in enumerate(source)]  # labelled or not: labels left out
+    (tmp_path / "source.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = [f for f in distill_flags(task_files, tiny_bert, tmp_path) if f not in ("--generator", "learned")]
+    flags = flags[:flags.index("--generator_lr")] + flags[flags.index("--generator_lr") + 2:]
+    bert_distill.main(flags + ["--source_file", str(tmp_path / "source.txt"), "--max_epoch", "1",
+                               "--save_transfer_set", "--output_dir", str(tmp_path / "run")])
+    rows = [line.split("\t") for line in
+            (tmp_path / "run" / "transfer_set.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    texts = [row[0] for row in rows]
+    kept_train = len(train) - 32  # the reward split held out
+    assert texts[kept_train:kept_train + len(source)] == [data.sentence_text(
+        data.Analyzer("en", data.load_tokenizer(tiny_bert, "dir")).sentence(text), "en") for text in source]
+    assert all(row[1] == "-1" for row in rows[kept_train:])  # no hard label: the teacher's logits only
+    assert len(rows) > kept_train + len(source)  # copies
+    log = [json.loads(line) for line in (tmp_path / "run" / "eval_log.jsonl").read_text().splitlines()]
+    assert {"keep_rate_train_copy", "keep_rate_source", "keep_rate_source_copy"} <= set(log[-1])
+    assert "--source_file: 20 examples (0 left out" in caplog.text
