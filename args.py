@@ -196,7 +196,10 @@ class SelectorConfig:
     selector_reward: str = flag("accuracy", "What a step's reward measures on the reward split, after the student's "
                                 "update minus before: accuracy (L2A's), or the mean log-probability of the true "
                                 "labels (likelihood: moves with every sentence's probability, where accuracy mostly "
-                                "stays).", choices=("accuracy", "likelihood"))
+                                "stays); or, per decision, 'influence': how much a step on the example alone would "
+                                "lower the reward split's cross-entropy, to first order in the output layer "
+                                "(keeping it earns that, dropping it the opposite).",
+                                choices=("accuracy", "likelihood", "influence"))
     reward_fraction: float = flag(0.1, "Share of the labelled training examples held out for its rewards.",
                                   type=PROBABILITY)
     episode_steps: int = flag(10, "Student updates per episode (one policy update each).", type=COUNT)
@@ -427,6 +430,7 @@ ACTS_ONLY_WITH = {
     ("selector", "reinforce"): tuple(f.name for f in fields(SelectorConfig)) + ("generator",),  # learns from it
     ("augment", "l2a"): ("edit_alpha", "replace_temperature", "mlm", "generator"),
     ("generator", "learned"): ("generator_lr", "generator_temperature"),
+    ("selector_reward", ("accuracy", "likelihood")): ("selector_gamma",),  # influence: no returns to discount
     ("augment", "rules"): ("p_mask", "p_pos", "p_ng", "ngram_min", "ngram_max", "whole_word_mask", "mask_token",
                            "pos_model"),
     ("unlabeled_file", None): ("max_unlabeled_samples", "augment_unlabeled"),

@@ -93,9 +93,10 @@ class ReinforcedSelector:
         return float(log_probabilities[np.arange(len(self.reward_labels)), self.reward_labels].mean())
 
     def loss(self, model, batch):
-        if self.score_now is None:
+        per_example = self.config.selector_reward == "influence"
+        if self.score_now is None and not per_example:
             self.score_now = self.reward_score(model)
-        logits = model(**models.student_inputs(batch))
+        logits, output_inputs = _with_output_inputs(model, batch)
         candidates = (batch["label"] == data.NO_LABEL).numpy()
         features = selection_features(batch["logits"], logits.detach()).numpy()[candidates]
         with paddle.no_grad():
@@ -108,7 +109,15 @@ class ReinforcedSelector:
             traces = [self.generator.traces[i] for i in batch["index"].numpy()[candidates]]
             has_trace = np.array([trace is not None for trace in traces], dtype=bool)
             drawn = ([trace for trace in traces if trace is not None], keep_probability[has_trace])
-        self.episode.append([features, actions, None, drawn])
+        reward = None
+        if per_example and len(actions):  # keeping a helpful example, or dropping a harmful one, is rewarded
+            rows = paddle.to_tensor(np.flatnonzero(candidates))
+            benefit = self.influence(model, output_inputs.detach().numpy()[candidates],
+                                     paddle.gather(logits.detach(), rows), paddle.gather(batch["logits"], rows),
+                                     paddle.gather(batch["label"], rows))
+            reward = np.where(actions, benefit, -benefit)
+            self.tally["rewards"].append(float(reward.mean()))
+        self.episode.append([features, actions, reward, drawn])
         self.tally["offered"] += len(actions)
         self.tally["kept"] += int(actions.sum())
         if self.origins:
@@ -123,37 +132,69 @@ class ReinforcedSelector:
         return self.soft_loss(paddle.gather(logits, rows), paddle.gather(batch["logits"], rows),
                               paddle.gather(batch["label"], rows))
 
+    def influence(self, model, output_inputs, logits, teacher_logits, labels):
+        """Per candidate, the first-order benefit of its update to the reward split: the dot product of the
+        gradient its distillation loss gives the student's output layer with the gradient the reward split's
+        cross-entropy gives it (positive: a step on the candidate lowers the reward split's loss). Both gradients
+        are outer products (of the loss's gradient in the logits and the layer's input), so the dot product is a
+        product of two small Gram matrices."""
+        logits = paddle.to_tensor(logits.numpy(), stop_gradient=False)
+        delta = paddle.grad(self.soft_loss(logits, teacher_logits, labels), logits)[0].numpy()
+        reward_inputs, reward_logits = [], []
+        model.eval()
+        with paddle.no_grad():
+            collate = data.student_collate(model.config.padding_idx)
+            for start in range(0, len(self.reward_records), self.batch_size):
+                chunk = collate(self.reward_records[start:start + self.batch_size])
+                chunk_logits, chunk_inputs = _with_output_inputs(
+                    model, {name: paddle.to_tensor(value) for name, value in chunk.items()})
+                reward_logits.append(chunk_logits.numpy())
+                reward_inputs.append(chunk_inputs.numpy())
+        model.train()
+        reward_logits = np.concatenate(reward_logits)
+        reward_delta = F.softmax(paddle.to_tensor(reward_logits), axis=-1).numpy()
+        reward_delta[np.arange(len(self.reward_labels)), self.reward_labels] -= 1  # d CE / d logits
+        return ((delta @ reward_delta.T) * (output_inputs @ np.concatenate(reward_inputs).T + 1)).mean(axis=1)
+
     def after_step(self, model):
-        before, self.score_now = self.score_now, self.reward_score(model)
-        self.episode[-1][2] = self.score_now - before
-        self.tally["rewards"].append(self.score_now - before)
+        if self.config.selector_reward != "influence":  # the step's reward: the reward split's score, after - before
+            before, self.score_now = self.score_now, self.reward_score(model)
+            self.episode[-1][2] = self.score_now - before
+            self.tally["rewards"].append(self.score_now - before)
         if len(self.episode) == self.config.episode_steps:
             self.update()
 
     def update(self):
-        """REINFORCE with a baseline over the finished episode: each step's decisions are pushed towards the
-        actions taken in proportion to the step's discounted return minus the running mean of returns."""
-        rewards = np.array([step[2] for step in self.episode])
-        returns = np.zeros_like(rewards)
-        running = 0.0
-        for t in reversed(range(len(rewards))):
-            running = rewards[t] + self.config.selector_gamma * running
-            returns[t] = running
-        baseline = returns.mean() if self.baseline is None else self.baseline
+        """REINFORCE over the finished episode: each step's decisions are pushed towards the actions taken in
+        proportion to the step's discounted return minus a running mean of returns (the baseline); with the
+        influence reward, each decision in proportion to its own reward (over their root mean square)."""
+        if self.config.selector_reward == "influence":
+            rewards = [step[2] for step in self.episode if step[2] is not None]
+            scale = np.sqrt(np.mean(np.concatenate(rewards) ** 2)) if rewards else 0.0
+            advantages = [np.zeros(0) if step[2] is None or scale == 0 else step[2] / scale for step in self.episode]
+        else:
+            rewards = np.array([step[2] for step in self.episode])
+            returns = np.zeros_like(rewards)
+            running = 0.0
+            for t in reversed(range(len(rewards))):
+                running = rewards[t] + self.config.selector_gamma * running
+                returns[t] = running
+            advantages = returns - (returns.mean() if self.baseline is None else self.baseline)
+            self.baseline = returns.mean() if self.baseline is None else 0.9 * self.baseline + 0.1 * returns.mean()
         loss = 0.0
         decisions = sum(len(step[1]) for step in self.episode)
-        for (features, actions, *_), advantage in zip(self.episode, returns - baseline):
-            if len(actions) == 0 or advantage == 0:
+        for (features, actions, *_), advantage in zip(self.episode, advantages):
+            if len(actions) == 0 or not np.any(advantage):
                 continue
             p = self.policy(paddle.to_tensor(features))
             taken = paddle.to_tensor(actions.astype("float32"))
             log_probability = taken * paddle.log(p + 1e-8) + (1 - taken) * paddle.log(1 - p + 1e-8)
-            loss = loss - float(advantage) * log_probability.sum() / decisions
+            weight = paddle.to_tensor(np.broadcast_to(advantage, actions.shape).astype("float32"))
+            loss = loss - (weight * log_probability).sum() / decisions
         if isinstance(loss, paddle.Tensor):
             loss.backward()
             self.optimizer.step()
             self.optimizer.clear_grad()
-        self.baseline = returns.mean() if self.baseline is None else 0.9 * self.baseline + 0.1 * returns.mean()
         if self.generator is not None:
             self.generator.learn([trace for step in self.episode for trace in step[3][0]],
                                  np.concatenate([step[3][1] for step in self.episode]))
@@ -185,3 +226,14 @@ class ReinforcedSelector:
 
     def save(self, path):
         paddle.save(self.policy.state_dict(), path)
+
+
+def _with_output_inputs(model, batch):
+    """(the student's logits of a batch, the input of its output layer: what the logits are linear in)."""
+    captured = []
+    hook = model.output_layer.register_forward_pre_hook(lambda layer, inputs: captured.append(inputs[0]))
+    try:
+        logits = model(**models.student_inputs(batch))
+    finally:
+        hook.remove()
+    return logits, captured[0]

@@ -134,6 +134,8 @@ GATED_CASES = [
     (["--replace_temperature", "1"], "--augment l2a"), (["--mlm", "some-mlm"], "--augment l2a"),
     (["--max_unlabeled_samples", "5"], "--unlabeled_file"), (["--augment_unlabeled"], "--unlabeled_file"),
     (["--max_source_samples", "5"], "--source_file"),
+    (["--selector_gamma", "0.5", "--selector", "reinforce", "--selector_reward", "influence"],
+     "--selector_reward accuracy or likelihood"),
     (["--temperature", "2"], "--loss kl"), (["--rho", "0.9"], "--optimizer adadelta"),
     (["--language", "zh"], "--dataset_dir"),
     *((["--augment", "l2a", flag, value], "--augment rules") for flag, value in (

@@ -13,6 +13,7 @@ from test_resume import assert_same_run, interrupt_at, run_interrupted
 import bert_distill
 import data
 import distillation
+import model as models
 import plot_curves
 import selector
 from args import SelectorConfig
@@ -76,6 +77,74 @@ def test_the_likelihood_reward_sees_what_accuracy_misses(reward, monkeypatch):
         assert expected > 0.3
 
 
+def tiny_student(num_labels=3):
+    from model import BiLSTM, StudentConfig
+
+    paddle.seed(0)
+    model = BiLSTM(StudentConfig(vocab_size=50, emb_dim=8, hidden_size=6, num_labels=num_labels, dropout_prob=0.0,
+                                 activation="tanh", is_pair=False, padding_idx=0, pooling="max", task_name="t",
+                                 language="en", use_pieces=False, max_seq_length=16, labels=("a", "b", "c")))
+    return model
+
+
+def records(rng, count, labels):
+    return [{"ids": rng.integers(1, 50, size=length).astype("int64"), "lengths": int(length), "label": int(label)}
+            for length, label in zip(rng.integers(2, 9, size=count), labels)]
+
+
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_the_influence_reward_is_the_dot_product_of_the_two_output_layer_gradients(loss):
+    """Each candidate's benefit equals <d its share of the distillation loss / d output layer, d the reward split's
+    mean cross-entropy / d output layer>, both taken by autograd over the weight and the bias."""
+    rng = np.random.default_rng(0)
+    model = tiny_student()
+    reward = records(rng, 7, rng.integers(0, 3, size=7))
+    batch = {k: paddle.to_tensor(v) for k, v in data.student_collate(0)(records(rng, 5, [data.NO_LABEL] * 5)).items()}
+    teacher = paddle.to_tensor(rng.normal(size=(5, 3)).astype("float32"))
+
+    def soft_loss(student_logits, teacher_logits, labels):
+        return distillation.distill_loss(student_logits, teacher_logits, labels, 0.0, loss, 2.0)
+
+    chooser = selector.ReinforcedSelector(SelectorConfig(selector_reward="influence"), 0, reward,
+                                          [r["label"] for r in reward], 4, soft_loss)
+    model.eval()
+    logits, output_inputs = selector._with_output_inputs(model, batch)
+    benefit = chooser.influence(model, output_inputs.numpy(), logits.detach(), teacher, batch["label"])
+
+    layer = [model.output_layer.weight, model.output_layer.bias]
+    model.eval()
+    reward_batch = {k: paddle.to_tensor(v) for k, v in data.student_collate(0)(reward).items()}
+    reward_loss = paddle.nn.functional.cross_entropy(model(**models.student_inputs(reward_batch)),
+                                                     paddle.to_tensor(np.array([r["label"] for r in reward])))
+    reward_gradient = paddle.grad(reward_loss, layer)
+    for i in range(5):
+        # candidate i's share of the batch's loss: the loss with only its row attached to the model
+        own = paddle.concat([model(**models.student_inputs(batch))[i:i + 1], logits.detach()[:i], logits.detach()[i + 1:]])
+        order = [i] + [j for j in range(5) if j != i]
+        gradient = paddle.grad(soft_loss(own, paddle.gather(teacher, paddle.to_tensor(order)), batch["label"]), layer)
+        expected = sum(float((g * r).sum()) for g, r in zip(gradient, reward_gradient))
+        assert benefit[i] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+    assert np.ptp(benefit) > 0
+
+
+def test_the_influence_reward_keeps_what_helps_and_drops_what_harms():
+    chooser = selector.ReinforcedSelector(SelectorConfig(episode_steps=2, selector_lr=0.05,
+                                                         selector_reward="influence"), 0, [], [], 8, soft_loss=None)
+    rng = np.random.default_rng(0)
+    helpful = rng.uniform(0, 1, size=(6, selector.FEATURES)).astype("float32")
+    harmful = rng.uniform(-1, 0, size=(6, selector.FEATURES)).astype("float32")
+    before = keep_probability(chooser.policy, helpful), keep_probability(chooser.policy, harmful)
+    for _ in range(5):  # each decision rewarded on its own: +benefit when kept, -benefit when dropped
+        features = np.concatenate([helpful, harmful])
+        actions = rng.random(12) < 0.5
+        benefit = np.r_[np.full(6, 0.3), np.full(6, -0.3)]
+        chooser.episode = [[features, actions, np.where(actions, benefit, -benefit)],
+                           [features[:0], np.zeros(0, bool), None]]
+        chooser.update()
+    after = keep_probability(chooser.policy, helpful), keep_probability(chooser.policy, harmful)
+    assert (after[0] > before[0]).all() and (after[1] < before[1]).all()
+
+
 def distill_flags(task_files, tiny_bert, tmp_path):
     return data_flags(task_files, "sst-2") + STUDENT_FAST + [
         "--teacher_dir", tiny_bert, "--n_iter", "2", "--num_workers", "1", "--max_epoch", "2", "--eval_steps", "6",
@@ -112,3 +181,11 @@ def test_the_selector_trains_logs_and_resumes_exactly(task_files, tiny_bert, tmp
     png = str(tmp_path / "keep-rate.png")
     plot_curves.main([str(tmp_path / "straight"), "--metric", "keep_rate", "--output", png])
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_with_the_influence_reward(task_files, tiny_bert, tmp_path):
+    bert_distill.main(distill_flags(task_files, tiny_bert, tmp_path) + ["--selector_reward", "influence", "--selector_lr", "0.05", "--max_epoch", "1",
+                               "--output_dir", str(tmp_path / "run")])
+    log = [json.loads(line) for line in (tmp_path / "run" / "eval_log.jsonl").read_text().splitlines()]
+    assert all(0 <= record["keep_rate"] <= 1 for record in log)
+    assert any(record["reward"] != 0 for record in log)  # every decision gets a reward of its own
