@@ -39,5 +39,10 @@ for size in 1k 40pc; do
     done
 done
 
+# Diagnostic, seed 1: the influence reward without source text.
+SCARCE="--task_name sst-2 --train_file $RUNS/sst-2-1k.tsv --dev_file $DATA/SST-2/dev.tsv --max_seq_length 64"
+python bert_distill.py $SCARCE --teacher_dir $RUNS/teacher-sst-2-1k/best --cache_dir $RUNS/cache --seed 1 $L2A \
+    --generator learned --selector_reward influence --output_dir $RUNS/learned-influence-1k-s1
+
 python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc-s? $RUNS/learned-*-1k-s? --over_seeds \
     --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS --alias SOURCE=$SOURCE
