@@ -175,8 +175,9 @@ def test_profile_shows_where_each_students_time_goes(output):
         operators = {row[0]: row for row in rows[:-1]}
         assert rows[-1][0] == "all" and {"Gather", profile.BETWEEN} <= set(operators)
         assert operators.keys() & {"LSTM", "DynamicQuantizeLSTM"}
-        for column in (2, 4):  # the shares at batch 1 and at batch 64
-            assert sum(float(row[column].rstrip("%")) for row in operators.values()) == pytest.approx(100, abs=0.5)
+        for column in (2, 4):  # the shares at batch 1 and at batch 64, each rounded to 0.1%
+            assert sum(float(row[column].rstrip("%")) for row in operators.values()) == pytest.approx(
+                100, abs=0.05 * len(operators) + 1e-9)
         for column in (1, 3):  # the times add up to the whole
             assert sum(number(row[column]) for row in operators.values()) == pytest.approx(number(rows[-1][column]),
                                                                                          abs=0.1 * len(rows))
