@@ -55,7 +55,7 @@ def main(argv=None):
     reward_fraction = args.reward_fraction if args.selector == "reinforce" else 0
     train, reward = distillation.reward_split(setup.train, reward_fraction, args.seed)
     originals = distillation.Originals(train, setup.pools.get("source", []), setup.pools.get("unlabeled", []))
-    examples = originals.train + originals.source + originals.unlabeled  # in the transfer set's order
+    examples = originals.examples
 
     # The transfer set, and the teacher's logits of each of its examples (from the cache where they are there). L2A's
     # learned generator draws each epoch's copies anew, the teacher labelling the new ones.
@@ -121,14 +121,14 @@ def learned_generator(args, setup, examples, tokenizer):
     replacements = augment.embedding_neighbours(augment.analysed(examples, setup.analyzer), tokenizer,
                                                 embeddings.word_piece_embeddings(args.teacher_dir, "--teacher_dir"))
     return generators.LearnedGenerator(replacements, config_of(GeneratorConfig, args),
-                                             config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces))
+                                       config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces))
 
 
 def transfer_set(args, task, setup, originals, tokenizer, learned=None):
     """The originals (distillation.Originals) followed by the augmented copies of the training examples and the
     source text (and of the unlabelled text with --augment_unlabeled), drawn by the paper's rules or L2A's generator
     (learned: augment.LearnedDraws, the learned generator's of an epoch)."""
-    examples = originals.train + originals.source + originals.unlabeled
+    examples = originals.examples
     augmented = len(examples) if args.augment_unlabeled else len(originals.train) + len(originals.source)
     config = config_of(AugmentConfig, args, use_pieces=setup.vocab.use_pieces)
     tags = augment.pos_tags(examples, setup.analyzer, task.language, args.pos_model, args.cache_dir) \

@@ -168,6 +168,11 @@ class Originals(NamedTuple):
     source: list
     unlabeled: list
 
+    @property
+    def examples(self):
+        """All of them, in the transfer set's order."""
+        return self.train + self.source + self.unlabeled
+
     def origin(self, index, example):
         """Where transfer-set example number `index` (a TransferExample) comes from: one of ORIGINS."""
         kind = "train" if example.source < len(self.train) else \
