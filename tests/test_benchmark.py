@@ -3,7 +3,6 @@ import contextlib
 import importlib.util
 import io
 import os
-import re
 
 import pytest
 
@@ -16,6 +15,7 @@ import runtimes
 from args import BENCHMARK_SECTIONS
 from benchmarks import profile, serving
 from files import read_json, write_json
+from script_output import number, profile_tables, table
 from tasks import TASKS
 from utils import CPU_CORES
 
@@ -45,16 +45,6 @@ def output(tiny_bert, task_files, tmp_path_factory):
     return stdout.getvalue()
 
 
-def table(output, section):
-    """The rows (lists of cells) of the Markdown table printed under '### <section>:'."""
-    text = output.split(f"### {section}:")[1].split("\n### ")[0]
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(lines) > 2 and set(lines[1]) <= set("|-: "), f"no table under {section}"
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
-
-
-def number(cell):
-    return float(re.sub(r"[,x]", "", cell))
 
 
 def lstm_student_parameters(vocab, emb, hidden, labels=2):
@@ -156,15 +146,6 @@ def test_end_to_end_serves_every_student_as_predict_py_can_and_shows_the_rest(ou
         assert number(rest) == pytest.approx(number(total) - number(model_ms), abs=2e-3)
         assert float(share.rstrip("%")) == pytest.approx(100 * number(rest) / number(total), abs=1)
 
-
-def profile_tables(output):
-    """{title: rows} of the tables the profile section printed."""
-    tables = {}
-    for part in output.split("### profile: ")[1:]:
-        lines = [line for line in part.split("\n\n")[1].splitlines() if line.startswith("|")]
-        tables[part.split(", ONNX Runtime's profiler")[0]] = [[cell.strip() for cell in line.strip("|").split("|")]
-                                                              for line in lines[2:]]
-    return tables
 
 
 def test_profile_shows_where_each_students_time_goes(output):

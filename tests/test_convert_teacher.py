@@ -16,6 +16,7 @@ from conftest import FAST, data_flags, fails_cleanly
 from paddlenlp.transformers import AutoModelForSequenceClassification, BertModel, MPNetModel
 from paddlenlp.transformers.model_utils import PretrainedModel
 from safetensors.numpy import load_file, save_file
+from script_output import softmax
 
 import convert_teacher
 import data
@@ -182,10 +183,6 @@ def layer_norm(x, tensors, name, eps):
 def gelu(x):
     return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
-
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def self_attention(x, tensors, names, additive):

@@ -1,12 +1,10 @@
 """From checkpoint to service: export a trained student (or a teacher), label text with predict.py, plot curves."""
-import io
-import json
 import os
-import sys
 
 import numpy as np
 import pytest
 from conftest import data_flags, fails_cleanly
+from script_output import dev_lines, run_predict, softmax
 
 import data
 import export_model
@@ -16,28 +14,9 @@ import predict
 import runtimes
 import teacher
 from files import read_json
-from tasks import TASKS
 
 
-def dev_lines(task, dev_file):
-    examples = data.read_split(TASKS[task], "dev", dev_file, "dev")
-    return ["\t".join(ex.texts) for ex in examples], np.array([ex.label for ex in examples])
 
-
-def run_predict(capsys, argv, stdin_bytes=None, monkeypatch=None):
-    """predict.main's exit code, JSON records (or text lines) on stdout, and stderr lines."""
-    capsys.readouterr()
-    if stdin_bytes is not None:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin_bytes)))
-    code = predict.main(argv)
-    out, err = capsys.readouterr()
-    lines = out.splitlines()
-    return code, [json.loads(line) for line in lines] if "--json" in argv else lines, err.splitlines()
-
-
-def softmax(logits):
-    exp = np.exp(logits - logits.max(-1, keepdims=True))
-    return exp / exp.sum(-1, keepdims=True)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "paddle"])

@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import paddle
 from conftest import STUDENT_FAST, data_flags, fails_cleanly
-from test_resume import assert_same_run, interrupt_at, run_interrupted
+from resumed_runs import assert_same_run, interrupt_at, run_interrupted
 
 import bert_distill
 import distillation

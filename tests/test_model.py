@@ -3,6 +3,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
+from script_output import softmax
 
 from args import parse_args
 from checkpoint import RunConfig
@@ -80,10 +81,6 @@ def test_dropout_acts_in_training_only():
     model.eval()
     np.testing.assert_allclose(model(ids, lengths).numpy(), model(ids, lengths).numpy())
 
-
-def softmax(x, t=1.0):
-    e = np.exp(x / t - (x / t).max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 @pytest.mark.parametrize("run_flags, steps", [(["--max_epoch", "2"], 10), (["--max_steps", "7"], 7)])

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 from conftest import STUDENT_FAST, data_flags
-from test_resume import assert_same_run, interrupt_at, run_interrupted
+from resumed_runs import assert_same_run, interrupt_at, run_interrupted
 
 import bert_distill
 import data

@@ -25,9 +25,8 @@ from benchmarks import serving
 from files import read_json
 from tasks import TASKS
 from utils import UserError
-from test_benchmark import profile_tables, table
+from script_output import dev_lines, profile_tables, run_predict, softmax, table
 from tiny_folders import write_dataset_dir
-from test_export_predict import dev_lines, run_predict, softmax
 
 
 def test_the_pca_projection_keeps_the_most_variance():
