@@ -10,10 +10,11 @@ from conftest import STUDENT_FAST, data_flags, fails_cleanly
 from resumed_runs import assert_same_run, interrupt_at, run_interrupted
 
 import bert_distill
+import data
 import distillation
 import generator as generators
 from args import AugmentConfig, GeneratorConfig
-from augment import edit_distance_probabilities, l2a_sentence
+from augment import build_transfer_set, edit_distance_probabilities, embedding_neighbours, l2a_sentence
 
 WORDS = [f"w{i}" for i in range(6)]
 SENTENCE = [(word, (word,)) for word in WORDS]
@@ -142,16 +143,12 @@ def test_the_learned_generator_takes_no_masked_lm(task_files, tiny_bert, tmp_pat
 
 
 def test_an_epoch_s_copies_depend_on_the_seed_and_epoch_not_the_workers(tiny_bert):
-    import data
-    from augment import build_transfer_set, embedding_neighbours
-    from test_l2a import l2a_config
-
     tokenizer = data.load_tokenizer(tiny_bert, "--teacher_dir")
     analyzer = data.Analyzer("en", tokenizer)
     rng = np.random.default_rng(0)
     words = ["good", "bad", "movie", "plot", "acting", "dull", "lovely", "story", "the", "a", "not"]
     examples = [data.Example((" ".join(rng.choice(words, size=rng.integers(2, 9))),), 1) for _ in range(40)]
-    config = l2a_config(alpha=2.0, temperature=0.5, n_iter=3)
+    config = AugmentConfig(augment="l2a", n_iter=3, edit_alpha=2.0, replace_temperature=0.5)
     table = embedding_neighbours([tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples], tokenizer,
                                  rng.normal(size=(len(tokenizer), 8)), k=3)
     generator = generators.LearnedGenerator(table, GeneratorConfig("learned"), config)
