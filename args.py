@@ -52,6 +52,7 @@ OPTIONAL_COUNT = ranged(int, 0)  # 0 meaning none (or, for --num_workers, one pe
 PROBABILITY = ranged(float, 0, 1)
 FRACTION = ranged(float, 0, 1, high_open=True)  # dropout, warm-up share: 1 would leave nothing
 POSITIVE = ranged(float, 0, low_open=True)
+NON_NEGATIVE = ranged(float, 0)
 SEED = ranged(int, 0, 2 ** 32 - 2)  # numpy takes seeds in [0, 2**32), and training seeds with seed + 1
 # The teacher's input holds its special tokens ([CLS] and [SEP], or [CLS] a [SEP] b [SEP] cut to fit) besides text.
 TEACHER_SEQ_LENGTH = ranged(int, 3)
@@ -215,7 +216,9 @@ class GeneratorConfig:
                           "selector episode, towards the copies the policy keeps (biases on the edit distance and on "
                           "each replacement word, zero at first) and draws each epoch's copies anew from it.",
                           choices=("fixed", "learned"))
-    generator_lr: float = flag(0.01, "The learned generator's Adam learning rate.", type=POSITIVE)
+    generator_lr: float = flag(0.01, "The learned generator's Adam learning rate; 0: it stays P_s and only draws "
+                               "each epoch's copies anew (the ablation that tells learning from redrawing).",
+                               type=NON_NEGATIVE)
     generator_temperature: float = flag(0.1, "Its target: P_s(copy) * exp(keep probability / this); smaller: "
                                         "follows the policy more sharply.", type=POSITIVE)
 

@@ -39,10 +39,16 @@ for size in 1k 40pc; do
     done
 done
 
-# Diagnostic, seed 1: the influence reward without source text.
 SCARCE="--task_name sst-2 --train_file $RUNS/sst-2-1k.tsv --dev_file $DATA/SST-2/dev.tsv --max_seq_length 64"
-python bert_distill.py $SCARCE --teacher_dir $RUNS/teacher-sst-2-1k/best --cache_dir $RUNS/cache --seed 1 $L2A \
-    --generator learned --selector_reward influence --output_dir $RUNS/learned-influence-1k-s1
+T="--teacher_dir $RUNS/teacher-sst-2-1k/best --cache_dir $RUNS/cache"
+# Ablation, three seeds: the generator kept at P_s (learning rate 0), its copies still drawn anew each epoch.
+for seed in 1 2 3; do
+    python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --generator_lr 0 \
+        --output_dir $RUNS/redrawn-1k-s$seed
+done
+# Diagnostic, seed 1: the influence reward without source text.
+python bert_distill.py $SCARCE $T --seed 1 $L2A --generator learned --selector_reward influence \
+    --output_dir $RUNS/learned-influence-1k-s1
 
-python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc-s? $RUNS/learned-*-1k-s? --over_seeds \
+python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc-s? $RUNS/learned*-1k-s? $RUNS/redrawn-1k-s? --over_seeds \
     --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS --alias SOURCE=$SOURCE

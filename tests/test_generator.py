@@ -162,6 +162,19 @@ def test_an_epoch_s_copies_depend_on_the_seed_and_epoch_not_the_workers(tiny_ber
     assert [example.sentences for example in epoch(2, 2)] != [example.sentences for example in one]
 
 
+def test_at_learning_rate_zero_the_generator_stays_p_s_and_only_redraws(task_files, tiny_bert, tmp_path):
+    flags = distill_flags(task_files, tiny_bert, tmp_path)
+    flags[flags.index("--generator_lr") + 1] = "0"
+    bert_distill.main(flags + ["--output_dir", str(tmp_path / "run"), "--save_transfer_set"])
+    saved = paddle.load(str(tmp_path / "run" / "generator.pdparams"))
+    assert not np.asarray(saved["edit"]).any() and not np.asarray(saved["word"]).any()
+    log = [json.loads(line) for line in (tmp_path / "run" / "eval_log.jsonl").read_text().splitlines()]
+    assert all(abs(record["generator_log_ratio"]) < 1e-5 for record in log)  # float32 rounding of log 1
+    epoch_0 = (tmp_path / "run" / "transfer_set.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    table, = [name for name in os.listdir(tmp_path / "cache") if name.startswith("logits-")]
+    assert len(np.load(str(tmp_path / "cache" / table))) > len(set(epoch_0))  # later epochs drew other copies
+
+
 def test_source_text_is_labelled_copied_and_selected_apart(task_files, tiny_bert, tmp_path, caplog):
     import data
     from tasks import TASKS
