@@ -5,7 +5,7 @@
 # - the paper's extreme, 40 labelled sentences per class (the first 40 positive and the first 40 negative), the
 #   rest of SST-2 unused, with a teacher fine-tuned on those 80.
 # Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
-# an SST-2 dev sentence). Each student run takes 10 to 40 minutes on 2 cores; about 12 hours in all.
+# an SST-2 dev sentence). Each student run takes 10 to 40 minutes on 2 cores; about 14 hours in all.
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
 set -euo pipefail
