@@ -28,11 +28,19 @@ def commands(text):
 
 
 def test_the_commands_are_found():
-    found = {path: commands(open(path, encoding="utf-8").read()) for path in DOCUMENTS}
-    assert len(found[os.path.join(ROOT, "recipes", "qqp_mpnet.sh")]) == 4  # teacher, baseline, student, table
-    assert all(found[path] for path in DOCUMENTS if path.endswith(".sh") and "thucnews_titles" not in path)
-    qqp_teacher = found[os.path.join(ROOT, "recipes", "qqp_mpnet.sh")][0][1]
-    assert "--task_name qqp" in qqp_teacher and "--train_file" in qqp_teacher  # $QQP written out
+    script = """Q="--task_name qqp --max_seq_length 64"
+T="$Q --teacher_dir $RUNS/t"
+python teacher.py $Q --lr 5e-5 \\
+    --output_dir $RUNS/t  # a comment --not_a_flag
+python -c 'print(1)'
+See `python small.py --max_epoch 3` and `python bert_distill.py $T --n_iter 4`.
+"""
+    assert [(name, line.split()) for name, line in commands(script)] == [
+        ("teacher.py", "--task_name qqp --max_seq_length 64 --lr 5e-5 --output_dir $RUNS/t".split()),
+        ("small.py", ["--max_epoch", "3"]),
+        ("bert_distill.py", "--task_name qqp --max_seq_length 64 --teacher_dir $RUNS/t --n_iter 4".split())]
+    assert all(commands(open(path, encoding="utf-8").read()) for path in DOCUMENTS
+               if path.endswith(".sh") and "thucnews_titles" not in path)
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: os.path.relpath(path, ROOT))
