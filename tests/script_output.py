@@ -12,12 +12,17 @@ import predict
 from tasks import TASKS
 
 
+def _rows(lines):
+    """The cells of a Markdown table's rows, its header and rule line left out."""
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
 def table(output, section):
     """The rows (lists of cells) of the Markdown table printed under '### <section>:'."""
     text = output.split(f"### {section}:")[1].split("\n### ")[0]
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len(lines) > 2 and set(lines[1]) <= set("|-: "), f"no table under {section}"
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return _rows(lines)
 
 
 def number(cell):
@@ -29,8 +34,7 @@ def profile_tables(output):
     tables = {}
     for part in output.split("### profile: ")[1:]:
         lines = [line for line in part.split("\n\n")[1].splitlines() if line.startswith("|")]
-        tables[part.split(", ONNX Runtime's profiler")[0]] = [[cell.strip() for cell in line.strip("|").split("|")]
-                                                              for line in lines[2:]]
+        tables[part.split(", ONNX Runtime's profiler")[0]] = _rows(lines)
     return tables
 
 

@@ -45,8 +45,6 @@ def output(tiny_bert, task_files, tmp_path_factory):
     return stdout.getvalue()
 
 
-
-
 def lstm_student_parameters(vocab, emb, hidden, labels=2):
     lstm = 2 * (4 * hidden * (emb + hidden) + 2 * 4 * hidden)  # two directions, input and hidden weights and biases
     return vocab * emb + lstm + (2 * hidden * hidden + hidden) + (hidden * labels + labels)
@@ -145,7 +143,6 @@ def test_end_to_end_serves_every_student_as_predict_py_can_and_shows_the_rest(ou
         assert number(total) > 0 and number(model_ms) > 0 and number(encoding) > 0
         assert number(rest) == pytest.approx(number(total) - number(model_ms), abs=2e-3)
         assert float(share.rstrip("%")) == pytest.approx(100 * number(rest) / number(total), abs=1)
-
 
 
 def test_profile_shows_where_each_students_time_goes(output):

@@ -184,7 +184,6 @@ def gelu(x):
     return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
-
 def self_attention(x, tensors, names, additive):
     """Multi-head attention of HuggingFace's q, k, v, o Linear layers (names: their four tensor names), with
     `additive` ([batch or 1, heads or 1, query, key]) added to the scores."""

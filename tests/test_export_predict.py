@@ -16,9 +16,6 @@ import teacher
 from files import read_json
 
 
-
-
-
 @pytest.mark.parametrize("runtime", ["onnxruntime", "paddle"])
 @pytest.mark.parametrize("task", ["sst-2", "qqp", "chnsenticorp"])
 def test_predict_reproduces_the_training_evaluation(students, task_files, tmp_path, capsys, task, runtime):

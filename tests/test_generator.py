@@ -176,7 +176,6 @@ def test_at_learning_rate_zero_the_generator_stays_p_s_and_only_redraws(task_fil
 
 
 def test_source_text_is_labelled_copied_and_selected_apart(task_files, tiny_bert, tmp_path, caplog):
-    import data
     from tasks import TASKS
 
     train = data.read_split(TASKS["sst-2"], "train", task_files["sst-2"][0], "train")

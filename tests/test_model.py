@@ -82,7 +82,6 @@ def test_dropout_acts_in_training_only():
     np.testing.assert_allclose(model(ids, lengths).numpy(), model(ids, lengths).numpy())
 
 
-
 @pytest.mark.parametrize("run_flags, steps", [(["--max_epoch", "2"], 10), (["--max_steps", "7"], 7)])
 def test_linear_schedule_reaches_zero_at_the_last_step(run_flags, steps):
     run = RunConfig.from_args(parse_args("small", ["--task_name", "sst-2", "--output_dir", "unused", *run_flags]),

@@ -23,10 +23,6 @@ import utils
 from files import read_json, replace_dir
 
 
-
-
-
-
 def test_student_resumes_after_sigterm_between_optimizer_step_and_bookkeeping(task_files, tiny_bert, tmp_path,
                                                                             monkeypatch):
     # Adadelta's accumulators, the LR schedule, dropout's random state and evaluations every 4 steps all have to
