@@ -24,25 +24,24 @@ if [ "${ONE_EPOCH:-0}" = 1 ]; then
     python small.py $ZH --max_epoch 3 --eval_steps 75 --output_dir $RUNS/small-chnsenticorp-defaults
     python bert_distill.py $ZH --teacher_dir $RUNS/teacher-chnsenticorp-e5/best --n_iter 4 --eval_steps 300 \
         --cache_dir $RUNS/cache --max_epoch 3 --teacher_backend inference --output_dir $RUNS/distill-chnsenticorp-e5
-    exit
-fi
-
-if [ -z "${LR:-}" ]; then
-    for lr in 2e-5 5e-5 1e-4; do
-        python teacher.py $ZH --model_name_or_path $E5 --max_train_samples 2400 --max_epoch 1 --lr $lr \
-            --eval_steps 50 --output_dir $RUNS/teacher-chnsenticorp-e5-2400-lr$lr
-    done
-    LR=$(python -c 'import json, sys
+else
+    if [ -z "${LR:-}" ]; then
+        for lr in 2e-5 5e-5 1e-4; do
+            python teacher.py $ZH --model_name_or_path $E5 --max_train_samples 2400 --max_epoch 1 --lr $lr \
+                --eval_steps 50 --output_dir $RUNS/teacher-chnsenticorp-e5-2400-lr$lr
+        done
+        LR=$(python -c 'import json, sys
 best = {lr: json.load(open(f"{sys.argv[1]}-lr{lr}/results.json"))["metrics"]["acc"] for lr in sys.argv[2:]}
 print(max(best, key=best.get))' $RUNS/teacher-chnsenticorp-e5-2400 2e-5 5e-5 1e-4)
-    echo "learning rate chosen on the subset: $LR"
+        echo "learning rate chosen on the subset: $LR"
+    fi
+    python teacher.py $ZH --model_name_or_path $E5 --max_epoch 3 --lr $LR --eval_steps 100 \
+        --output_dir $RUNS/teacher-chnsenticorp-e5-3ep
+    python small.py $ZH --max_epoch 3 --eval_steps 75 --output_dir $RUNS/small-chnsenticorp-defaults
+    T="--teacher_dir $RUNS/teacher-chnsenticorp-e5-3ep/best --n_iter 4 --eval_steps 300 --cache_dir $RUNS/cache"
+    python bert_distill.py $ZH $T --max_epoch 2 --alpha 0.5 --output_dir $RUNS/distill-chnsenticorp-e5-3ep-a05
+    python bert_distill.py $ZH $T --max_epoch 2 --alpha 0.5 --unlabeled_file $DATA/ChnSentiCorp/pool.txt \
+        --output_dir $RUNS/distill-chnsenticorp-e5-3ep-pool
 fi
-python teacher.py $ZH --model_name_or_path $E5 --max_epoch 3 --lr $LR --eval_steps 100 \
-    --output_dir $RUNS/teacher-chnsenticorp-e5-3ep
-python small.py $ZH --max_epoch 3 --eval_steps 75 --output_dir $RUNS/small-chnsenticorp-defaults
-T="--teacher_dir $RUNS/teacher-chnsenticorp-e5-3ep/best --n_iter 4 --eval_steps 300 --cache_dir $RUNS/cache"
-python bert_distill.py $ZH $T --max_epoch 2 --alpha 0.5 --output_dir $RUNS/distill-chnsenticorp-e5-3ep-a05
-python bert_distill.py $ZH $T --max_epoch 2 --alpha 0.5 --unlabeled_file $DATA/ChnSentiCorp/pool.txt \
-    --output_dir $RUNS/distill-chnsenticorp-e5-3ep-pool
 python results_table.py $RUNS/teacher-chnsenticorp-e5* $RUNS/small-chnsenticorp-defaults $RUNS/distill-chnsenticorp-e5* \
     --alias DATA=$DATA --alias E5=$E5 --alias RUNS=$RUNS
