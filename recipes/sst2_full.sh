@@ -4,7 +4,8 @@
 # 256, two epochs), and the same student with unlabelled movie-review sentences added to its transfer set.
 # On 2 CPU cores the teacher epoch (2,105 steps) takes about 2.5 hours, labelling the transfer set (501,580
 # examples) half an hour in bf16 and each student an hour or more. The teacher labels in bf16 (OpenVINO) where the
-# CPU has bf16 instructions, else in fp32 (PRECISION=fp32|bf16 chooses).
+# CPU has bf16 instructions, else in fp32 (PRECISION=fp32|bf16 chooses). SEEDS="42 1 2" repeats both students on
+# more seeds (each seed augments anew, so its copies are labelled anew: about 70 minutes a student).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 MOVIE_REVIEWS=/data/movie-reviews/sentences.txt \
 #       bash recipes/sst2_full.sh
@@ -15,6 +16,7 @@ MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (convert_
 # skip the last run).
 MOVIE_REVIEWS=${MOVIE_REVIEWS:-}
 RUNS=${RUNS:-runs}
+SEEDS=${SEEDS:-42}
 PRECISION=${PRECISION:-$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo bf16 || echo fp32)}
 mkdir -p "$RUNS"
 DATA=$(cd "$DATA" && pwd) MPNET=$(cd "$MPNET" && pwd) RUNS=$(cd "$RUNS" && pwd)
@@ -28,10 +30,15 @@ python small.py $SST --vocab_path $MPNET/vocab.txt --max_seq_length 64 --max_epo
     --output_dir $RUNS/small-sst-2-mpnet
 T="--teacher_dir $RUNS/teacher-sst-2-mpnet/best --max_seq_length 64 --n_iter 10 --max_epoch 2 --batch_size 256
    --eval_steps 500 --teacher_precision $PRECISION --teacher_batch_size 64"
-python bert_distill.py $SST $T --cache_dir $RUNS/cache --output_dir $RUNS/distill-sst-2-mpnet
-if [ -n "$MOVIE_REVIEWS" ]; then
-    python bert_distill.py $SST $T --unlabeled_file $MOVIE_REVIEWS --cache_dir $RUNS/cache \
-        --output_dir $RUNS/distill-sst-2-mpnet-reviews
-fi
+for seed in $SEEDS; do
+    suffix=$([ $seed = 42 ] || echo -s$seed)  # seed 42 (the default) keeps the table's run names
+    python bert_distill.py $SST $T --seed $seed --cache_dir $RUNS/cache --output_dir $RUNS/distill-sst-2-mpnet$suffix
+    if [ -n "$MOVIE_REVIEWS" ]; then
+        python bert_distill.py $SST $T --seed $seed --unlabeled_file $MOVIE_REVIEWS --cache_dir $RUNS/cache \
+            --output_dir $RUNS/distill-sst-2-mpnet-reviews$suffix
+    fi
+done
 python results_table.py $RUNS/teacher-sst-2-mpnet $RUNS/small-sst-2-mpnet $RUNS/distill-sst-2-mpnet* \
+    --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS
+[ "$SEEDS" = 42 ] || python results_table.py $RUNS/distill-sst-2-mpnet* --over_seeds \
     --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS
