@@ -85,7 +85,8 @@ def score(results):
 def groups(results):
     """(task, training data, teacher) -> {script: results}, in table order; a baseline joins every teacher of its
     task and training data (it has none), so runs with different teachers or data never share a row. Of several
-    runs of a kind, the best by its dev metric fills the cell (all are listed under the table)."""
+    runs of a kind, the best by its dev metric fills the cell (all are listed under the table), except that the
+    teacher beside a student is the one it learned from, where that run is listed."""
     teacher_runs = {os.path.normpath(r["flags"]["output_dir"]): r for r in results if r["script"] == "teacher"}
     rows, baselines, labelled_of = {}, {}, {}  # labelled_of: row -> its labelled data, without unlabelled text
     for r in results:
@@ -106,6 +107,9 @@ def groups(results):
             runs["small"] = baselines[task, labelled]
         if "teacher" not in runs and "teacher" in rows.get((task, labelled, teacher), {}):
             runs["teacher"] = rows[task, labelled, teacher]["teacher"]
+        if "distill" in runs:
+            runs["teacher"] = teacher_runs.get(os.path.dirname(os.path.normpath(
+                runs["distill"]["flags"]["teacher_dir"])), runs.get("teacher"))
     order = lambda key: (task_rank(key[0]), key[1], key[2] or "")
     return {key: rows[key] for key in sorted(rows, key=order)}
 

@@ -64,6 +64,16 @@ def test_runs_with_different_teachers_or_data_never_share_a_row(tmp_path, capsys
                     "0.8700 (12 min) |"]
 
 
+def test_the_teacher_beside_a_student_is_the_one_it_learned_from(tmp_path, capsys):
+    teachers, runs = two_teachers_and_their_students(tmp_path)
+    # a better teacher of the same model and data, with no student of its own yet
+    runs.append(run_dir(tmp_path, "teacher-mpnet-3ep", "teacher", "sst-2", {"acc": 0.95}, 180,
+                        ["--model_name_or_path", "/models/mpnet", "--max_train_samples", "8000"]))
+    results_table.main(list(teachers.values()) + runs)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| sst-2")]
+    assert "| sst-2 | first 8,000 | mpnet | 0.9200 (60 min) | - | 0.8900 (30 min) |" in rows
+
+
 def test_a_cut_training_file_is_not_the_whole_task(tmp_path, capsys):
     full = run_dir(tmp_path, "small-all", "small", "sst-2", {"acc": 0.86}, 9, ["--train_file", "/d/SST-2/train.tsv"])
     cut = run_dir(tmp_path, "small-1k", "small", "sst-2", {"acc": 0.70}, 2, ["--train_file", "/runs/sst-2-1k.tsv"])
