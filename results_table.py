@@ -73,9 +73,15 @@ def teacher_name(results, teacher_runs):
         name = os.path.basename(path)  # a model packaged for pip sits in <package>/model
         return os.path.basename(os.path.dirname(path)) if name == "model" else name
     if results["script"] == "distill":
-        source = teacher_runs.get(os.path.dirname(os.path.normpath(flags["teacher_dir"])))
+        source = teacher_run(results, teacher_runs)
         return teacher_name(source, {}) if source else flags["teacher_dir"]
     return None
+
+
+def teacher_run(results, teacher_runs):
+    """The teacher run (of teacher_runs: output directory -> results) whose best/ a distillation learned from, or None
+    when it is not listed."""
+    return teacher_runs.get(os.path.dirname(os.path.normpath(results["flags"]["teacher_dir"])))
 
 
 def score(results):
@@ -108,8 +114,7 @@ def groups(results):
         if "teacher" not in runs and "teacher" in rows.get((task, labelled, teacher), {}):
             runs["teacher"] = rows[task, labelled, teacher]["teacher"]
         if "distill" in runs:
-            runs["teacher"] = teacher_runs.get(os.path.dirname(os.path.normpath(
-                runs["distill"]["flags"]["teacher_dir"])), runs.get("teacher"))
+            runs["teacher"] = teacher_run(runs["distill"], teacher_runs) or runs.get("teacher")
     order = lambda key: (task_rank(key[0]), key[1], key[2] or "")
     return {key: rows[key] for key in sorted(rows, key=order)}
 
