@@ -58,7 +58,10 @@ def call(address, method, path, body=None, headers=None, chunked=False):
     """(status, decoded JSON answer) of one request on a new connection."""
     connection = http.client.HTTPConnection(*address, timeout=60)
     try:
-        connection.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+        try:
+            connection.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (413) and closed before the whole body was sent: read its answer
         response = connection.getresponse()
         return response.status, json.loads(response.read())
     finally:
