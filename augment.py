@@ -2,14 +2,11 @@
 n-gram sampling), L2A's generator (edit distance and replacement words), POS tagging, and the worker processes that
 draw the copies."""
 import collections
-import contextlib
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
 import pickle
-import signal
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -17,7 +14,7 @@ from tqdm import tqdm
 
 from data import MASK, NO_LABEL, UNK
 from files import read_cache, write_cache
-from utils import CPU_CORES, WORLD, gather_shards
+from utils import CPU_CORES, WORLD, gather_shards, ordered_map
 
 logger = logging.getLogger("distill")
 
@@ -236,22 +233,12 @@ def build_transfer_set(examples, analyzer, config, tags, seed, num_workers, repl
     chunk = max(1, min(2000, augmented // (workers * WORLD.size * 4) or 1))
     all_ranges = [(s, min(s + chunk, augmented)) for s in range(0, augmented, chunk)]
     ranges = all_ranges[WORLD.rank::WORLD.size]  # this process's share when a run has several
-    pools, parts = [], []
     try:
-        if workers > 1 and len(ranges) > 1:
-            with _interruptions_held():  # a signal arriving meanwhile is raised when the pool is in `pools`
-                pools.append(multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals))
-        # imap hands back the ranges in order, so the set does not depend on which worker finishes first.
-        results = pools[0].imap(_augment_range, ranges) if pools else map(_augment_range, ranges)
         with tqdm(total=sum(stop - start for start, stop in ranges), desc="augmenting", unit="example",
                   mininterval=1.0, disable=not WORLD.is_main) as bar:
-            for (start, stop), part in zip(ranges, results):
-                parts.append(part)
-                bar.update(stop - start)
+            parts = ordered_map(_augment_range, ranges, workers, done=lambda bounds: bar.update(bounds[1] - bounds[0]))
     finally:
-        for pool in pools:
-            pool.terminate()
-    _WORK.clear()
+        _WORK.clear()
     parts = gather_shards(parts, len(all_ranges))
     if learned is not None:
         each_example = (copies for part in parts for copies in part)
@@ -279,29 +266,6 @@ def _without_repeats(transfer, parts):
                     transfer.append(TransferExample(index, copy, NO_LABEL))
             index += 1
     return transfer
-
-
-INTERRUPTIONS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextlib.contextmanager
-def _interruptions_held():
-    """Ctrl-C and SIGTERM held back within the block (and in processes forked in it, until they let them through),
-    then delivered."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTIONS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _worker_signals():
-    """Augmentation workers leave Ctrl-C (sent to the whole process group) to the parent, which terminates them on
-    any interruption, and die at once on the SIGTERM of that termination. They start with both held back (forked
-    in _interruptions_held), so none arrives before this runs, under the parent's handlers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTIONS)
 
 
 def _key(sentences):

@@ -4,6 +4,7 @@ in files.py."""
 import contextlib
 import fcntl
 import logging
+import multiprocessing
 import os
 import random
 import shutil
@@ -125,6 +126,79 @@ def _remove_created_dirs(keep_checkpoints):
 def _exit(message, code):
     print(message, file=sys.stderr)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def interruptions_deferred():
+    """Within the block, Ctrl-C, SIGTERM and a caught SIGHUP are recorded in the list it yields instead of raised,
+    for the block to wind down where it chooses; leaving it, the first is raised as it would have been. (Raised at
+    any instruction, an interruption can break code not written for it: inside multiprocessing.Pool's threads and
+    locks it made Pool.terminate() hang.)"""
+    pending, previous = [], {}
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if callable(signal.getsignal(number)):  # a Python handler (raising); not ignored, not the default
+            previous[number] = signal.signal(number, lambda signum, frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if pending:
+            previous[pending[0]](pending[0], None)
+
+
+def ordered_map(function, items, workers, done=lambda item: None):
+    """[function(item) for item in items], computed in this process when workers is 1, else in that many forked
+    processes (worker k takes items k, k + workers, ...), which see this process's memory as it was at the fork: only
+    the items and the results are pickled. done(item) is called as each result arrives, in order. Ctrl-C or SIGTERM
+    kills the workers within 0.1 s and is raised once they are gone; a worker that dies ends the map (RuntimeError)."""
+    items = list(items)
+    workers = max(1, min(workers, len(items)))
+    results = []
+    if workers == 1:
+        for item in items:
+            results.append(function(item))
+            done(item)
+        return results
+    context = multiprocessing.get_context("fork")
+    processes, receivers = [], []
+    with interruptions_deferred() as pending:
+        try:
+            for rank in range(workers):
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_map_worker, args=(function, items[rank::workers], sender),
+                                          daemon=True)
+                process.start()
+                processes.append(process)
+                sender.close()  # so that the receiver sees the end of the pipe if the worker dies
+                receivers.append(receiver)
+            for index, item in enumerate(items):
+                rank = index % workers
+                while not (pending or receivers[rank].poll(0.1)):
+                    pass
+                if pending:
+                    break
+                try:
+                    results.append(receivers[rank].recv())
+                except EOFError:
+                    processes[rank].join()
+                    raise RuntimeError(f"a worker process of {function.__name__} died (exit code "
+                                       f"{processes[rank].exitcode}); see above, or try --num_workers 1") from None
+                done(item)
+        finally:
+            for process in processes:
+                process.kill()  # they hold nothing to clean up; a SIGTERM might find one still in a recording handler
+                process.join()
+            for receiver in receivers:
+                receiver.close()
+    return results
+
+
+def _map_worker(function, items, sender):
+    """An ordered_map worker. It keeps the parent's handlers as they were at the fork, which record an interruption
+    (interruptions_deferred) and carry on: the parent acts on it, and kills its workers."""
+    for item in items:
+        sender.send(function(item))
 
 
 def prepare_output_dir(path, flag="--output_dir"):

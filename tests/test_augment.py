@@ -1,4 +1,8 @@
 """Transfer-set augmentation: masking, POS-guided replacement, n-gram sampling (Tang et al. 2019, 3.3)."""
+import multiprocessing
+import os
+import signal
+import time
 import types
 
 import numpy as np
@@ -11,6 +15,7 @@ import data
 from args import AugmentConfig
 from augment import augment_sentence, build_transfer_set
 from data import MASK, UNK, Analyzer, Example
+from utils import ordered_map
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +212,31 @@ def test_deterministic_for_a_seed_whatever_the_worker_count(tokenizer):
     other = build_transfer_set(examples, analyzer, cfg, tagged, 8, num_workers=1)
     assert one == two == again
     assert one != other
+
+
+def _square_late_for_the_first_worker(item):
+    time.sleep(0.2 if item % 3 == 0 else 0)  # worker 0 of 3 takes items 0, 3, 6, 9
+    return item * item
+
+
+def test_the_workers_results_come_back_in_order_and_the_workers_end():
+    arrived = []
+    assert ordered_map(_square_late_for_the_first_worker, range(10), 3, done=arrived.append) == [
+        i * i for i in range(10)]
+    assert arrived == list(range(10)) and multiprocessing.active_children() == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # what the map deferred is restored
+
+
+def _dies_at_five(item):
+    if item == 5:
+        os._exit(9)
+    return item
+
+
+def test_a_worker_that_dies_ends_the_map_with_an_error_naming_its_exit_code():
+    with pytest.raises(RuntimeError, match=r"worker process of _dies_at_five died \(exit code 9\).*--num_workers 1"):
+        ordered_map(_dies_at_five, range(10), 2)
+    assert multiprocessing.active_children() == []
 
 
 def test_pos_tags_are_cached_and_aligned(tokenizer, tmp_path, monkeypatch):
