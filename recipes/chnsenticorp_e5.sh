@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # ChnSentiCorp with the multilingual-e5-small teacher: all 9,600 training examples at length 128 (the default).
 #  1. The teacher's learning rate, chosen on a subset: one epoch on the first 2,400 examples at each of 2e-5, 5e-5
-#     and 1e-4; the best dev accuracy picks LR (set LR to skip the sweep). About 12 minutes each on 2 CPU cores.
-#  2. The teacher fine-tuned three epochs on one schedule at LR (about 50 minutes an epoch).
+#     and 1e-4; the best dev accuracy picks LR (set LR to skip the sweep). About 7 minutes each on 2 CPU cores.
+#  2. The teacher fine-tuned three epochs on one schedule at LR (about 65 minutes).
 #  3. The matched Bi-LSTM baseline (jieba words, random embeddings, the defaults, 3 epochs).
 #  4. Its students (n_iter 4, hard labels mixed in: --alpha 0.5, 2 epochs), without and with the unlabelled review
 #     pool (ChnSentiCorp/pool.txt, one sentence a line), labelled once by the teacher.
 #  5. Reviews read to 256 tokens instead of 128 (12.8% of the training reviews are longer than 128 e5 tokens): the
-#     teacher (three epochs at LR, about twice the time), its matched baseline and its student with the pool.
+#     teacher (three epochs at LR, about 75 minutes), its matched baseline and its student with the pool.
 #
 #   DATA=/data E5=/models/multilingual-e5-small bash recipes/chnsenticorp_e5.sh
 #   ONE_EPOCH=1 ...   instead the earlier one-epoch protocol (teacher one epoch at 5e-5, student n_iter 4, 3 epochs)
