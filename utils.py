@@ -69,7 +69,7 @@ _created_dirs = []  # output directories this process created, removed again whe
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every cleanup on the way out runs (temporary
-    exports, worker pools, half-written files)."""
+    exports, worker processes, half-written files)."""
 
 
 def _raise_interrupted(signum, frame):
