@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ChnSentiCorp with the multilingual-e5-small teacher: all 9,600 training examples at length 128 (the default).
+# ChnSentiCorp with the multilingual-e5-small teacher: all 9,600 training examples at length 128 (the default; 256
+# in stage 5).
 #  1. The teacher's learning rate, chosen on a subset: one epoch on the first 2,400 examples at each of 2e-5, 5e-5
 #     and 1e-4; the best dev accuracy picks LR (set LR to skip the sweep). About 7 minutes each on 2 CPU cores.
 #  2. The teacher fine-tuned three epochs on one schedule at LR (about 65 minutes).
