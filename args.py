@@ -336,6 +336,9 @@ class ResultsTableFlags:
     readme: str = flag(help="Also write the table between <!-- results:begin --> and <!-- results:end --> in this "
                        "file (with --over_seeds: <!-- seeds:begin --> and <!-- seeds:end -->; with --summary: "
                        "<!-- summary:begin --> and <!-- summary:end -->).")
+    block: str = flag(help="With --readme: the name of the block to write, <!-- NAME:begin --> to <!-- NAME:end --> "
+                      "(default: results, seeds or summary, as above), for a file holding several tables of one "
+                      "kind.")
     over_seeds: bool = flag(False, "A row per task, labelled data, teacher and recipe (augmentation, selector, "
                             "unlabelled text): the mean and spread of the dev metric over the runs' seeds, instead "
                             "of the best run.", exclusive="table")

@@ -6,8 +6,10 @@ each run's figures and the command that produced it (its script and the flags th
     python results_table.py runs/* --readme results/README.md   # also rewrite the file's results block
     python results_table.py runs/*-1k-* --over_seeds --readme results/README.md   # a row per recipe, mean over seeds
     python results_table.py runs/* --summary --readme README.md   # a row per task: its best distilled student
+    python results_table.py runs/*-s? --over_seeds --readme results/README.md --block sst-2-seeds   # another block
 """
 import os
+import re
 import shlex
 import statistics
 
@@ -299,7 +301,11 @@ def main(argv=None):
     aliases = [alias.split("=", 1) for alias in args.alias or []]
     if not all(len(alias) == 2 and alias[0] and alias[1] for alias in aliases):
         raise UserError("--alias takes NAME=PATH")
-    block = "summary" if args.summary else "seeds" if args.over_seeds else "results"
+    if args.block is not None and not args.readme:
+        raise UserError("--block: names a block of the --readme file; give --readme too")
+    if args.block is not None and not re.fullmatch(r"[\w-]+", args.block):
+        raise UserError(f"--block {args.block!r}: letters, digits, - and _ only (it goes into <!-- NAME:begin -->)")
+    block = args.block or ("summary" if args.summary else "seeds" if args.over_seeds else "results")
     if args.readme:  # refused before anything is printed
         block_bounds(args.readme, read_text(args.readme, "--readme"), block)
     found = [os.path.join(d, "results.json") for d in args.run_dirs if os.path.isfile(os.path.join(d, "results.json"))]

@@ -124,6 +124,23 @@ def test_readme_without_markers_is_refused(tmp_path, capsys):
     assert readme.read_text(encoding="utf-8") == "no markers\n"
 
 
+def test_block_names_which_table_of_the_file_is_written(tmp_path, capsys):
+    run = run_dir(tmp_path, "a", "small", "sst-2", {"acc": 0.5}, 1)
+    readme = tmp_path / "README.md"
+    original = "<!-- seeds:begin -->\nfirst\n<!-- seeds:end -->\n<!-- sst-2-seeds:begin -->\nsecond\n" \
+               "<!-- sst-2-seeds:end -->\n"
+    readme.write_text(original, encoding="utf-8")
+    results_table.main([run, "--over_seeds", "--readme", str(readme), "--block", "sst-2-seeds"])
+    first, second = readme.read_text(encoding="utf-8").split("<!-- sst-2-seeds:begin -->")
+    assert first == "<!-- seeds:begin -->\nfirst\n<!-- seeds:end -->\n"  # the other table is left as it was
+    assert "| 0.5000 | 0.5000 (seed 42) |" in second and "second" not in second
+    for argv, expected in (([run, "--block", "sst-2-seeds"], ("--block", "give --readme too")),
+                           ([run, "--readme", str(readme), "--block", "a b"], ("--block", "letters, digits")),
+                           ([run, "--readme", str(readme), "--block", "missing"], ("--readme", "no <!-- missing:"))):
+        fails_cleanly(capsys, results_table.main, argv, *expected)
+    assert readme.read_text(encoding="utf-8").count("0.5000 (seed 42)") == 1
+
+
 def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
     cut = ["--train_file", "/runs/sst-2-1k.tsv"]
     teacher = run_dir(tmp_path, "teacher", "teacher", "sst-2", {"acc": 0.90}, 6,
