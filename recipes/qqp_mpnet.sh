@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # QQP with the MPNet teacher: a sample of 21,001 training pairs (the figures' data: 2,496 dev pairs), length 64; the
 # teacher fine-tuned two epochs, the matched Bi-LSTM baseline (MPNet's vocabulary and embeddings, siamese; 3 and 10
-# epochs), the student on 10 augmented copies per pair (QQP's default), batches of 256, three epochs, then on 20. The teacher
-# labels in bf16 (OpenVINO) where the CPU has bf16 instructions, else in fp32 (PRECISION=fp32|bf16 chooses).
+# epochs), the student on 10 augmented copies per pair (QQP's default), batches of 256, three epochs, then on 20.
+# The teacher labels in bf16 (OpenVINO) where the CPU has bf16 instructions, else in fp32 (PRECISION=fp32|bf16
+# chooses).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 bash recipes/qqp_mpnet.sh
 set -euo pipefail
