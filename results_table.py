@@ -201,8 +201,7 @@ def seeds_table(results):
     for (task, data, teacher, what, own), runs in rows.items():
         differing = [setting for setting in own if setting not in shared[runs[0]["script"]]]
         if differing:  # what sets this row apart from the other runs of its script
-            what += " (" + ", ".join(f"--{name}" if value is True else  # a file by its name alone
-                                     f"--{name} {os.path.basename(os.path.normpath(str(value)))}"
+            what += " (" + ", ".join(f"--{name}" if value is True else f"--{name} {value}"
                                      for name, value in differing) + ")"
         runs.sort(key=lambda r: r["flags"]["seed"])
         scores = [score(r) for r in runs]
@@ -232,8 +231,11 @@ def required_flags(script, flags):
 
 def settings(results):
     """(flag, value) of every flag a run changed that shapes what it learns or how it is scored, beyond what the
-    seeds table names in its other columns and in recipe(): runs with different settings never share a row."""
-    return tuple((name, results["flags"][name]) for name in given_flags(results) if name not in NOT_SETTINGS)
+    seeds table names in its other columns and in recipe(): runs with different settings never share a row. A file
+    is named by its name alone, as labelled_data() names the training file: the same data under two folders
+    (../data and /work/data on two machines) is one setting."""
+    shown = lambda value: os.path.basename(os.path.normpath(value)) if isinstance(value, str) else value
+    return tuple((name, shown(results["flags"][name])) for name in given_flags(results) if name not in NOT_SETTINGS)
 
 
 def command(results, aliases=()):

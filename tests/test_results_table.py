@@ -154,8 +154,12 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
     runs = [run_dir(tmp_path, f"{name}-s{seed}", "distill", "sst-2", {"acc": acc + seed / 100}, 10 * seed,
                     student + flags + ["--seed", str(seed)])
             for (name, flags), acc in zip(recipes.items(), (0.80, 0.81, 0.815, 0.82, 0.86)) for seed in (3, 1, 2)]
-    runs += [run_dir(tmp_path, f"small-s{seed}", "small", "sst-2", {"acc": acc}, 1, cut + ["--seed", str(seed)])
-             for seed, acc in ((1, 0.74), (2, 0.76))]
+    # the same dev file read from two folders is one setting; a dev file of another name is another
+    runs += [run_dir(tmp_path, f"small-s{seed}", "small", "sst-2", {"acc": acc}, 1,
+                     cut + ["--seed", str(seed), "--dev_file", f"{folder}/SST-2/dev.tsv"])
+             for seed, acc, folder in ((1, 0.74, "../data"), (2, 0.76, "/work/data"))]
+    runs.append(run_dir(tmp_path, "small-cut-dev-s1", "small", "sst-2", {"acc": 0.70}, 1,
+                        cut + ["--seed", "1", "--dev_file", "../data/SST-2/dev-400.tsv"]))
     # another setting of a recipe's flag makes another row, however it is spelled (the shared --max_seq_length isn't)
     runs.append(run_dir(tmp_path, "sel-rf-s1", "distill", "sst-2", {"acc": 0.85}, 10,
                         student + recipes["sel"] + ["--reward_fraction=0.30", "--seed", "1"]))
@@ -166,8 +170,10 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
     data = "| sst-2 | all of sst-2-1k.tsv | mpnet |"
     assert rows == [
         f"{data} Teacher | 0.9000 | 0.9000 (seed 42) | 6 min |",
-        "| sst-2 | all of sst-2-1k.tsv | - | Bi-LSTM baseline | 0.7500 ± 0.0141 | 0.7400 (seed 1), 0.7600 (seed 2) | "
+        "| sst-2 | all of sst-2-1k.tsv | - | Bi-LSTM baseline (--dev_file dev-400.tsv) | 0.7000 | 0.7000 (seed 1) | "
         "1 min |",
+        "| sst-2 | all of sst-2-1k.tsv | - | Bi-LSTM baseline (--dev_file dev.tsv) | 0.7500 ± 0.0141 | 0.7400 (seed 1), "
+        "0.7600 (seed 2) | 1 min |",
         f"{data} distilled, rule-based augmentation | 0.8200 ± 0.0100 | 0.8100 (seed 1), 0.8200 (seed 2), "
         "0.8300 (seed 3) | 20 min |",
         f"{data} distilled, L2A generator (teacher embedding neighbours) | 0.8300 ± 0.0100 | 0.8200 (seed 1), "
