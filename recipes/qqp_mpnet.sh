@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # QQP with the MPNet teacher: a sample of 21,001 training pairs (the figures' data: 2,496 dev pairs), length 64; the
 # teacher fine-tuned two epochs, the matched Bi-LSTM baseline (MPNet's vocabulary and embeddings, siamese; 3 and 10
-# epochs), the student on 10 augmented copies per pair (QQP's default), batches of 256, three epochs, then on 20.
+# epochs), the student on 10 augmented copies per pair (QQP's default), batches of 256, three epochs.
 # The teacher labels in bf16 (OpenVINO) where the CPU has bf16 instructions, else in fp32 (PRECISION=fp32|bf16
 # chooses).
 #
@@ -23,9 +23,5 @@ python small.py $QQP --vocab_path $MPNET/vocab.txt --max_epoch 3 --eval_steps 10
 python small.py $QQP --vocab_path $MPNET/vocab.txt --max_epoch 10 --eval_steps 100 --output_dir $RUNS/small-qqp-mpnet-10ep
 python bert_distill.py $QQP --teacher_dir $RUNS/teacher-qqp-mpnet/best --max_epoch 3 --eval_steps 300 \
     --teacher_precision $PRECISION --teacher_batch_size 64 --cache_dir $RUNS/cache --output_dir $RUNS/distill-qqp-mpnet
-# 0.7 / 0.9 points short of baseline + 3 with 10 copies a pair: the same student on 20 (the first 10 of each pair are
-# the same copies, so only the new ones are labelled; about 2.5 hours)
-python bert_distill.py $QQP --teacher_dir $RUNS/teacher-qqp-mpnet/best --max_epoch 3 --eval_steps 300 --n_iter 20 \
-    --teacher_precision $PRECISION --teacher_batch_size 64 --cache_dir $RUNS/cache --output_dir $RUNS/distill-qqp-mpnet-n20
 python results_table.py $RUNS/teacher-qqp-mpnet $RUNS/small-qqp-mpnet* $RUNS/distill-qqp-mpnet* \
     --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS
