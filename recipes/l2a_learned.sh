@@ -5,7 +5,9 @@
 # - the paper's extreme, 40 labelled sentences per class (the first 40 positive and the first 40 negative), the
 #   rest of SST-2 unused, with a teacher fine-tuned on those 80.
 # Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
-# an SST-2 dev sentence). Each student run takes 10 to 40 minutes on 2 cores; about 14 hours in all.
+# an SST-2 dev sentence). On 40 sentences per class the baseline (Bi-LSTM alone), the rules, L2A's fixed generator and
+# its selector run too. A student takes a few minutes on 80 sentences, 10 to 50 on 1,000 (2 cores); about 14 hours
+# in all.
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
 set -euo pipefail
@@ -30,7 +32,13 @@ for size in 1k 40pc; do
         --lr 5e-05 --output_dir $RUNS/teacher-sst-2-$size
     T="--teacher_dir $RUNS/teacher-sst-2-$size/best --cache_dir $RUNS/cache"
     for seed in 1 2 3; do
-        [ $size = 1k ] || python bert_distill.py $SCARCE $T --seed $seed --output_dir $RUNS/rules-$size-s$seed
+        if [ $size = 40pc ]; then  # the 1,000-sentence protocol has these from recipes/little_labelled.sh
+            python small.py $SCARCE --vocab_path $MPNET/vocab.txt --max_epoch 50 --eval_steps 50 --seed $seed \
+                --output_dir $RUNS/small-$size-e50-s$seed
+            python bert_distill.py $SCARCE $T --seed $seed --output_dir $RUNS/rules-$size-s$seed
+            python bert_distill.py $SCARCE $T --seed $seed --augment l2a --output_dir $RUNS/l2a-$size-s$seed
+            python bert_distill.py $SCARCE $T --seed $seed $L2A --output_dir $RUNS/l2a-selector-$size-s$seed
+        fi
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --output_dir $RUNS/learned-$size-s$seed
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned $SRC \
             --output_dir $RUNS/learned-source-$size-s$seed
@@ -50,5 +58,5 @@ done
 python bert_distill.py $SCARCE $T --seed 1 $L2A --generator learned --selector_reward influence \
     --output_dir $RUNS/learned-influence-1k-s1
 
-python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc-s? $RUNS/learned*-1k-s? $RUNS/redrawn-1k-s? --over_seeds \
+python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc*-s? $RUNS/learned*-1k-s? $RUNS/redrawn-1k-s? --over_seeds \
     --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS --alias SOURCE=$SOURCE
