@@ -7,7 +7,8 @@
 # Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
 # an SST-2 dev sentence). On 40 sentences per class the baseline (Bi-LSTM alone), the rules, L2A's fixed generator and
 # its selector run too. A student takes a few minutes on 80 sentences, 10 to 50 on 1,000 (2 cores); about 14 hours
-# in all.
+# in all. The runs with source text label tens of thousands of new copies an epoch: their teacher runs in bf16
+# (OpenVINO, checked against fp32 before it labels) where the CPU has bf16 instructions (PRECISION=fp32|bf16 chooses).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
 set -euo pipefail
@@ -15,6 +16,7 @@ DATA=${DATA:?set DATA to a folder with SST-2/train.tsv and SST-2/dev.tsv (GLUE S
 MPNET=${MPNET:?set MPNET to a PaddleNLP directory of all-mpnet-base-v2 (convert_teacher.py writes one from a HuggingFace folder)}
 SOURCE=${SOURCE:?set SOURCE to a file of related-domain sentences, one per line}
 RUNS=${RUNS:-runs}
+PRECISION=${PRECISION:-$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo bf16 || echo fp32)}
 mkdir -p "$RUNS"
 DATA=$(cd "$DATA" && pwd) MPNET=$(cd "$MPNET" && pwd) RUNS=$(cd "$RUNS" && pwd)
 SOURCE=$(cd "$(dirname "$SOURCE")" && pwd)/$(basename "$SOURCE")
@@ -24,7 +26,7 @@ head -n 1001 $DATA/SST-2/train.tsv > $RUNS/sst-2-1k.tsv  # the header and the fi
 awk -F'\t' 'NR == 1 || ($2 == 1 && positive++ < 40) || ($2 == 0 && negative++ < 40)' $DATA/SST-2/train.tsv \
     > $RUNS/sst-2-40pc.tsv
 L2A="--augment l2a --selector reinforce"
-SRC="--source_file $SOURCE --max_source_samples 1000"
+SRC="--source_file $SOURCE --max_source_samples 1000 --teacher_precision $PRECISION"
 for size in 1k 40pc; do
     SCARCE="--task_name sst-2 --train_file $RUNS/sst-2-$size.tsv --dev_file $DATA/SST-2/dev.tsv --max_seq_length 64"
     # 80 sentences make 3 teacher steps an epoch: 10 epochs there
