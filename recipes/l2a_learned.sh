@@ -44,8 +44,10 @@ for size in 1k 40pc; do
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --output_dir $RUNS/learned-$size-s$seed
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned $SRC \
             --output_dir $RUNS/learned-source-$size-s$seed
-        python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned $SRC --selector_reward influence \
-            --output_dir $RUNS/learned-source-influence-$size-s$seed
+        if [ $size = 40pc ]; then  # the per-decision reward over three seeds: does the policy learn the same each time?
+            python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --selector_reward influence \
+                --output_dir $RUNS/learned-influence-$size-s$seed
+        fi
     done
 done
 
