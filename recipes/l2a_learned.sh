@@ -40,6 +40,9 @@ for size in 1k 40pc; do
             python bert_distill.py $SCARCE $T --seed $seed --output_dir $RUNS/rules-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed --augment l2a --output_dir $RUNS/l2a-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed $L2A --output_dir $RUNS/l2a-selector-$size-s$seed
+            # the source text's controls: with the rules, and with the fixed generator (no selector)
+            python bert_distill.py $SCARCE $T --seed $seed $SRC --output_dir $RUNS/rules-source-$size-s$seed
+            python bert_distill.py $SCARCE $T --seed $seed --augment l2a $SRC --output_dir $RUNS/l2a-source-$size-s$seed
         fi
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --output_dir $RUNS/learned-$size-s$seed
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned $SRC \
