@@ -6,8 +6,8 @@
 #   rest of SST-2 unused, with a teacher fine-tuned on those 80.
 # Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
 # an SST-2 dev sentence). On 40 sentences per class the baseline (Bi-LSTM alone), the rules, L2A's fixed generator and
-# its selector run too. A student takes a few minutes on 80 sentences, 10 to 50 on 1,000 (2 cores); about 14 hours
-# in all. The runs with source text label tens of thousands of new copies an epoch: their teacher runs in bf16
+# its selector run too. A student takes a few minutes on 80 sentences, 10 to 50 on 1,000 (2 cores), an hour or more
+# with source text; about 18 hours in all. The runs with source text label tens of thousands of new copies an epoch: their teacher runs in bf16
 # (OpenVINO, checked against fp32 before it labels) where the CPU has bf16 instructions (PRECISION=fp32|bf16 chooses).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
@@ -34,23 +34,22 @@ for size in 1k 40pc; do
         --lr 5e-05 --output_dir $RUNS/teacher-sst-2-$size
     T="--teacher_dir $RUNS/teacher-sst-2-$size/best --cache_dir $RUNS/cache"
     for seed in 1 2 3; do
-        if [ $size = 40pc ]; then  # the 1,000-sentence protocol has these from recipes/little_labelled.sh
+        # 40 per class only: the baselines (the 1,000-sentence protocol has them from recipes/little_labelled.sh),
+        # the source text's controls and the influence reward over three seeds
+        if [ $size = 40pc ]; then
             python small.py $SCARCE --vocab_path $MPNET/vocab.txt --max_epoch 50 --eval_steps 50 --seed $seed \
                 --output_dir $RUNS/small-$size-e50-s$seed
             python bert_distill.py $SCARCE $T --seed $seed --output_dir $RUNS/rules-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed --augment l2a --output_dir $RUNS/l2a-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed $L2A --output_dir $RUNS/l2a-selector-$size-s$seed
-            # the source text's controls: with the rules, and with the fixed generator (no selector)
             python bert_distill.py $SCARCE $T --seed $seed $SRC --output_dir $RUNS/rules-source-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed --augment l2a $SRC --output_dir $RUNS/l2a-source-$size-s$seed
+            python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --selector_reward influence \
+                --output_dir $RUNS/learned-influence-$size-s$seed
         fi
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --output_dir $RUNS/learned-$size-s$seed
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned $SRC \
             --output_dir $RUNS/learned-source-$size-s$seed
-        if [ $size = 40pc ]; then  # the per-decision reward over three seeds: does the policy learn the same each time?
-            python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --selector_reward influence \
-                --output_dir $RUNS/learned-influence-$size-s$seed
-        fi
     done
 done
 
