@@ -7,8 +7,9 @@
 # Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
 # an SST-2 dev sentence). On 40 sentences per class the baseline (Bi-LSTM alone), the rules, L2A's fixed generator and
 # its selector run too. A student takes a few minutes on 80 sentences, 10 to 50 on 1,000 (2 cores), an hour or more
-# with source text; about 18 hours in all. The runs with source text label tens of thousands of new copies an epoch: their teacher runs in bf16
-# (OpenVINO, checked against fp32 before it labels) where the CPU has bf16 instructions (PRECISION=fp32|bf16 chooses).
+# with source text; about 18 hours in all. The runs with source text label tens of thousands of new copies an epoch:
+# their teacher runs in bf16 (OpenVINO, checked against fp32 before it labels) where the CPU has bf16 instructions
+# (PRECISION=fp32|bf16 chooses).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
 set -euo pipefail
