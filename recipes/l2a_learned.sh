@@ -4,12 +4,12 @@
 # - 1,000 labelled SST-2 sentences (the protocol of recipes/little_labelled.sh, whose seed-42 teacher it re-makes);
 # - the paper's extreme, 40 labelled sentences per class (the first 40 positive and the first 40 negative), the
 #   rest of SST-2 unused, with a teacher fine-tuned on those 80.
-# Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
-# an SST-2 dev sentence); the rules with the same text are its control. On 40 sentences per class the baseline
-# (Bi-LSTM alone), the rules, L2A's fixed generator and its selector run too. A student takes a few minutes on 80
-# sentences, 10 to 50 on 1,000 (2 cores), up to an hour or more with source text; about 20 hours in all. The runs with source text label tens of thousands of new copies an epoch:
-# their teacher runs in bf16 (OpenVINO, checked against fp32 before it labels) where the CPU has bf16 instructions
-# (PRECISION=fp32|bf16 chooses).
+# Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be an
+# SST-2 dev sentence); the rules with the same text are its control. On 40 sentences per class the baseline (Bi-LSTM
+# alone), the rules, L2A's fixed generator and its selector run too. A student takes a few minutes on 80 sentences, 10
+# to 50 on 1,000 (2 cores), up to an hour or more with source text; about 20 hours in all. The runs with source text
+# label tens of thousands of new copies an epoch: their teacher runs in bf16 (OpenVINO, checked against fp32 before it
+# labels) where the CPU has bf16 instructions (PRECISION=fp32|bf16 chooses).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
 set -euo pipefail
