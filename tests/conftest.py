@@ -1,6 +1,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,6 +96,16 @@ def teacher_eval(best_dir, task_name, dev_file):
     dev = data.read_split(task, "dev", dev_file, "dev")
     logits = runtimes.teacher_logits(teacher, [encoder.texts(ex.texts) for ex in dev], 5, tokenizer.pad_token_id)
     return classification_metrics(logits, [ex.label for ex in dev], task)
+
+
+def english_examples(n=40, pair=False, seed=0):
+    """n random sentences (or pairs) of 3 to 8 words from a small movie-review vocabulary, random labels 0/1."""
+    from data import Example
+
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "movie", "plot", "acting", "dull", "lovely", "story", "unwatchable", "the", "a", "not"]
+    make = lambda: " ".join(rng.choice(words, size=rng.integers(3, 9)))  # noqa: E731
+    return [Example((make(), make()) if pair else (make(),), int(rng.integers(2))) for _ in range(n)]
 
 
 def data_flags(task_files, task):

@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import english_examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,13 +28,6 @@ def config(**overrides):
     values = dict(n_iter=5, p_mask=0.1, p_pos=0.0, p_ng=0.25, ngram_min=1, ngram_max=5)
     values.update(overrides)
     return AugmentConfig(**values)
-
-
-def english_examples(n=40, pair=False, seed=0):
-    rng = np.random.default_rng(seed)
-    words = ["good", "bad", "movie", "plot", "acting", "dull", "lovely", "story", "unwatchable", "the", "a", "not"]
-    make = lambda: " ".join(rng.choice(words, size=rng.integers(3, 9)))  # noqa: E731
-    return [Example((make(), make()) if pair else (make(),), int(rng.integers(2))) for _ in range(n)]
 
 
 def words_of(sentence):

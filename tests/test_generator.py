@@ -6,7 +6,7 @@ import signal
 
 import numpy as np
 import paddle
-from conftest import STUDENT_FAST, data_flags, fails_cleanly
+from conftest import STUDENT_FAST, data_flags, english_examples, fails_cleanly
 from resumed_runs import assert_same_run, interrupt_at, run_interrupted
 
 import bert_distill
@@ -146,8 +146,7 @@ def test_an_epoch_s_copies_depend_on_the_seed_and_epoch_not_the_workers(tiny_ber
     tokenizer = data.load_tokenizer(tiny_bert, "--teacher_dir")
     analyzer = data.Analyzer("en", tokenizer)
     rng = np.random.default_rng(0)
-    words = ["good", "bad", "movie", "plot", "acting", "dull", "lovely", "story", "the", "a", "not"]
-    examples = [data.Example((" ".join(rng.choice(words, size=rng.integers(2, 9))),), 1) for _ in range(40)]
+    examples = english_examples(40)
     config = AugmentConfig(augment="l2a", n_iter=3, edit_alpha=2.0, replace_temperature=0.5)
     table = embedding_neighbours([tuple(analyzer.sentence(t) for t in ex.texts) for ex in examples], tokenizer,
                                  rng.normal(size=(len(tokenizer), 8)), k=3)

@@ -5,7 +5,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import STUDENT_FAST, data_flags
+from conftest import STUDENT_FAST, data_flags, english_examples
 
 import augment
 import bert_distill
@@ -90,8 +90,7 @@ def test_each_copy_replaces_words_of_its_source_by_their_candidates(tiny_bert):
     tokenizer = data.load_tokenizer(tiny_bert, "--teacher_dir")
     analyzer = data.Analyzer("en", tokenizer)
     rng = np.random.default_rng(0)
-    words = ["good", "bad", "movie", "plot", "acting", "dull", "lovely", "story", "the", "a", "not"]
-    examples = [data.Example((" ".join(rng.choice(words, size=rng.integers(2, 9))),), 1) for _ in range(30)]
+    examples = english_examples(30)
     tables = []
 
     def replacements_of(sentences):
