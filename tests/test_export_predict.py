@@ -1,9 +1,10 @@
 """From checkpoint to service: export a trained student (or a teacher), label text with predict.py, plot curves."""
 import os
+import subprocess
 
 import numpy as np
 import pytest
-from conftest import data_flags, fails_cleanly
+from conftest import ROOT, data_flags, fails_cleanly
 from script_output import dev_lines, run_predict, softmax
 
 import data
@@ -113,6 +114,27 @@ def test_bad_export_and_predict_input(students, tiny_bert, tmp_path, capsys):
     assert not os.path.exists(out) and not os.path.exists(out + ".tmp")
     fails_cleanly(capsys, predict.main, ["--model_dir", tiny_bert], "--model_dir", "export_config.json")
     fails_cleanly(capsys, predict.main, ["--model_dir", students["sst-2"][1], "--input_file", out], "--input_file")
+
+
+def test_the_test_predictions_recipe_labels_every_text_in_order(students, task_files, tmp_path):
+    """recipes/test_predictions.sh on a test.tsv made of the dev texts: one line per text, in file order, whose labels
+    score the run's recorded dev accuracy; OUT chooses the folder, and a missing one fails before anything runs."""
+    run_dir = students["sst-2"][0]
+    lines, labels = dev_lines("sst-2", task_files["sst-2"][1])
+    (tmp_path / "test.tsv").write_text("sentence\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    recipe = os.path.join(ROOT, "recipes", "test_predictions.sh")
+    env = dict(os.environ, TEST=str(tmp_path / "test.tsv"), OUT=str(tmp_path / "out"))
+
+    done = subprocess.run(["bash", recipe, run_dir], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "OUT" in done.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    done = subprocess.run(["bash", recipe, run_dir], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "out" / os.path.basename(run_dir) / "test_predictions.tsv").read_text().splitlines()
+    assert len(written) == len(lines)
+    predicted = np.array([int(line.split("\t")[0]) for line in written])
+    results = read_json(os.path.join(run_dir, "results.json"))
+    assert (predicted == labels).mean() == pytest.approx(results["metrics"]["acc"], abs=1e-9)
 
 
 def test_plot_curves_writes_a_png(students, tmp_path, capsys):
