@@ -231,10 +231,26 @@ def test_every_summary_model_has_its_blind_test_predictions():
             continue
         assert len(paths) == 3
         for path in paths:
-            lines = open(path, encoding="utf-8").read().splitlines()
-            assert len(lines) == lines_expected, path
-            for line in lines:
-                label, *probabilities = line.split("\t")
-                assert label in ("0", "1") and len(probabilities) == 2, (path, line)
-                assert abs(sum(map(float, probabilities)) - 1) < 2e-4
-                assert label == str(max(range(2), key=lambda i: float(probabilities[i]))), (path, line)
+            check_test_predictions(path, lines_expected)
+
+
+def test_every_recorded_run_s_test_predictions_are_whole():
+    """Any results/.../<run>/test_predictions.tsv (the data-scarce runs' in results/scarce too) has a line for each
+    test text of its run's task."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    paths = glob.glob(os.path.join(root, "**", "test_predictions.tsv"), recursive=True)
+    assert any(os.sep + "scarce" + os.sep in path for path in paths)
+    for path in paths:
+        task = results_table.read_results(os.path.join(os.path.dirname(path), "results.json"))["task"]
+        check_test_predictions(path, TEST_TEXTS[task])
+
+
+def check_test_predictions(path, lines_expected):
+    """One line per test text: a label and the probability of each label, the label a likeliest one."""
+    lines = open(path, encoding="utf-8").read().splitlines()
+    assert len(lines) == lines_expected, path
+    for line in lines:
+        label, *probabilities = line.split("\t")
+        assert label in ("0", "1") and len(probabilities) == 2, (path, line)
+        assert abs(sum(map(float, probabilities)) - 1) < 2e-4
+        assert float(probabilities[int(label)]) == max(map(float, probabilities)), (path, line)  # ties print 0.5000
