@@ -167,7 +167,7 @@ class DistillFlags:
                                                                         "dygraph"))
     teacher_precision: str = flag("fp32", "What the teacher computes in when labelling: fp32, or bf16 (OpenVINO on a "
                                   "CPU with bf16 instructions, AVX512-BF16 or AMX; faster, with logits about 1e-2 "
-                                  "from fp32's, so refused unless its predictions equal the fp32 teacher's on 99.5%% "
+                                  "from fp32's, so refused unless its predictions equal the fp32 teacher's on 98%% "
                                   "of the first 512 records; its logits are cached apart).", choices=("fp32", "bf16"))
     cache_dir: str = flag("cache", "Where teacher logits of transfer sets are cached.")
     selector: str = flag("none", "reinforce: L2A's reinforced selector keeps or drops each example without a hard "

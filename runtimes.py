@@ -157,7 +157,12 @@ def predictor_runner(predictor):
 
 CHECK_BATCH = 16  # records in the padded batch an fp32 runtime is checked on before it labels
 CHECK_RECORDS = 512  # records a bf16 runtime is checked on: its argmax must agree with dygraph's on MIN_AGREEMENT
-MIN_AGREEMENT = 0.995
+# bf16 rounding moves MPNet's logits by up to about 0.5, so it flips the odd near-tie: 4 of 5,000 perturbed SST-2
+# sentences, 2 or 3 of 512 in the checks of L2A runs, whose new copies are checked every epoch. At 99.5% (at most 2
+# of 512) a true rate of 0.6% is refused in 59% of checks (an L2A run stopped so in its fifth epoch); at 98% in 1
+# of 3,000. A wrong runtime flips more: oneDNN's MPNet on Paddle 3.3.1 15%, always refused; a dynamic int8
+# teacher 2.6%, refused in 78% of checks.
+MIN_AGREEMENT = 0.98
 LABEL_CHUNK = 16384  # records labelled between two calls of chunk_done: a run cut short keeps what it labelled
 PRECISIONS = ("fp32", "bf16")
 
