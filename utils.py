@@ -79,15 +79,16 @@ def _raise_interrupted(signum, frame):
 def run_main(main, argv=None):
     """Run a script's main(argv); how every script ends when it does not end well, in one line on stderr and no
     traceback:
-    - bad input (UserError): exit code 2; an output directory this run created (prepare_output_dir) is removed;
+    - bad input (UserError): exit code 2;
     - Ctrl-C, SIGTERM or SIGHUP (the terminal closed, unless nohup ignores it) outside the training loop (which
       checkpoints and exits 130 itself on Ctrl-C and SIGTERM): exit code 130, after every cleanup on the way out
       (temporary exports);
     - an operating-system error (disk full, permission denied, ...), naming the path: exit code 1;
     - the reader of standard output went away (`predict.py ... | head -1`): quietly, exit code 141 as for SIGPIPE.
-    After an interruption or an OS error, an output directory this run created is removed unless it holds a
-    checkpoint to resume from. Scratch directories that killed runs left behind are removed first (sweep_scratch). At
-    the end, the output directories it held (hold_dir) are let go."""
+    An output directory this run created (prepare_output_dir) is then removed, unless it holds a checkpoint to
+    resume from (a fault found mid-run: a rerun of the same command goes on from there). Scratch directories that
+    killed runs left behind are removed first (sweep_scratch). At the end, the output directories it held (hold_dir)
+    are let go."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO if WORLD.is_main else logging.WARNING)  # of several processes, rank 0 logs
     _created_dirs.clear()
@@ -99,16 +100,16 @@ def run_main(main, argv=None):
         sweep_scratch()
         return main(argv)
     except UserError as error:
-        _remove_created_dirs(keep_checkpoints=False)
+        _remove_created_dirs()
         _exit(f"error: {error}", 2)
     except KeyboardInterrupt as interruption:
-        _remove_created_dirs(keep_checkpoints=True)
+        _remove_created_dirs()
         _exit(f"interrupted ({interruption.args[0] if interruption.args else 'SIGINT'})", 130)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout is quiet
         sys.exit(141)
     except OSError as error:
-        _remove_created_dirs(keep_checkpoints=True)
+        _remove_created_dirs()
         where = f"{error.filename}: " if error.filename else ""
         _exit(f"error: {where}{error.strerror or error}", 1)
     finally:
@@ -117,9 +118,11 @@ def run_main(main, argv=None):
         release_dirs()  # after a failed run's directory is removed, so that no other run finds it meanwhile
 
 
-def _remove_created_dirs(keep_checkpoints):
+def _remove_created_dirs():
     for path in reversed(_created_dirs):
-        if not (keep_checkpoints and os.path.exists(os.path.join(path, "checkpoint"))):
+        if os.path.exists(os.path.join(path, "checkpoint")):
+            logger.info("%s: kept, with the checkpoint a rerun of the same command resumes from", path)
+        else:
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -186,6 +186,25 @@ def ends_by(how):
     return end
 
 
+@pytest.mark.parametrize("has_checkpoint", [False, True])
+@pytest.mark.parametrize("how, code", [("SIGTERM", 130), ("bad input", 2), ("disk full", 1)])
+def test_an_output_directory_the_run_made_stays_only_to_resume_from(capsys, tmp_path, how, code, has_checkpoint):
+    """However a run fails, the output directory it created goes, unless it holds a checkpoint: a fault found
+    mid-run (a bf16 check of a later epoch's copies, say) must not take the training done so far with it."""
+    output_dir = tmp_path / "run"
+
+    def main(argv):
+        utils.prepare_output_dir(str(output_dir))
+        if has_checkpoint:
+            (output_dir / "checkpoint").mkdir()
+        ends_by(how)()
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, [])
+    assert exit_info.value.code == code and "Traceback" not in capsys.readouterr().err
+    assert output_dir.exists() == has_checkpoint
+
+
 @pytest.mark.parametrize("how, code", [("SIGTERM", 130), ("SIGHUP", 130), ("SIGINT", 130), ("bad input", 2),
                                        ("disk full", 1), ("success", None)])
 def test_a_scratch_directory_goes_however_the_run_ends(capsys, tmp_path, monkeypatch, how, code):
