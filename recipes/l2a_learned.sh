@@ -4,12 +4,13 @@
 # - 1,000 labelled SST-2 sentences (the protocol of recipes/little_labelled.sh, whose seed-42 teacher it re-makes);
 # - the paper's extreme, 40 labelled sentences per class (the first 40 positive and the first 40 negative), the
 #   rest of SST-2 unused, with a teacher fine-tuned on those 80.
-# Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be an
-# SST-2 dev sentence); the rules with the same text are its control. On 40 sentences per class the baseline (Bi-LSTM
-# alone), the rules, L2A's fixed generator and its selector run too. A student takes a few minutes on 80 sentences, 10
-# to 50 on 1,000 (2 cores), up to an hour or more with source text; about 20 hours in all. The runs with source text
-# label tens of thousands of new copies an epoch: their teacher runs in bf16 (OpenVINO, checked against fp32 before it
-# labels) where the CPU has bf16 instructions (PRECISION=fp32|bf16 chooses).
+# Source text: the first 1,000 sentences of a related domain's unlabelled text (movie-review sentences; none may be
+# an SST-2 dev sentence); the rules and L2A's fixed generator with the same text are its controls. On 40 sentences
+# per class the baseline (Bi-LSTM alone), the rules, L2A's fixed generator and its selector run too. A student takes
+# a few minutes on 80 sentences, 10 to 50 on 1,000 (2 cores), up to an hour or more with source text; about 20 hours
+# in all. The runs with source text label tens of thousands of new copies an epoch: their teacher runs in bf16
+# (OpenVINO, checked against fp32 before it labels) where the CPU has bf16 instructions (PRECISION=fp32|bf16
+# chooses).
 #
 #   DATA=/data MPNET=/models/all-mpnet-base-v2 SOURCE=/data/movie-reviews/sentences.txt bash recipes/l2a_learned.sh
 set -euo pipefail
@@ -35,20 +36,20 @@ for size in 1k 40pc; do
         --lr 5e-05 --output_dir $RUNS/teacher-sst-2-$size
     T="--teacher_dir $RUNS/teacher-sst-2-$size/best --cache_dir $RUNS/cache"
     for seed in 1 2 3; do
-        # 40 per class only: the baselines (the 1,000-sentence protocol has them from recipes/little_labelled.sh),
-        # the source text's controls and the influence reward over three seeds
+        # 40 per class only: the baselines (the 1,000-sentence protocol has them from recipes/little_labelled.sh)
+        # and the influence reward over three seeds
         if [ $size = 40pc ]; then
             python small.py $SCARCE --vocab_path $MPNET/vocab.txt --max_epoch 50 --eval_steps 50 --seed $seed \
                 --output_dir $RUNS/small-$size-e50-s$seed
             python bert_distill.py $SCARCE $T --seed $seed --output_dir $RUNS/rules-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed --augment l2a --output_dir $RUNS/l2a-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed $L2A --output_dir $RUNS/l2a-selector-$size-s$seed
-            python bert_distill.py $SCARCE $T --seed $seed --augment l2a $SRC --output_dir $RUNS/l2a-source-$size-s$seed
             python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --selector_reward influence \
                 --output_dir $RUNS/learned-influence-$size-s$seed
         fi
-        # the source text's control: the rules with the same text
+        # the source text's controls: the rules, and L2A's fixed generator without the selector, with the same text
         python bert_distill.py $SCARCE $T --seed $seed $SRC --output_dir $RUNS/rules-source-$size-s$seed
+        python bert_distill.py $SCARCE $T --seed $seed --augment l2a $SRC --output_dir $RUNS/l2a-source-$size-s$seed
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --output_dir $RUNS/learned-$size-s$seed
         python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned $SRC \
             --output_dir $RUNS/learned-source-$size-s$seed
@@ -66,5 +67,6 @@ done
 python bert_distill.py $SCARCE $T --seed 1 $L2A --generator learned --selector_reward influence \
     --output_dir $RUNS/learned-influence-1k-s1
 
-python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc*-s? $RUNS/rules-source-1k-s? $RUNS/learned*-1k-s? \
-    $RUNS/redrawn-1k-s? --over_seeds --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS --alias SOURCE=$SOURCE
+python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc*-s? $RUNS/rules-source-1k-s? $RUNS/l2a-source-1k-s? \
+    $RUNS/learned*-1k-s? $RUNS/redrawn-1k-s? --over_seeds --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS \
+    --alias SOURCE=$SOURCE
