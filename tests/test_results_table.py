@@ -3,7 +3,7 @@ import glob
 import os
 import shlex
 
-from conftest import fails_cleanly
+from conftest import ROOT, fails_cleanly
 
 import results_table
 from args import parse_args
@@ -191,7 +191,6 @@ def test_over_seeds_a_row_per_recipe_with_mean_and_spread(tmp_path, capsys):
 def test_the_tables_regenerate_from_the_committed_results():
     """The tables of results/README.md and the README's summary are what results_table.py makes of results/ alone
     (the run lines under the first two name machine paths through --alias, so only the table rows are compared)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     full_sst2 = ["results/teacher-sst-2-mpnet", "results/small-sst-2-mpnet", "results/distill-sst-2-mpnet",
                  "results/distill-sst-2-mpnet-reviews", "results/seeds/*"]
     for path, block, patterns, extra in (
@@ -199,9 +198,9 @@ def test_the_tables_regenerate_from_the_committed_results():
             ("results/README.md", "seeds", ["results/scarce/*"], ["--over_seeds"]),
             ("results/README.md", "sst-2-seeds", full_sst2, ["--over_seeds"]),
             ("README.md", "summary", ["results/*"], ["--summary"])):
-        with open(os.path.join(root, path), encoding="utf-8") as f:
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
             written = f.read().split(f"<!-- {block}:begin -->")[1].split(f"<!-- {block}:end -->")[0]
-        runs = sorted(run for pattern in patterns for run in glob.glob(os.path.join(root, pattern)))
+        runs = sorted(run for pattern in patterns for run in glob.glob(os.path.join(ROOT, pattern)))
         made = [line for line in results_table.main(runs + extra).splitlines() if line.startswith("|")]
         assert made and made == [line for line in written.splitlines() if line.startswith("|")], (path, block)
 
@@ -217,7 +216,7 @@ def test_every_summary_model_has_its_blind_test_predictions():
     """For the teacher, baseline and distilled student of each SST-2 and ChnSentiCorp summary row:
     results/<run>/test_predictions.tsv (recipes/test_predictions.sh), a label and the probability of each label for
     every test text."""
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    root = os.path.join(ROOT, "results")
     results = [results_table.read_results(os.path.join(root, name, "results.json")) for name in os.listdir(root)
                if os.path.isfile(os.path.join(root, name, "results.json"))]
     rows = results_table.summary_rows(results)
@@ -237,7 +236,7 @@ def test_every_summary_model_has_its_blind_test_predictions():
 def test_every_recorded_run_s_test_predictions_are_whole():
     """Any results/.../<run>/test_predictions.tsv (the data-scarce runs' in results/scarce too) has a line for each
     test text of its run's task."""
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    root = os.path.join(ROOT, "results")
     paths = glob.glob(os.path.join(root, "**", "test_predictions.tsv"), recursive=True)
     assert any(os.sep + "scarce" + os.sep in path for path in paths)
     for path in paths:
