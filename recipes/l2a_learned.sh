@@ -58,15 +58,16 @@ done
 
 SCARCE="--task_name sst-2 --train_file $RUNS/sst-2-1k.tsv --dev_file $DATA/SST-2/dev.tsv --max_seq_length 64"
 T="--teacher_dir $RUNS/teacher-sst-2-1k/best --cache_dir $RUNS/cache"
-# Ablation, three seeds: the generator kept at P_s (learning rate 0), its copies still drawn anew each epoch.
+# Ablation, three seeds, with the source text (where the +2 target holds): the generator kept at P_s (learning
+# rate 0), its copies still drawn anew each epoch and still selected: is it the learning?
 for seed in 1 2 3; do
-    python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --generator_lr 0 \
-        --output_dir $RUNS/redrawn-1k-s$seed
+    python bert_distill.py $SCARCE $T --seed $seed $L2A --generator learned --generator_lr 0 $SRC \
+        --output_dir $RUNS/redrawn-source-1k-s$seed
 done
 # Diagnostic, seed 1: the influence reward without source text.
 python bert_distill.py $SCARCE $T --seed 1 $L2A --generator learned --selector_reward influence \
     --output_dir $RUNS/learned-influence-1k-s1
 
 python results_table.py $RUNS/teacher-sst-2-40pc $RUNS/*-40pc*-s? $RUNS/rules-source-1k-s? $RUNS/l2a-source-1k-s? \
-    $RUNS/learned*-1k-s? $RUNS/redrawn-1k-s? --over_seeds --alias DATA=$DATA --alias MPNET=$MPNET --alias RUNS=$RUNS \
-    --alias SOURCE=$SOURCE
+    $RUNS/learned*-1k-s? $RUNS/redrawn-source-1k-s? --over_seeds --alias DATA=$DATA --alias MPNET=$MPNET \
+    --alias RUNS=$RUNS --alias SOURCE=$SOURCE
