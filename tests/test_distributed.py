@@ -69,6 +69,12 @@ def test_rank_0_alone_writes_the_run(two_process_run, task_files):
     assert student_eval(str(run / "best"), "sst-2", task_files["sst-2"][1]) == results["metrics"]
 
 
+def test_rank_0_hosts_the_socket_store_which_does_not_abort_at_exit(two_process_run):
+    _, base, _ = two_process_run
+    rank0_log = (base / "log" / "workerlog.0").read_text()
+    assert "server starts to listen" in rank0_log and "create libuv server" not in rank0_log
+
+
 def test_two_processes_resume_exactly_after_sigterm(two_process_run, tmp_path):
     flags, base, _ = two_process_run
     argv = flags + ["--output_dir", str(tmp_path / "resumed")]
