@@ -258,4 +258,4 @@ def scaling_worker(args):
             "sentences": len(texts), "labelling_seconds": labelling_seconds, "epoch_seconds": epoch_seconds,
             "steps": len(loader), "student_batch_size": default("batch_size")})
         np.save(args.scaling_worker + ".npy", logits)
-    barrier()  # as at the end of training.fit: rank 1 leaving while rank 0 still writes can abort rank 0 (gloo)
+    barrier()  # as at the end of training.fit: no rank leaves (tearing down its connections) while rank 0 writes
