@@ -254,7 +254,8 @@ def command(results, aliases=()):
 def run_line(results, aliases=()):
     """One line on a run: its figures, seed, n_iter, training time and command."""
     flags = results["flags"]
-    metrics = ", ".join(f"{name} {value:.4f}" for name, value in results["metrics"].items())
+    # rounded before adding 0.0, so that a figure of -0.00000003 reads 0.0000, not -0.0000
+    metrics = ", ".join(f"{name} {round(value, 4) + 0.0:.4f}" for name, value in results["metrics"].items())
     n_iter = f", n_iter {flags['n_iter']}" if results["script"] == "distill" else ""
     return (f"- {results['task']} {SCRIPT_NAMES[results['script']]}: {metrics} at step {results['best_step']} "
             f"of {results['steps']}, seed {flags['seed']}{n_iter}, {results['train_seconds'] / 60:.0f} min of "

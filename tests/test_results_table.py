@@ -113,6 +113,12 @@ def test_each_run_is_listed_with_the_command_that_reproduces_it(tmp_path, capsys
     assert parse_args("distill", words[2:]).n_iter == 3
 
 
+def test_a_figure_that_rounds_to_zero_is_listed_without_a_sign(tmp_path, capsys):
+    run = run_dir(tmp_path, "redrawn", "distill", "sst-2", {"acc": 0.8, "generator_log_ratio": -2.6e-08}, 30)
+    results_table.main([run])
+    assert "acc 0.8000, generator_log_ratio 0.0000 at step 30" in capsys.readouterr().out
+
+
 def test_baseline_flags_carry_no_distillation_defaults():
     assert not hasattr(parse_args("small", ["--task_name", "qqp", "--output_dir", "x"]), "n_iter")
 
